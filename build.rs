@@ -7,7 +7,7 @@
 fn main() {
     pyo3_build_config::add_libpython_rpath_link_args();
     let config = pyo3_build_config::get();
-    if let Some(executable) = &config.executable {
+    if let Some(executable) = config.executable() {
         // Used as `sys.executable` when no virtualenv is configured, so that apps spawning
         // `sys.executable` get a real Python rather than the segue binary.
         println!("cargo:rustc-env=SEGUE_BUILD_PYTHON={executable}");

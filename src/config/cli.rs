@@ -1,0 +1,128 @@
+//! The command line. Flag names follow gunicorn and uWSGI where they mean the same thing, so a
+//! user's habits carry over; `Cli::into_config` turns the parsed flags into a validated
+//! [`Config`](super::Config).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::address::ListenAddr;
+
+/// `segue [OPTIONS] APP`: serve a WSGI application.
+#[derive(Debug, Parser)]
+#[command(
+    name = "segue",
+    version,
+    about = "A WSGI application server whose reloads never drop a request",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// A control subcommand; none means "serve".
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The server options used when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands besides serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Internal: run as a worker process. The master starts this; users never do.
+    #[command(name = "__worker", hide = true)]
+    Worker,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Options of the serving mode, one line of `--help` each.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The WSGI app as MODULE[:CALLABLE] (CALLABLE defaults to `application`).
+    #[arg(value_name = "APP", required_unless_present = "wsgi_file")]
+    pub app: Option<String>,
+
+    /// Load the app from this Python file (its `application` callable) instead of APP.
+    #[arg(long, value_name = "PATH", conflicts_with = "app")]
+    pub wsgi_file: Option<PathBuf>,
+
+    /// Listen on HOST:PORT, :PORT, [::1]:PORT or unix:/path (repeatable; default 127.0.0.1:8000).
+    #[arg(long = "http", value_name = "ADDR")]
+    pub http: Vec<ListenAddr>,
+
+    /// Number of worker processes.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub workers: usize,
+
+    /// Python threads per worker.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub threads: usize,
+
+    /// Change to this directory before loading the app (also put first on sys.path).
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+
+    /// Add this directory to sys.path (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub pythonpath: Vec<PathBuf>,
+
+    /// Run the app in this virtualenv [default: $VIRTUAL_ENV if set].
+    #[arg(long, value_name = "DIR", env = "VIRTUAL_ENV")]
+    pub virtualenv: Option<PathBuf>,
+
+    /// Set an environment variable in the workers (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Length of the kernel accept queue of each listener.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub backlog: u32,
+
+    /// Seconds a stopping worker may finish its requests before it is killed.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub graceful_timeout: f64,
+
+    /// Write the master's PID to this file (removed on exit).
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
+
+    /// Log level: error, warn, info, debug or trace (or a tracing filter).
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log one line per request.
+    #[arg(long)]
+    pub access_log: bool,
+
+    /// Longest request line in bytes; longer gets 414.
+    #[arg(long, default_value_t = 8190, value_name = "BYTES")]
+    pub limit_request_line: usize,
+
+    /// Most header fields in a request; more gets 431.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub limit_request_fields: usize,
+
+    /// Longest header field (name and value) in bytes; longer gets 431.
+    #[arg(long, default_value_t = 8190, value_name = "BYTES")]
+    pub limit_request_field_size: usize,
+
+    /// Largest request body in bytes, 0 for no limit; larger gets 413.
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub limit_request_body: u64,
+
+    /// Seconds a client has to send a request's headers (also the keep-alive idle limit).
+    #[arg(long, default_value_t = 15.0, value_name = "SECS")]
+    pub header_timeout: f64,
+}

@@ -1,0 +1,262 @@
+//! Configuration shared by both sides of the process boundary.
+//!
+//! The master validates the command line into a [`Config`] once; each worker receives a copy in
+//! its `Boot` message, so a worker never parses flags or reads the environment for settings.
+
+pub mod address;
+pub mod cli;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use address::ListenAddr;
+pub use cli::{Cli, Command, LogFormat, ServeArgs};
+
+/// Which Python callable to serve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppSpec {
+    /// `module:callable`, imported with the normal import system.
+    Module {
+        /// Dotted module name.
+        module: String,
+        /// Attribute path of the WSGI callable inside the module.
+        callable: String,
+    },
+    /// A Python file executed as a module; its `application` is served.
+    WsgiFile(PathBuf),
+}
+
+impl std::fmt::Display for AppSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppSpec::Module { module, callable } => write!(f, "{module}:{callable}"),
+            AppSpec::WsgiFile(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Request size limits; exceeding one is answered with 414, 431 or 413, never a crash.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Limits {
+    /// Longest request line (method, target and version) in bytes.
+    pub request_line: usize,
+    /// Most header fields.
+    pub request_fields: usize,
+    /// Longest single header field, name plus value, in bytes.
+    pub request_field_size: usize,
+    /// Largest body in bytes; `None` is unlimited.
+    pub request_body: Option<u64>,
+}
+
+/// Logging settings, applied identically in the master and the workers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `debug`, `segue=trace`, ...).
+    pub level: String,
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// Whether every request is logged.
+    pub access_log: bool,
+}
+
+/// Everything a master needs to run and a worker needs to serve.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// The app to import in each worker.
+    pub app: AppSpec,
+    /// Addresses the master binds (or takes from systemd) and keeps for life.
+    pub listen: Vec<ListenAddr>,
+    /// Steady number of worker processes.
+    pub workers: usize,
+    /// Python threads per worker.
+    pub threads: usize,
+    /// Working directory of the workers, also first on `sys.path`.
+    pub chdir: Option<PathBuf>,
+    /// Extra `sys.path` entries.
+    pub pythonpath: Vec<PathBuf>,
+    /// Virtualenv whose interpreter view the workers take.
+    pub virtualenv: Option<PathBuf>,
+    /// Environment variables set in the workers.
+    pub env: Vec<(String, String)>,
+    /// Accept-queue length of each listener.
+    pub backlog: u32,
+    /// How long draining workers get before they are killed.
+    pub graceful_timeout: Duration,
+    /// Where the master writes its PID.
+    pub pidfile: Option<PathBuf>,
+    /// Logging.
+    pub log: LogConfig,
+    /// Request limits.
+    pub limits: Limits,
+    /// Time a client has to send a complete request head.
+    pub header_timeout: Duration,
+}
+
+/// A configuration mistake, with the fix in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// APP is not `module` or `module:callable`.
+    #[error(
+        "invalid APP '{0}': expected MODULE or MODULE:CALLABLE, e.g. 'myproject.wsgi:application'"
+    )]
+    BadApp(String),
+    /// A directory option names something that is not a directory.
+    #[error("{option} '{}' is not a directory (check the path)", path.display())]
+    NotADirectory {
+        /// The flag.
+        option: &'static str,
+        /// What it was given.
+        path: PathBuf,
+    },
+    /// `--wsgi-file` names no file.
+    #[error("--wsgi-file '{}' does not exist", .0.display())]
+    NoWsgiFile(PathBuf),
+    /// The virtualenv has no interpreter.
+    #[error("--virtualenv '{}' has no bin/python (create it with 'python3 -m venv {}')", .0.display(), .0.display())]
+    BadVirtualenv(PathBuf),
+    /// `--env` without `=`.
+    #[error("invalid --env '{0}': expected KEY=VALUE")]
+    BadEnv(String),
+    /// A count that must be positive is zero.
+    #[error("--{0} must be at least 1")]
+    Zero(&'static str),
+    /// A duration is negative or not finite.
+    #[error("--{0} must be a non-negative number of seconds")]
+    BadDuration(&'static str),
+}
+
+fn seconds(option: &'static str, secs: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(secs).map_err(|_| Error::BadDuration(option))
+}
+
+fn directory(option: &'static str, path: PathBuf) -> Result<PathBuf, Error> {
+    if path.is_dir() {
+        Ok(path)
+    } else {
+        Err(Error::NotADirectory { option, path })
+    }
+}
+
+/// Parses `module[:callable]`.
+pub fn parse_app(spec: &str) -> Result<AppSpec, Error> {
+    let (module, callable) = spec.split_once(':').unwrap_or((spec, "application"));
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
+    };
+    if !ident(module) || !ident(callable) {
+        return Err(Error::BadApp(spec.to_owned()));
+    }
+    Ok(AppSpec::Module {
+        module: module.to_owned(),
+        callable: callable.to_owned(),
+    })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+impl ServeArgs {
+    /// Validates the flags into a [`Config`]; every error names the flag and the fix.
+    pub fn into_config(self) -> Result<Config, Error> {
+        let app = match (self.app, self.wsgi_file) {
+            (_, Some(file)) => {
+                if !file.is_file() {
+                    return Err(Error::NoWsgiFile(file));
+                }
+                AppSpec::WsgiFile(absolute(&file))
+            }
+            (Some(spec), None) => parse_app(&spec)?,
+            (None, None) => return Err(Error::BadApp(String::new())),
+        };
+        if self.workers == 0 {
+            return Err(Error::Zero("workers"));
+        }
+        if self.threads == 0 {
+            return Err(Error::Zero("threads"));
+        }
+        let chdir = self
+            .chdir
+            .map(|d| directory("--chdir", d))
+            .transpose()?
+            .map(|d| absolute(&d));
+        let pythonpath = self
+            .pythonpath
+            .into_iter()
+            .map(|d| directory("--pythonpath", d).map(|d| absolute(&d)))
+            .collect::<Result<_, _>>()?;
+        let virtualenv = match self.virtualenv.filter(|v| !v.as_os_str().is_empty()) {
+            Some(venv) if venv.join("bin/python").exists() => Some(absolute(&venv)),
+            Some(venv) => return Err(Error::BadVirtualenv(venv)),
+            None => None,
+        };
+        let env = self
+            .env
+            .into_iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+                _ => Err(Error::BadEnv(kv)),
+            })
+            .collect::<Result<_, _>>()?;
+        let listen = if self.http.is_empty() {
+            vec![ListenAddr::Tcp(([127, 0, 0, 1], 8000).into())]
+        } else {
+            self.http
+        };
+        Ok(Config {
+            app,
+            listen,
+            workers: self.workers,
+            threads: self.threads,
+            chdir,
+            pythonpath,
+            virtualenv,
+            env,
+            backlog: self.backlog,
+            graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
+            pidfile: self.pidfile.map(|p| absolute(&p)),
+            log: LogConfig {
+                level: self.log_level,
+                format: self.log_format,
+                access_log: self.access_log,
+            },
+            limits: Limits {
+                request_line: self.limit_request_line,
+                request_fields: self.limit_request_fields,
+                request_field_size: self.limit_request_field_size,
+                request_body: (self.limit_request_body > 0).then_some(self.limit_request_body),
+            },
+            header_timeout: seconds("header-timeout", self.header_timeout)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_callable_defaults_to_application() {
+        assert_eq!(
+            parse_app("hello").unwrap(),
+            AppSpec::Module {
+                module: "hello".into(),
+                callable: "application".into()
+            }
+        );
+        assert_eq!(
+            parse_app("a.b:c.d").unwrap(),
+            AppSpec::Module {
+                module: "a.b".into(),
+                callable: "c.d".into()
+            }
+        );
+        assert!(parse_app("a:").is_err());
+        assert!(parse_app(":x").is_err());
+        assert!(parse_app("a..b").is_err());
+    }
+}

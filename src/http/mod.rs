@@ -1,0 +1,6 @@
+//! HTTP/1.1 pieces that sit between hyper and the WSGI layer: what hyper's parser leaves to us
+//! to reject ([`validate`]), and the body types that cross from tokio tasks to Python threads
+//! ([`body`]).
+
+pub mod body;
+pub mod validate;

@@ -1,0 +1,197 @@
+//! RFC 9112 checks that hyper's parser does not make, and the configured size limits.
+//!
+//! hyper (via httparse) already answers 400 for malformed request lines, invalid header names,
+//! whitespace before a colon, obs-fold and bad chunk sizes. It accepts, and so this module
+//! rejects: a 1.1 request without Host, several Host fields, Content-Length together with
+//! Transfer-Encoding (a request-smuggling vector), and repeated Content-Length.
+
+use http::{HeaderMap, Method, StatusCode, Uri, Version, header};
+
+use crate::config::Limits;
+
+/// A request refused before the app sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The status to answer with.
+    pub status: StatusCode,
+    /// A one-line reason, sent as the body and logged at debug level.
+    pub reason: &'static str,
+}
+
+fn reject(status: StatusCode, reason: &'static str) -> Result<(), Rejection> {
+    Err(Rejection { status, reason })
+}
+
+/// Checks a request head against RFC 9112 and the limits.
+pub fn check(
+    method: &Method,
+    uri: &Uri,
+    version: Version,
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<(), Rejection> {
+    // "GET " + target + " HTTP/1.1"
+    let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| {
+            a.as_str().len() + uri.scheme_str().map_or(0, str::len) + 3
+        });
+    if method.as_str().len() + 1 + target_len + 9 > limits.request_line {
+        return reject(StatusCode::URI_TOO_LONG, "request line too long");
+    }
+    if headers.len() > limits.request_fields {
+        return reject(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many header fields",
+        );
+    }
+    if headers
+        .iter()
+        .any(|(name, value)| name.as_str().len() + 2 + value.len() > limits.request_field_size)
+    {
+        return reject(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header field too large",
+        );
+    }
+    let hosts = headers.get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return reject(StatusCode::BAD_REQUEST, "more than one Host header");
+    }
+    if version == Version::HTTP_11 && hosts == 0 && uri.authority().is_none() {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "HTTP/1.1 request without Host header",
+        );
+    }
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    if lengths > 0 && headers.contains_key(header::TRANSFER_ENCODING) {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "both Content-Length and Transfer-Encoding",
+        );
+    }
+    if lengths > 1 {
+        return reject(StatusCode::BAD_REQUEST, "more than one Content-Length");
+    }
+    if let (Some(limit), Some(len)) = (limits.request_body, content_length(headers)) {
+        if len > limit {
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body larger than --limit-request-body",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The declared body length, if there is exactly one valid Content-Length.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Whether the request has a body to read at all (framing per RFC 9112 section 6.3).
+pub fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || content_length(headers).is_some_and(|n| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            request_line: 100,
+            request_fields: 3,
+            request_field_size: 50,
+            request_body: Some(10),
+        }
+    }
+
+    fn run(version: Version, uri: &str, hs: &[(&str, &str)]) -> Result<(), StatusCode> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in hs {
+            headers.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        check(
+            &Method::GET,
+            &uri.parse().unwrap(),
+            version,
+            &headers,
+            &limits(),
+        )
+        .map_err(|r| r.status)
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(
+            run(Version::HTTP_11, "/", &[]),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(run(Version::HTTP_10, "/", &[]), Ok(()));
+        assert_eq!(run(Version::HTTP_11, "http://a.example/x", &[]), Ok(()));
+        assert_eq!(
+            run(Version::HTTP_11, "/", &[("host", "a"), ("host", "b")]),
+            Err(StatusCode::BAD_REQUEST)
+        );
+    }
+
+    #[test]
+    fn framing_conflicts() {
+        let h = ("host", "a");
+        assert_eq!(
+            run(
+                Version::HTTP_11,
+                "/",
+                &[h, ("content-length", "1"), ("transfer-encoding", "chunked")]
+            ),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            run(
+                Version::HTTP_11,
+                "/",
+                &[h, ("content-length", "1"), ("content-length", "1")]
+            ),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            run(Version::HTTP_11, "/", &[h, ("content-length", "11")]),
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+    }
+
+    #[test]
+    fn limits_map_to_414_and_431() {
+        let long = format!("/{}", "a".repeat(100));
+        assert_eq!(
+            run(Version::HTTP_11, &long, &[("host", "a")]),
+            Err(StatusCode::URI_TOO_LONG)
+        );
+        assert_eq!(
+            run(
+                Version::HTTP_11,
+                "/",
+                &[("host", "a"), ("a", "1"), ("b", "1"), ("c", "1")]
+            ),
+            Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        assert_eq!(
+            run(
+                Version::HTTP_11,
+                "/",
+                &[("host", "a"), ("x", &"v".repeat(60))]
+            ),
+            Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The listening sockets. The master binds them (or takes them from systemd) once and holds them
+//! for its whole life: workers come and go, the kernel accept queue stays open, so a connection
+//! that arrives while no worker accepts waits in the backlog instead of being refused.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::config::ListenAddr;
+
+/// One listening socket and the address it really has (a `:0` port resolved).
+#[derive(Debug)]
+pub struct Listener {
+    /// The bound address, as logged and sent to workers.
+    pub addr: ListenAddr,
+    /// The socket. CLOEXEC: it reaches workers only by SCM_RIGHTS.
+    pub fd: OwnedFd,
+    /// A unix socket file this master created and removes at exit.
+    owned_path: Option<PathBuf>,
+}
+
+/// Why a listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `bind` or `listen` failed.
+    #[error("cannot bind {addr}: {source}{hint}")]
+    Bind {
+        /// The address.
+        addr: ListenAddr,
+        /// The OS error.
+        source: io::Error,
+        /// How to fix it.
+        hint: &'static str,
+    },
+    /// A live server already answers on the unix socket path.
+    #[error("cannot bind {0}: another server is accepting on it (stop it, or choose another path)")]
+    UnixInUse(ListenAddr),
+    /// A systemd-passed fd is not a listening stream socket.
+    #[error("inherited fd {fd} from LISTEN_FDS is not a listening stream socket: {why}")]
+    BadInherited {
+        /// The fd number.
+        fd: RawFd,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+fn hint(err: &io::Error) -> &'static str {
+    match err.kind() {
+        io::ErrorKind::PermissionDenied => " (use a port above 1024, or systemd socket activation)",
+        io::ErrorKind::AddrInUse => {
+            " (another process listens there: stop it or pick another port; `ss -ltnp` shows who)"
+        }
+        io::ErrorKind::AddrNotAvailable => " (the address is not on this machine)",
+        _ => "",
+    }
+}
+
+impl Listener {
+    /// Binds `addr` with SO_REUSEADDR and an explicit backlog.
+    pub fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener, Error> {
+        let fail = |source: io::Error| Error::Bind {
+            addr: addr.clone(),
+            hint: hint(&source),
+            source,
+        };
+        match addr {
+            ListenAddr::Tcp(sa) => {
+                let socket =
+                    Socket::new(Domain::for_address(*sa), Type::STREAM, None).map_err(fail)?;
+                socket.set_reuse_address(true).map_err(fail)?;
+                if sa.is_ipv6() {
+                    // `[::]:80` should not silently also claim IPv4.
+                    socket.set_only_v6(true).map_err(fail)?;
+                }
+                socket.bind(&(*sa).into()).map_err(fail)?;
+                socket.listen(backlog_i32(backlog)).map_err(fail)?;
+                let local = socket
+                    .local_addr()
+                    .map_err(fail)?
+                    .as_socket()
+                    .unwrap_or(*sa);
+                Ok(Listener {
+                    addr: ListenAddr::Tcp(local),
+                    fd: socket.into(),
+                    owned_path: None,
+                })
+            }
+            ListenAddr::Unix(path) => {
+                remove_stale_socket(addr, path)?;
+                let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
+                socket
+                    .bind(&SockAddr::unix(path).map_err(fail)?)
+                    .map_err(fail)?;
+                socket.listen(backlog_i32(backlog)).map_err(fail)?;
+                Ok(Listener {
+                    addr: addr.clone(),
+                    fd: socket.into(),
+                    owned_path: Some(path.clone()),
+                })
+            }
+        }
+    }
+
+    /// Adopts a socket passed by systemd (`LISTEN_FDS`); it stays the master's for life.
+    pub fn inherited(fd: OwnedFd) -> Result<Listener, Error> {
+        let raw = fd.as_raw_fd();
+        crate::protocol::set_cloexec(raw).map_err(|e| Error::BadInherited {
+            fd: raw,
+            why: e.to_string(),
+        })?;
+        let socket = Socket::from(fd);
+        let bad = |why: String| Error::BadInherited { fd: raw, why };
+        if !socket.is_listener().map_err(|e| bad(e.to_string()))? {
+            return Err(bad(
+                "it is not listening (use ListenStream= in the .socket unit)".into(),
+            ));
+        }
+        let local = socket.local_addr().map_err(|e| bad(e.to_string()))?;
+        let addr = if let Some(sa) = local.as_socket() {
+            ListenAddr::Tcp(sa)
+        } else if let Some(path) = local.as_pathname() {
+            ListenAddr::Unix(path.to_owned())
+        } else {
+            return Err(bad("unsupported socket family".into()));
+        };
+        Ok(Listener {
+            addr,
+            fd: socket.into(),
+            owned_path: None,
+        })
+    }
+
+    /// The raw fd, for SCM_RIGHTS.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The TCP address, if this is a TCP listener.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self.addr {
+            ListenAddr::Tcp(a) => Some(a),
+            ListenAddr::Unix(_) => None,
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(path) = &self.owned_path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn backlog_i32(backlog: u32) -> i32 {
+    i32::try_from(backlog).unwrap_or(i32::MAX)
+}
+
+/// A socket file left by a crashed server is removed; one that still accepts is an error, so two
+/// servers never fight over a path.
+fn remove_stale_socket(addr: &ListenAddr, path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::Bind {
+            addr: addr.clone(),
+            source: io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket exists there",
+            ),
+            hint: " (remove it or choose another path)",
+        });
+    }
+    if StdUnixStream::connect(path).is_ok() {
+        return Err(Error::UnixInUse(addr.clone()));
+    }
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! The master process: pure Rust, never initialises Python.
+//!
+//! It binds (or inherits) the listening sockets and keeps them for life, starts worker processes
+//! and passes them the sockets, reaps them, replaces the ones that die, and turns signals into
+//! supervisor actions. Signals are handled in [`run`]; everything else lives in [`supervisor`].
+
+pub mod listener;
+pub mod reaper;
+pub mod spawn;
+pub mod supervisor;
+pub mod worker;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook_tokio::Signals;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use listener::Listener;
+use supervisor::Supervisor;
+
+/// Why the master could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listener could not be bound or adopted.
+    #[error(transparent)]
+    Listener(#[from] listener::Error),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// Our own binary's path is unknown (needed to start workers).
+    #[error("cannot find segue's own executable to start workers: {0}")]
+    Exe(std::io::Error),
+    /// The pidfile could not be written.
+    #[error("cannot write --pidfile '{}': {source}", path.display())]
+    Pidfile {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The async runtime could not start.
+    #[error("cannot start the master's event loop: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the master until it is stopped. `inherited` holds sockets from systemd's `LISTEN_FDS`;
+/// when present nothing is bound.
+pub fn run(config: Config, inherited: Vec<OwnedFd>) -> Result<(), Error> {
+    let exe = std::env::current_exe().map_err(Error::Exe)?;
+    let listeners = if inherited.is_empty() {
+        config
+            .listen
+            .iter()
+            .map(|addr| Listener::bind(addr, config.backlog))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        inherited
+            .into_iter()
+            .map(Listener::inherited)
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if let Some(path) = &config.pidfile {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            Error::Pidfile {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let result = runtime.block_on(serve(Arc::new(config.clone()), exe, listeners));
+    if let Some(path) = &config.pidfile {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> Result<(), Error> {
+    reaper::become_subreaper();
+    // Installed before the first spawn so that no SIGCHLD is missed.
+    let mut signals = Signals::new([SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU])
+        .map_err(Error::Signals)?;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut sup = Supervisor::new(config.clone(), exe, listeners, events_tx);
+    for l in sup.listeners() {
+        match &l.addr {
+            crate::config::ListenAddr::Tcp(a) => tracing::info!("listening on http://{a}"),
+            other => tracing::info!("listening on {other}"),
+        }
+    }
+    tracing::info!(pid = std::process::id(), workers = config.workers, threads = config.threads, app = %config.app, "master started");
+    sup.start();
+
+    // Signals coalesce, so a periodic sweep catches exits whose SIGCHLD merged with another.
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            Some(sig) = signals.next() => match sig {
+                SIGCHLD => sup.on_reap(),
+                SIGTERM => sup.stop_graceful(),
+                SIGINT | SIGQUIT => sup.stop_quick(),
+                SIGHUP => tracing::warn!("SIGHUP received: reload is not implemented in this version; ignoring"),
+                SIGTTIN | SIGTTOU => tracing::warn!("SIGTTIN/SIGTTOU received: scaling is not implemented in this version; ignoring"),
+                _ => {}
+            },
+            Some(event) = events.recv() => sup.on_event(event),
+            _ = sweep.tick() => sup.on_reap(),
+        }
+        if sup.finished() {
+            break;
+        }
+    }
+    tracing::info!("master exiting");
+    Ok(())
+}

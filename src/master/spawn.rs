@@ -1,0 +1,90 @@
+//! Starting a worker: re-execute our own binary with a socketpair at fd 3, then send it `Boot`
+//! with the listeners attached.
+//!
+//! Exec rather than fork: the master runs tokio threads, and a forked copy of a threaded process
+//! inherits locks held by threads that do not exist in the child.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::unistd::Pid;
+
+use crate::protocol::{Boot, CONTROL_FD, FrameError, write_boot};
+
+/// A worker process that has been sent its `Boot`.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its PID; the reaper reports its exit by this.
+    pub pid: Pid,
+    /// The master's end of the control channel.
+    pub control: tokio::net::UnixStream,
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// socketpair failed (fd exhaustion, usually).
+    #[error("cannot create the control socketpair: {0} (raise the open-files limit, `ulimit -n`)")]
+    Socketpair(io::Error),
+    /// exec failed.
+    #[error("cannot start worker process '{}': {source}", exe.display())]
+    Exec {
+        /// The binary.
+        exe: std::path::PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Sending `Boot` failed: the child died at once.
+    #[error("cannot send Boot to the new worker: {0}")]
+    Boot(#[from] FrameError),
+}
+
+/// Starts `exe __worker` with the control channel at [`CONTROL_FD`] and sends it `boot` and the
+/// listener fds.
+pub fn spawn_worker(
+    exe: &Path,
+    boot: &Boot,
+    listener_fds: &[RawFd],
+    env: &[(String, String)],
+) -> Result<Spawned, Error> {
+    let (master_end, worker_end) = StdUnixStream::pair().map_err(Error::Socketpair)?;
+    let child_fd = worker_end.as_raw_fd();
+
+    let mut cmd = Command::new(exe);
+    cmd.arg("__worker").stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl) run, on fds that
+    // are valid in the child because it is a copy of this process.
+    unsafe {
+        cmd.pre_exec(move || {
+            if child_fd == CONTROL_FD {
+                // dup2 onto itself keeps FD_CLOEXEC; clear it explicitly.
+                if libc::fcntl(child_fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(child_fd, CONTROL_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|source| Error::Exec {
+        exe: exe.to_owned(),
+        source,
+    })?;
+    // The reaper collects the exit status with waitpid(-1); the handle is dropped unwaited.
+    let pid = Pid::from_raw(child.id() as i32);
+    drop(child);
+    drop(worker_end);
+
+    write_boot(&master_end, boot, listener_fds)?;
+    master_end.set_nonblocking(true).map_err(FrameError::Io)?;
+    let control = tokio::net::UnixStream::from_std(master_end).map_err(FrameError::Io)?;
+    Ok(Spawned { pid, control })
+}

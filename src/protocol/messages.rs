@@ -1,0 +1,86 @@
+//! The messages themselves. Nouns, one per event; JSON on the wire because the channel carries
+//! a handful of messages per second and readable dumps are worth more than bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ListenAddr};
+
+/// Bumped whenever a message changes shape, so that a worker started by another master version
+/// (during an in-place upgrade) refuses to run rather than misread its orders.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// First message to a worker, sent with the listening sockets attached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Boot {
+    /// Must equal [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The worker's id, unique over the master's life (log field `worker`).
+    pub worker_id: u64,
+    /// The generation this worker belongs to (log field `generation`).
+    pub generation: u64,
+    /// What to serve and how.
+    pub config: Config,
+    /// What each attached fd is, in order, so the worker can log and fill `SERVER_NAME`.
+    pub listeners: Vec<ListenAddr>,
+}
+
+/// Why the master asks a worker to drain; logged by the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DrainReason {
+    /// The server is stopping (SIGTERM).
+    Shutdown,
+    /// A newer generation replaces this worker.
+    Reload,
+    /// The worker count was lowered.
+    ScaleDown,
+}
+
+/// Master to worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ToWorker {
+    /// Start up (carries the listeners). Sent once, first.
+    Boot(Boot),
+    /// Stop accepting, finish in-flight requests, close keep-alive connections, then say `Bye`.
+    Drain {
+        /// Why, for the log.
+        reason: DrainReason,
+    },
+}
+
+/// Counters a worker reports with each heartbeat; later used for timeouts and status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Requests whose response has finished (or failed).
+    pub requests_finished: u64,
+    /// Requests handed to the app so far.
+    pub requests_started: u64,
+    /// Open client connections.
+    pub connections: u64,
+}
+
+/// Why a worker could not become ready.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootFailure {
+    /// One line: what failed and how to fix it.
+    pub error: String,
+    /// The Python traceback, if Python raised.
+    pub traceback: Option<String>,
+}
+
+/// Worker to master.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ToMaster {
+    /// The app is imported and the worker accepts connections.
+    Ready {
+        /// Milliseconds from exec to ready.
+        boot_ms: u64,
+    },
+    /// The worker cannot serve; it exits right after.
+    BootFailed(BootFailure),
+    /// Sent every second while the worker lives.
+    Heartbeat(Stats),
+    /// Draining finished; the worker exits right after.
+    Bye(Stats),
+}

@@ -1,0 +1,236 @@
+//! The worker process: embeds CPython, imports the app, serves HTTP on the listeners the master
+//! passed it, and obeys the master's commands on the control channel.
+//!
+//! Order matters: the control fd and listeners get FD_CLOEXEC before any app code runs; the
+//! worker's own signal handlers are installed after the app import, because app code that
+//! calls `signal.signal` would otherwise replace them silently.
+
+pub mod drain;
+pub mod pool;
+pub mod python;
+pub mod server;
+pub mod service;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use pyo3::Python;
+use pyo3::types::PyAnyMethods;
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook_tokio::Signals;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::protocol::{
+    Boot, BootFailure, CONTROL_FD, FrameError, ToMaster, ToWorker, read_boot, read_frame,
+    set_cloexec, write_frame,
+};
+use drain::Drain;
+use service::{Counters, Shared};
+
+/// How often a worker reports to the master.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Exit code of a worker that could not boot (the master also gets the reason as a message).
+pub const EXIT_BOOT_FAILED: i32 = 3;
+
+/// Runs a worker to completion and returns its exit code.
+pub fn run() -> i32 {
+    let exec_at = Instant::now();
+    // SAFETY: the master's pre_exec placed our end of the control socketpair at CONTROL_FD;
+    // nothing else in this fresh process refers to that descriptor.
+    let control = unsafe { StdUnixStream::from_raw_fd(CONTROL_FD) };
+    if let Err(e) = set_cloexec(CONTROL_FD) {
+        eprintln!("segue worker: cannot set FD_CLOEXEC on the control channel: {e}");
+        return 2;
+    }
+    let (boot, fds) = match read_boot(&control) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("segue worker: cannot read Boot from the master: {e}");
+            return 2;
+        }
+    };
+    crate::logging::init(&boot.config.log);
+    let span = tracing::info_span!(
+        "worker",
+        generation = boot.generation,
+        worker = boot.worker_id,
+        pid = std::process::id()
+    );
+    let _enter = span.enter();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the worker's event loop: {e}");
+            return 2;
+        }
+    };
+    runtime.block_on(serve(boot, fds, control, exec_at, span.clone()))
+}
+
+async fn serve(
+    boot: Boot,
+    fds: Vec<OwnedFd>,
+    control: StdUnixStream,
+    exec_at: Instant,
+    span: tracing::Span,
+) -> i32 {
+    let (to_master, mut from_master) = match channel(control) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("control channel: {e}");
+            return 2;
+        }
+    };
+    let config = Arc::new(boot.config);
+    let app = match boot_app(&config) {
+        Ok(app) => app,
+        Err(failure) => {
+            match &failure.traceback {
+                Some(tb) => tracing::error!("{}\n{}", failure.error, tb.trim_end()),
+                None => tracing::error!("{}", failure.error),
+            }
+            let _ = to_master.send(ToMaster::BootFailed(failure));
+            // Let the writer task flush the message before exiting.
+            drop(to_master);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return EXIT_BOOT_FAILED;
+        }
+    };
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return 2;
+        }
+    };
+    let counters = Arc::new(Counters::default());
+    let pool = match pool::Pool::start(config.threads, Arc::new(app), span) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("cannot start Python threads: {e}");
+            return 2;
+        }
+    };
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        pool,
+        counters: counters.clone(),
+    });
+    let mut drain = Drain::default();
+    let listeners = boot.listeners.into_iter().zip(fds).collect();
+    if let Err(e) = server::start(listeners, shared, &drain) {
+        tracing::error!("cannot serve on the inherited listeners: {e}");
+        return 2;
+    }
+    let _ = to_master.send(ToMaster::Ready {
+        boot_ms: exec_at.elapsed().as_millis() as u64,
+    });
+
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let why = loop {
+        tokio::select! {
+            msg = from_master.recv() => match msg {
+                Some(ToWorker::Drain { reason }) => break format!("{reason:?}"),
+                Some(ToWorker::Boot(_)) => tracing::warn!("ignoring a second Boot"),
+                None => break "the master is gone (control channel closed)".to_string(),
+            },
+            _ = heartbeat.tick() => { let _ = to_master.send(ToMaster::Heartbeat(counters.snapshot())); }
+            Some(sig) = signals.next() => match sig {
+                SIGTERM => break "SIGTERM".to_string(),
+                _ => { tracing::info!("quick stop on signal {sig}"); return 0; }
+            },
+        }
+    };
+    tracing::info!(
+        connections = counters.snapshot().connections,
+        "draining ({why})"
+    );
+    drain.start();
+    let finished = drain.finished();
+    tokio::pin!(finished);
+    loop {
+        tokio::select! {
+            _ = &mut finished => break,
+            _ = heartbeat.tick() => { let _ = to_master.send(ToMaster::Heartbeat(counters.snapshot())); }
+            Some(sig) = signals.next() => if sig != SIGTERM { tracing::info!("quick stop on signal {sig}"); return 0; },
+            // The master's orders no longer matter; only its disappearance is not a reason to
+            // cut in-flight requests short.
+            _ = from_master.recv() => {}
+        }
+    }
+    let stats = counters.snapshot();
+    tracing::info!(served = stats.requests_finished, "drained");
+    let _ = to_master.send(ToMaster::Bye(stats));
+    run_atexit();
+    // Give the writer task a moment to deliver Bye; the master does not depend on it.
+    drop(to_master);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    0
+}
+
+/// Imports the app: chdir, interpreter, import. Failures carry the fix and the traceback.
+fn boot_app(config: &Config) -> Result<crate::wsgi::App, BootFailure> {
+    if let Some(dir) = &config.chdir {
+        std::env::set_current_dir(dir).map_err(|e| BootFailure {
+            error: format!("cannot chdir to '{}': {e} (check --chdir)", dir.display()),
+            traceback: None,
+        })?;
+    }
+    python::initialize(config).map_err(|e| BootFailure {
+        error: e.to_string(),
+        traceback: None,
+    })?;
+    Python::attach(|py| crate::wsgi::app::load(py, config)).map_err(|e| BootFailure {
+        error: e.message,
+        traceback: e.traceback,
+    })
+}
+
+/// Runs Python's atexit handlers so apps can flush what they buffered, without a full
+/// interpreter finalisation (which can hang on threads the app started).
+fn run_atexit() {
+    Python::attach(|py| {
+        if let Ok(atexit) = py.import("atexit") {
+            let _ = atexit.call_method0("_run_exitfuncs");
+        }
+    });
+}
+
+type Channel = (
+    mpsc::UnboundedSender<ToMaster>,
+    mpsc::UnboundedReceiver<ToWorker>,
+);
+
+/// Splits the control channel into a reader task and a writer task, so the main loop selects
+/// on plain channels (framed reads are not cancel-safe).
+fn channel(control: StdUnixStream) -> Result<Channel, FrameError> {
+    control.set_nonblocking(true)?;
+    let stream = tokio::net::UnixStream::from_std(control)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ToMaster>();
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<ToWorker>();
+    tokio::spawn(async move {
+        while let Ok(msg) = read_frame::<_, ToWorker>(&mut rd).await {
+            if in_tx.send(msg).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            if write_frame(&mut wr, &msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok((out_tx, in_rx))
+}

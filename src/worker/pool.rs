@@ -1,0 +1,50 @@
+//! The Python threads. Each stays attached to the interpreter for its whole life and releases
+//! the GIL only while it waits for the next job: attaching per request, or `spawn_blocking`,
+//! costs several times the CPU and resets `threading.local` (per-thread DB connections) on
+//! every request.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use http::StatusCode;
+use pyo3::prelude::*;
+
+use crate::wsgi::{self, App, Job};
+
+/// Hands jobs to the Python threads.
+pub struct Pool {
+    jobs: crossbeam_channel::Sender<Job>,
+}
+
+impl Pool {
+    /// Starts `threads` Python threads serving `app`; each enters `span` so its logs carry the
+    /// worker's fields.
+    pub fn start(threads: usize, app: Arc<App>, span: tracing::Span) -> std::io::Result<Pool> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..threads {
+            let (rx, app, span) = (rx.clone(), app.clone(), span.clone());
+            std::thread::Builder::new().name(format!("segue-python-{i}")).spawn(move || {
+                let _enter = span.enter();
+                Python::attach(|py| {
+                    while let Ok(job) = py.detach(|| rx.recv()) {
+                        // A bug in segue must cost one request, not a thread of the pool.
+                        if std::panic::catch_unwind(AssertUnwindSafe(|| wsgi::handle(py, &app, job))).is_err() {
+                            tracing::error!("internal error while handling a request (a panic); the request got a 500");
+                        }
+                    }
+                });
+            })?;
+        }
+        Ok(Pool { jobs: tx })
+    }
+
+    /// Queues a job. If every Python thread is gone the client gets a 503 rather than a hang.
+    pub fn submit(&self, job: Job) {
+        if let Err(crossbeam_channel::SendError(job)) = self.jobs.send(job) {
+            let _ = job.reply.send(wsgi::response::error_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable\n",
+            ));
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Accepting connections on the inherited listeners and serving each with hyper.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::drain::{ConnState, Drain, DrainWatch, drain_connection};
+use super::service::{Service, Shared};
+use crate::config::ListenAddr;
+use crate::wsgi::{Local, Peer};
+
+/// A listener in the worker's hands.
+enum Acceptor {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+/// Starts one accept loop per listener. Each stops, and closes this worker's copy of the
+/// socket, when the drain starts.
+pub fn start(
+    listeners: Vec<(ListenAddr, OwnedFd)>,
+    shared: Arc<Shared>,
+    drain: &Drain,
+) -> io::Result<()> {
+    let http = Arc::new(http_builder(&shared));
+    for (addr, fd) in listeners {
+        let acceptor = match addr {
+            ListenAddr::Tcp(_) => {
+                let l = std::net::TcpListener::from(fd);
+                l.set_nonblocking(true)?;
+                Acceptor::Tcp(tokio::net::TcpListener::from_std(l)?)
+            }
+            ListenAddr::Unix(_) => {
+                let l = std::os::unix::net::UnixListener::from(fd);
+                l.set_nonblocking(true)?;
+                Acceptor::Unix(tokio::net::UnixListener::from_std(l)?)
+            }
+        };
+        let local = match addr {
+            ListenAddr::Tcp(a) => Local::Tcp(a),
+            ListenAddr::Unix(_) => Local::Unix,
+        };
+        tokio::spawn(accept_loop(
+            acceptor,
+            local,
+            shared.clone(),
+            http.clone(),
+            drain.watch(),
+        ));
+    }
+    Ok(())
+}
+
+fn http_builder(shared: &Shared) -> http1::Builder {
+    let limits = &shared.config.limits;
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_timeout)
+        .keep_alive(true)
+        .pipeline_flush(true)
+        // One more than the limit, so that exceeding it reaches our 431 with a clear reason.
+        .max_headers(limits.request_fields + 1)
+        // Room for a maximal request line and header block; beyond it hyper answers 431.
+        .max_buf_size(
+            (limits.request_line
+                + (limits.request_fields + 1) * (limits.request_field_size + 2)
+                + 1024)
+                .clamp(8192, 4 << 20),
+        );
+    b
+}
+
+async fn accept_loop(
+    acceptor: Acceptor,
+    local: Local,
+    shared: Arc<Shared>,
+    http: Arc<http1::Builder>,
+    mut watch: DrainWatch,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = watch.started() => break,
+            r = accept(&acceptor) => r,
+        };
+        match accepted {
+            Ok((conn, peer)) => {
+                tokio::spawn(serve_connection(
+                    conn,
+                    peer,
+                    local.clone(),
+                    shared.clone(),
+                    http.clone(),
+                    watch.clone(),
+                ));
+            }
+            Err(e) if is_fd_exhaustion(&e) => {
+                // Out of fds: back off so that finishing connections can free some.
+                tracing::error!("accept failed: {e} (raise the open-files limit, `ulimit -n`)");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // ECONNABORTED and friends concern one client, not the listener.
+            Err(e) => tracing::debug!("accept failed: {e}"),
+        }
+    }
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// An accepted connection of either kind.
+enum Conn {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(acceptor: &Acceptor) -> io::Result<(Conn, Peer)> {
+    match acceptor {
+        Acceptor::Tcp(l) => {
+            let (s, addr) = l.accept().await?;
+            // Responses are written whole; Nagle would only delay the last segment.
+            let _ = s.set_nodelay(true);
+            Ok((Conn::Tcp(s), Peer::Tcp(addr)))
+        }
+        Acceptor::Unix(l) => {
+            let (s, _) = l.accept().await?;
+            Ok((Conn::Unix(s), Peer::Unix))
+        }
+    }
+}
+
+async fn serve_connection(
+    conn: Conn,
+    peer: Peer,
+    local: Local,
+    shared: Arc<Shared>,
+    http: Arc<http1::Builder>,
+    mut watch: DrainWatch,
+) {
+    let state = Arc::new(ConnState::default());
+    let fd = match &conn {
+        Conn::Tcp(s) => s.as_raw_fd(),
+        Conn::Unix(s) => s.as_raw_fd(),
+    };
+    shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+    let service = Service {
+        shared: shared.clone(),
+        conn: state.clone(),
+        drain: watch.clone(),
+        peer,
+        local,
+    };
+    let io = TokioIo::new(Watched {
+        inner: conn,
+        state: state.clone(),
+    });
+    let connection = http.serve_connection(io, service);
+    tokio::pin!(connection);
+    let done_early = tokio::select! {
+        r = connection.as_mut() => { log_result(r); true }
+        _ = watch.started() => false,
+    };
+    if !done_early {
+        drain_connection(connection.as_mut(), |c| c.graceful_shutdown(), state, fd).await;
+    }
+    shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn log_result(r: hyper::Result<()>) {
+    if let Err(e) = r {
+        // Clients resetting or timing out are routine; these are for debugging only.
+        tracing::debug!("connection ended: {e}");
+    }
+}
+
+/// The connection's I/O, reporting reads to the drain bookkeeping.
+struct Watched {
+    inner: Conn,
+    state: Arc<ConnState>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = match &mut self.inner {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.state.bytes_read();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.inner {
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, data),
+            Conn::Unix(s) => Pin::new(s).poll_write(cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.inner {
+            Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.inner {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.inner {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

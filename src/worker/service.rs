@@ -1,0 +1,211 @@
+//! The hyper service: validates a request, hands it to a Python thread, and turns the reply
+//! into a hyper response. Runs on the worker's tokio thread; never touches Python.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, header};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::drain::{ConnState, DrainWatch};
+use super::pool::Pool;
+use crate::config::Config;
+use crate::http::body::{RequestBody, ResponseBody};
+use crate::http::validate;
+use crate::protocol::Stats;
+use crate::wsgi::{self, Job, Local, Peer, Reply};
+
+/// Worker-wide request counters, reported in heartbeats.
+#[derive(Debug, Default)]
+pub struct Counters {
+    started: AtomicU64,
+    finished: AtomicU64,
+    /// Open client connections.
+    pub connections: AtomicU64,
+}
+
+impl Counters {
+    /// A snapshot for the master.
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            requests_started: self.started.load(Ordering::Relaxed),
+            requests_finished: self.finished.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts a request as in flight until hyper drops its response body.
+struct InFlight {
+    conn: Arc<ConnState>,
+    counters: Arc<Counters>,
+}
+
+impl InFlight {
+    fn new(conn: Arc<ConnState>, counters: Arc<Counters>) -> Self {
+        conn.request_started();
+        counters.started.fetch_add(1, Ordering::Relaxed);
+        InFlight { conn, counters }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.conn.request_finished();
+        self.counters.finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What every connection of a worker shares.
+pub struct Shared {
+    /// The configuration from `Boot`.
+    pub config: Arc<Config>,
+    /// The Python threads.
+    pub pool: Pool,
+    /// Counters for heartbeats.
+    pub counters: Arc<Counters>,
+}
+
+/// One connection's service.
+#[derive(Clone)]
+pub struct Service {
+    /// Worker-wide state.
+    pub shared: Arc<Shared>,
+    /// This connection's drain bookkeeping.
+    pub conn: Arc<ConnState>,
+    /// Whether the worker is draining (responses then close the connection).
+    pub drain: DrainWatch,
+    /// The client.
+    pub peer: Peer,
+    /// The listener.
+    pub local: Local,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let received = Instant::now();
+        let guard = InFlight::new(self.conn.clone(), self.shared.counters.clone());
+        let (parts, incoming) = req.into_parts();
+        let limits = &self.shared.config.limits;
+        let access = self
+            .shared
+            .config
+            .log
+            .access_log
+            .then(|| AccessLine::new(&self.peer, &parts.method, &parts.uri, parts.version));
+
+        if let Err(rejection) = validate::check(
+            &parts.method,
+            &parts.uri,
+            parts.version,
+            &parts.headers,
+            limits,
+        ) {
+            tracing::debug!(
+                status = rejection.status.as_u16(),
+                "rejected request: {}",
+                rejection.reason
+            );
+            let mut reply = wsgi::response::error_reply(rejection.status, rejection.reason);
+            reply.body =
+                ResponseBody::full(format!("{} {}\n", rejection.status, rejection.reason).into());
+            // The stream position is unknown after a bad head; never reuse the connection.
+            let response = into_response(reply, guard, true, access, received);
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+
+        let body = validate::has_body(&parts.headers)
+            .then(|| RequestBody::spawn(incoming, limits.request_body));
+        let (tx, rx) = oneshot::channel();
+        let request = wsgi::Request {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            peer: self.peer.clone(),
+            local: self.local.clone(),
+            body,
+            received,
+        };
+        self.shared.pool.submit(Job { request, reply: tx });
+        let drain = self.drain.clone();
+        Box::pin(async move {
+            let reply = rx.await.unwrap_or_else(|_| {
+                wsgi::response::error_reply(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error\n",
+                )
+            });
+            Ok(into_response(
+                reply,
+                guard,
+                drain.is_draining(),
+                access,
+                received,
+            ))
+        })
+    }
+}
+
+fn into_response(
+    reply: Reply,
+    guard: InFlight,
+    close: bool,
+    access: Option<AccessLine>,
+    received: Instant,
+) -> Response<ResponseBody> {
+    let Reply {
+        status,
+        reason,
+        mut headers,
+        body,
+    } = reply;
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(line) = access {
+        line.log(status.as_u16(), received);
+    }
+    let mut response = Response::new(body.with_guard(guard));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    if let Some(reason) = reason.and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok()) {
+        response.extensions_mut().insert(reason);
+    }
+    response
+}
+
+/// The parts of an access-log line known when the request arrives.
+struct AccessLine {
+    peer: String,
+    request: String,
+}
+
+impl AccessLine {
+    fn new(peer: &Peer, method: &http::Method, uri: &http::Uri, version: http::Version) -> Self {
+        let peer = match peer {
+            Peer::Tcp(a) => a.ip().to_string(),
+            Peer::Unix => "unix".into(),
+        };
+        AccessLine {
+            peer,
+            request: format!("{method} {uri} {version:?}"),
+        }
+    }
+
+    fn log(self, status: u16, received: Instant) {
+        let ms = received.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(target: "segue::access", "{} \"{}\" {} {:.1}ms", self.peer, self.request, status, ms);
+    }
+}

@@ -1,0 +1,170 @@
+//! Building the PEP 3333 environ for one request.
+//!
+//! Strings follow PEP 3333's "native string" rule: bytes from the wire become `str` by latin-1,
+//! so every byte survives (PATH_INFO is percent-decoded first; QUERY_STRING stays raw). Header
+//! fields with `_` in the name are dropped, because `X_User` and `X-User` would both map to
+//! `HTTP_X_USER` and a client could spoof a header a proxy set.
+
+use http::{HeaderMap, HeaderName, Version, header};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use super::input::Input;
+use super::{App, Local, Peer, Request};
+use crate::http::body::RequestBody;
+
+/// `bytes` as a Python `str` by latin-1 (ASCII fast path).
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.is_ascii() => PyString::new(py, s),
+        _ => PyString::new(py, &bytes.iter().map(|&b| b as char).collect::<String>()),
+    }
+}
+
+/// The CGI name of a header field, or `None` if the field must not appear in the environ.
+fn cgi_name(name: &HeaderName) -> Option<String> {
+    let n = name.as_str();
+    if n.contains('_') {
+        return None;
+    }
+    if name == header::CONTENT_TYPE {
+        return Some("CONTENT_TYPE".into());
+    }
+    if name == header::CONTENT_LENGTH {
+        return Some("CONTENT_LENGTH".into());
+    }
+    let mut key = String::with_capacity(5 + n.len());
+    key.push_str("HTTP_");
+    key.extend(n.chars().map(|c| {
+        if c == '-' {
+            '_'
+        } else {
+            c.to_ascii_uppercase()
+        }
+    }));
+    Some(key)
+}
+
+/// Splits `host[:port]` (with `[v6]` literals) into name and port.
+fn split_host(host: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some(end) = rest.find(']') {
+            let port = rest[end + 1..].strip_prefix(':');
+            return (&host[..end + 2], port);
+        }
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name, Some(port)),
+        _ => (host, None),
+    }
+}
+
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Vec<u8> {
+    let sep: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+    let mut out = Vec::new();
+    for (i, v) in headers.get_all(name).iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(sep);
+        }
+        out.extend_from_slice(v.as_bytes());
+    }
+    out
+}
+
+/// The environ for `request`; `body` becomes `wsgi.input`.
+pub fn build<'py>(
+    py: Python<'py>,
+    app: &App,
+    request: &Request,
+    body: Option<RequestBody>,
+) -> PyResult<Bound<'py, PyDict>> {
+    use pyo3::intern;
+    let env = app.base.bind(py).copy()?;
+    env.set_item(intern!(py, "REQUEST_METHOD"), request.method.as_str())?;
+
+    let path = request.uri.path();
+    let decoded: Vec<u8> = percent_encoding::percent_decode(path.as_bytes()).collect();
+    env.set_item(intern!(py, "PATH_INFO"), latin1(py, &decoded))?;
+    let query = request.uri.query().unwrap_or("");
+    env.set_item(intern!(py, "QUERY_STRING"), query)?;
+    let raw_uri = request.uri.path_and_query().map_or(path, |pq| pq.as_str());
+    let raw_uri = latin1(py, raw_uri.as_bytes());
+    env.set_item(intern!(py, "RAW_URI"), &raw_uri)?;
+    env.set_item(intern!(py, "REQUEST_URI"), &raw_uri)?;
+    let protocol = match request.version {
+        Version::HTTP_10 => intern!(py, "HTTP/1.0"),
+        Version::HTTP_09 => intern!(py, "HTTP/0.9"),
+        _ => intern!(py, "HTTP/1.1"),
+    };
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
+
+    for name in request.headers.keys() {
+        if name == header::HOST && request.uri.authority().is_some() {
+            continue; // absolute-form: the target's authority wins (RFC 9112 section 3.2.2)
+        }
+        if let Some(key) = cgi_name(name) {
+            env.set_item(key, latin1(py, &joined(&request.headers, name)))?;
+        }
+    }
+
+    // Host: the absolute-form authority, else the Host field, else the listener's address.
+    let host = match request.uri.authority() {
+        Some(auth) => {
+            env.set_item(intern!(py, "HTTP_HOST"), auth.as_str())?;
+            Some(auth.as_str().to_owned())
+        }
+        None => request
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned),
+    };
+    let (server_name, server_port) = match (&host, &request.local) {
+        (Some(h), _) => {
+            let (name, port) = split_host(h);
+            (name.to_owned(), port.unwrap_or("80").to_owned())
+        }
+        (None, Local::Tcp(addr)) => (addr.ip().to_string(), addr.port().to_string()),
+        (None, Local::Unix) => ("localhost".to_owned(), "0".to_owned()),
+    };
+    env.set_item(intern!(py, "SERVER_NAME"), server_name)?;
+    env.set_item(intern!(py, "SERVER_PORT"), server_port)?;
+    match &request.peer {
+        Peer::Tcp(addr) => {
+            env.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
+            env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+        }
+        Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+    }
+    env.set_item(intern!(py, "wsgi.input"), Bound::new(py, Input::new(body))?)?;
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_map_to_cgi_and_underscores_are_dropped() {
+        assert_eq!(
+            cgi_name(&HeaderName::from_static("x-forwarded-for")).as_deref(),
+            Some("HTTP_X_FORWARDED_FOR")
+        );
+        assert_eq!(
+            cgi_name(&header::CONTENT_TYPE).as_deref(),
+            Some("CONTENT_TYPE")
+        );
+        assert_eq!(cgi_name(&HeaderName::from_static("x_user")), None);
+    }
+
+    #[test]
+    fn host_splitting() {
+        assert_eq!(
+            split_host("example.com:8080"),
+            ("example.com", Some("8080"))
+        );
+        assert_eq!(split_host("example.com"), ("example.com", None));
+        assert_eq!(split_host("[::1]:81"), ("[::1]", Some("81")));
+        assert_eq!(split_host("[::1]"), ("[::1]", None));
+    }
+}

@@ -1,0 +1,187 @@
+//! PEP 3333 on top of the embedded interpreter: building the environ, `wsgi.input`,
+//! `start_response` and `write`, iterating the app's response, `wsgi.errors` and
+//! `wsgi.file_wrapper`.
+//!
+//! Everything here runs on a worker's Python threads. The tokio side hands a [`Job`] over and
+//! gets a [`Reply`] back; the body of a streamed reply keeps flowing through a bounded channel.
+
+pub mod app;
+pub mod environ;
+pub mod errors;
+pub mod file_wrapper;
+pub mod input;
+pub mod response;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use tokio::sync::oneshot;
+
+use crate::http::body::{RequestBody, ResponseBody};
+pub use app::App;
+use response::{Response, StartResponse};
+
+/// Where a connection came from, as the environ reports it.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A unix-socket client (no address).
+    Unix,
+}
+
+/// The listener a request arrived on, for `SERVER_NAME`/`SERVER_PORT` when there is no Host.
+#[derive(Debug, Clone)]
+pub enum Local {
+    /// A TCP listener's address.
+    Tcp(SocketAddr),
+    /// A unix-socket listener.
+    Unix,
+}
+
+/// One request handed to a Python thread.
+#[derive(Debug)]
+pub struct Request {
+    /// Method.
+    pub method: Method,
+    /// Target as received (origin-form or absolute-form).
+    pub uri: Uri,
+    /// HTTP version.
+    pub version: Version,
+    /// Header fields.
+    pub headers: HeaderMap,
+    /// The client.
+    pub peer: Peer,
+    /// The listener.
+    pub local: Local,
+    /// The body, if the request has one.
+    pub body: Option<RequestBody>,
+    /// When hyper handed the request over, for the access log.
+    pub received: Instant,
+}
+
+/// A response head and body, produced once per request.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// The app's reason phrase, when it differs from the canonical one.
+    pub reason: Option<Bytes>,
+    /// Header fields, validated.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: ResponseBody,
+}
+
+/// A request and the channel its reply goes back on.
+#[derive(Debug)]
+pub struct Job {
+    /// The request.
+    pub request: Request,
+    /// Where the head (and body handle) goes.
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Runs the app for one request, on a Python thread, and always produces a reply: an app error
+/// before the headers went out becomes a 500 (or the 400/413 a body read failure calls for),
+/// one after aborts the connection.
+pub fn handle(py: Python<'_>, app: &App, job: Job) {
+    let Job { mut request, reply } = job;
+    let method = request.method.clone();
+    let body = request.body.take();
+    let resp = Arc::new(Mutex::new(Response::new(reply, method == Method::HEAD)));
+    let result = call(py, app, request, body, &resp);
+    if let Err(err) = result {
+        response::fail(py, &resp, err);
+    } else {
+        response::finish(py, &resp);
+    }
+}
+
+fn call(
+    py: Python<'_>,
+    app: &App,
+    request: Request,
+    body: Option<RequestBody>,
+    resp: &Arc<Mutex<Response>>,
+) -> PyResult<()> {
+    let environ = environ::build(py, app, &request, body)?;
+    let start_response = Bound::new(py, StartResponse::new(resp.clone()))?;
+    let iterable = app.callable.bind(py).call1((environ, start_response))?;
+    let outcome = drive(py, resp, &iterable);
+    // close() exactly once, whether iteration finished, failed, or the client went away.
+    let closed = match iterable.getattr_opt(pyo3::intern!(py, "close")) {
+        Ok(Some(close)) => close.call0().map(drop),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    outcome.and(closed)
+}
+
+/// Iterates the app's response into the reply.
+fn drive(py: Python<'_>, resp: &Arc<Mutex<Response>>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+    // A list or tuple is already in memory: send it as one buffer so hyper can set
+    // Content-Length, which is what nearly every framework returns.
+    if let Ok(list) = iterable.cast::<PyList>() {
+        return send_sequence(py, resp, list.iter());
+    }
+    if let Ok(tuple) = iterable.cast::<PyTuple>() {
+        return send_sequence(py, resp, tuple.iter());
+    }
+    if let Ok(wrapper) = iterable.cast::<file_wrapper::FileWrapper>() {
+        if let Some(result) = file_wrapper::send_file(py, resp, wrapper) {
+            return result;
+        }
+    }
+    for item in iterable.try_iter()? {
+        let item = item?;
+        let bytes = body_bytes(&item)?;
+        if bytes.as_bytes().is_empty() {
+            continue;
+        }
+        if !response::send(py, resp, bytes.as_bytes())? {
+            break; // the client went away: stop iterating, close() still runs
+        }
+    }
+    Ok(())
+}
+
+fn send_sequence<'py>(
+    py: Python<'py>,
+    resp: &Arc<Mutex<Response>>,
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let items: Vec<Bound<'py, PyBytes>> = items.map(|i| body_bytes(&i)).collect::<PyResult<_>>()?;
+    if !response::head_sent(resp) {
+        let body = match items.as_slice() {
+            [] => Bytes::new(),
+            [one] => Bytes::copy_from_slice(one.as_bytes()),
+            many => Bytes::from(
+                many.iter()
+                    .flat_map(|b| b.as_bytes().iter().copied())
+                    .collect::<Vec<u8>>(),
+            ),
+        };
+        return response::send_full(resp, body);
+    }
+    for b in items {
+        if !response::send(py, resp, b.as_bytes())? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn body_bytes<'py>(item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    item.cast::<PyBytes>().cloned().map_err(|_| {
+        let ty = item.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "WSGI response body items must be bytes, not {ty} (encode str bodies, e.g. body.encode('utf-8'))"
+        ))
+    })
+}

@@ -1,0 +1,376 @@
+//! `start_response`, `write()` and the per-request response state they share with the
+//! iteration loop.
+//!
+//! The head is held back until the first non-empty body chunk (or the end of the body), as PEP
+//! 3333 asks, so `start_response` may still be called again with `exc_info` until then. Status
+//! and headers are validated when the app passes them, so a bad value raises inside the app and
+//! never reaches the wire.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Reply;
+use super::app::format_exception;
+use super::input::{RequestBodyError, RequestBodyTooLarge};
+use crate::http::body::{Abort, Chunk, ResponseBody, STREAM_DEPTH};
+
+/// Status line and headers as `start_response` received them, validated.
+#[derive(Debug)]
+struct Head {
+    status: StatusCode,
+    reason: Option<Bytes>,
+    headers: HeaderMap,
+    /// The app's Content-Length, enforced: extra bytes are cut, missing ones abort.
+    declared_len: Option<u64>,
+}
+
+/// One request's response, from `start_response` to the last chunk.
+#[derive(Debug)]
+pub struct Response {
+    /// Set by `start_response`; replaced only with `exc_info` before the head is sent.
+    head: Option<Head>,
+    /// Present until the head is sent.
+    reply: Option<oneshot::Sender<Reply>>,
+    /// Present while a streamed body is open.
+    stream: Option<mpsc::Sender<Chunk>>,
+    /// Body bytes sent so far.
+    sent: u64,
+    /// HEAD requests get headers only; hyper drops the body.
+    is_head: bool,
+}
+
+fn lock(resp: &Mutex<Response>) -> MutexGuard<'_, Response> {
+    // A panic on another thread while holding this lock leaves plain data behind; keep going.
+    resp.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Response {
+    /// A response that will reply on `reply`.
+    pub fn new(reply: oneshot::Sender<Reply>, is_head: bool) -> Self {
+        Response {
+            head: None,
+            reply: Some(reply),
+            stream: None,
+            sent: 0,
+            is_head,
+        }
+    }
+
+    fn reply(&mut self, body: ResponseBody) -> PyResult<()> {
+        let head = self.head.as_mut().ok_or_else(|| {
+            PyAssertionError::new_err("the app sent a body before calling start_response()")
+        })?;
+        let reply = Reply {
+            status: head.status,
+            reason: head.reason.take(),
+            headers: std::mem::take(&mut head.headers),
+            body,
+        };
+        if let Some(tx) = self.reply.take() {
+            let _ = tx.send(reply);
+        }
+        Ok(())
+    }
+
+    /// How many of `len` more body bytes the declared Content-Length still allows; counts them
+    /// as sent.
+    fn take_allowed(&mut self, len: usize) -> usize {
+        let allowed = match self.head.as_ref().and_then(|h| h.declared_len) {
+            Some(limit) => {
+                let room = usize::try_from(limit.saturating_sub(self.sent)).unwrap_or(usize::MAX);
+                if len > room {
+                    tracing::warn!(
+                        "the app sent more bytes than its Content-Length of {limit}: extra bytes dropped"
+                    );
+                }
+                len.min(room)
+            }
+            None => len,
+        };
+        self.sent += allowed as u64;
+        allowed
+    }
+}
+
+/// Whether the head has gone out.
+pub fn head_sent(resp: &Mutex<Response>) -> bool {
+    lock(resp).reply.is_none()
+}
+
+/// Sends the head with a complete body (only before the head is sent).
+pub fn send_full(resp: &Mutex<Response>, mut body: Bytes) -> PyResult<()> {
+    let mut r = lock(resp);
+    let n = r.take_allowed(body.len());
+    body.truncate(n);
+    r.reply(ResponseBody::full(body))
+}
+
+/// Sends one body chunk, opening the stream (and sending the head) on the first. Returns
+/// `Ok(false)` when the client has gone away.
+pub fn send(py: Python<'_>, resp: &Mutex<Response>, data: &[u8]) -> PyResult<bool> {
+    send_bytes(py, resp, Bytes::copy_from_slice(data))
+}
+
+/// [`send`] for a chunk that is already owned.
+pub fn send_bytes(py: Python<'_>, resp: &Mutex<Response>, mut chunk: Bytes) -> PyResult<bool> {
+    let tx = {
+        let mut r = lock(resp);
+        if r.reply.is_some() {
+            let (tx, rx) = mpsc::channel(STREAM_DEPTH);
+            r.reply(ResponseBody::stream(rx))?;
+            r.stream = Some(tx);
+        }
+        let n = r.take_allowed(chunk.len());
+        chunk.truncate(n);
+        match &r.stream {
+            Some(tx) => tx.clone(),
+            None => return Ok(false),
+        }
+    };
+    if chunk.is_empty() {
+        return Ok(true);
+    }
+    // Blocks while the client is slower than the app: backpressure, with the GIL released.
+    Ok(py.detach(|| tx.blocking_send(Ok(chunk)).is_ok()))
+}
+
+/// Declares the body length when the app did not (file bodies of known size), so the client
+/// gets a Content-Length instead of chunked framing.
+pub fn set_length_if_unknown(resp: &Mutex<Response>, len: u64) {
+    let mut r = lock(resp);
+    if r.reply.is_none() {
+        return;
+    }
+    if let Some(head) = r.head.as_mut() {
+        if head.declared_len.is_none() {
+            head.declared_len = Some(len);
+            head.headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+    }
+}
+
+/// Ends the response after the app's iterable is exhausted.
+pub fn finish(py: Python<'_>, resp: &Mutex<Response>) {
+    let mut r = lock(resp);
+    if r.reply.is_some() {
+        if r.head.is_none() {
+            drop(r);
+            let err = PyRuntimeError::new_err("the app returned without calling start_response()");
+            fail(py, resp, err);
+            return;
+        }
+        let _ = r.reply(ResponseBody::full(Bytes::new()));
+    }
+    if let Some(declared) = r.head.as_ref().and_then(|h| h.declared_len) {
+        if r.sent < declared && !r.is_head {
+            tracing::warn!(
+                declared,
+                sent = r.sent,
+                "the app sent fewer bytes than its Content-Length: the connection is closed"
+            );
+        }
+    }
+    r.stream = None;
+}
+
+/// Turns an error from the app (or from reading the request body) into a response: a clean
+/// error status if the head has not gone out, else an aborted connection.
+pub fn fail(py: Python<'_>, resp: &Mutex<Response>, err: PyErr) {
+    let (status, text) = if err.is_instance_of::<RequestBodyTooLarge>(py) {
+        (StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large\n")
+    } else if err.is_instance_of::<RequestBodyError>(py) {
+        (StatusCode::BAD_REQUEST, "400 Bad Request\n")
+    } else {
+        tracing::error!(target: "segue::app", "error in the WSGI app:\n{}", format_exception(py, &err).trim_end());
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 Internal Server Error\n",
+        )
+    };
+    let mut r = lock(resp);
+    if let Some(tx) = r.reply.take() {
+        let _ = tx.send(error_reply(status, text));
+    } else if let Some(tx) = r.stream.take() {
+        drop(r);
+        py.detach(|| {
+            let _ = tx.blocking_send(Err(Abort(
+                "the app raised after the response started".into(),
+            )));
+        });
+    }
+}
+
+/// A plain-text error reply.
+pub fn error_reply(status: StatusCode, text: &'static str) -> Reply {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Reply {
+        status,
+        reason: None,
+        headers,
+        body: ResponseBody::full(Bytes::from_static(text.as_bytes())),
+    }
+}
+
+/// The `start_response` callable passed to the app.
+#[pyclass(frozen, module = "segue")]
+pub struct StartResponse {
+    resp: Arc<Mutex<Response>>,
+}
+
+impl StartResponse {
+    /// A `start_response` bound to one request.
+    pub fn new(resp: Arc<Mutex<Response>>) -> Self {
+        StartResponse { resp }
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__(
+        &self,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Write> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        let head = parse_head(status, headers)?;
+        let mut r = lock(&self.resp);
+        match exc_info {
+            // PEP 3333: with the head already sent, re-raise the app's exception.
+            Some(exc) if r.reply.is_none() => return Err(PyErr::from_value(exc.get_item(1)?)),
+            Some(_) => {}
+            None if r.head.is_some() => {
+                return Err(PyAssertionError::new_err(
+                    "start_response() called a second time without exc_info",
+                ));
+            }
+            None => {}
+        }
+        r.head = Some(head);
+        Ok(Write {
+            resp: self.resp.clone(),
+        })
+    }
+}
+
+/// The `write()` callable `start_response` returns (for legacy apps).
+#[pyclass(frozen, module = "segue")]
+pub struct Write {
+    resp: Arc<Mutex<Response>>,
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
+        if data.as_bytes().is_empty() {
+            return Ok(());
+        }
+        if send(py, &self.resp, data.as_bytes())? {
+            Ok(())
+        } else {
+            Err(PyOSError::new_err("client disconnected"))
+        }
+    }
+}
+
+/// `str` to bytes as ISO-8859-1, refusing characters above U+00FF and control characters.
+fn latin1(what: &str, s: &str) -> PyResult<Vec<u8>> {
+    s.chars()
+        .map(|c| match c as u32 {
+            0x09 | 0x20..=0x7e | 0x80..=0xff => Ok(c as u8),
+            0x00..=0x1f | 0x7f => Err(PyValueError::new_err(format!(
+                "{what} {s:?} contains a control character (CR, LF, ...)"
+            ))),
+            _ => Err(PyValueError::new_err(format!(
+                "{what} {s:?} is not latin-1 (encode non-ASCII values, e.g. RFC 8187)"
+            ))),
+        })
+        .collect()
+}
+
+fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
+    let status = status
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK'"))?;
+    let status_str = status.to_str()?;
+    let raw = latin1("status", status_str)?;
+    let bad = || {
+        PyValueError::new_err(format!(
+            "invalid status {status_str:?}: expected three digits, a space and a reason, e.g. '200 OK'"
+        ))
+    };
+    if raw.len() < 4 || raw[3] != b' ' || !raw[..3].iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let code = StatusCode::from_bytes(&raw[..3]).map_err(|_| bad())?;
+    if code.as_u16() < 200 && code.as_u16() != 100 {
+        // 1xx other than informational use is not something a WSGI app can send.
+        return Err(bad());
+    }
+    let reason = &raw[4..];
+    let reason = (code.canonical_reason().map(str::as_bytes) != Some(reason))
+        .then(|| Bytes::copy_from_slice(reason));
+
+    let mut map = HeaderMap::new();
+    let mut declared_len = None;
+    let shape = || PyTypeError::new_err("response headers must be a list of (str, str) tuples");
+    for item in headers.try_iter().map_err(|_| shape())? {
+        let item = item?;
+        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+            item.extract().map_err(|_| shape())?;
+        let name = name
+            .cast::<PyString>()
+            .map_err(|_| shape())?
+            .to_str()?
+            .to_owned();
+        let value = value
+            .cast::<PyString>()
+            .map_err(|_| shape())?
+            .to_str()?
+            .to_owned();
+        let name_bytes = latin1("header name", &name)?;
+        let hname = HeaderName::from_bytes(&name_bytes)
+            .map_err(|_| PyValueError::new_err(format!("invalid header name {name:?}")))?;
+        let value_bytes = latin1(&format!("value of header {name:?}"), &value)?;
+        let hvalue = HeaderValue::from_bytes(&value_bytes).map_err(|_| {
+            PyValueError::new_err(format!("invalid value for header {name:?}: {value:?}"))
+        })?;
+        if hname == header::TRANSFER_ENCODING {
+            // Framing is the server's job (PEP 3333: no hop-by-hop headers from apps).
+            continue;
+        }
+        if hname == header::CONTENT_LENGTH {
+            let n = value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| PyValueError::new_err(format!("invalid Content-Length {value:?}")))?;
+            if declared_len.replace(n).is_some_and(|old| old != n) {
+                return Err(PyValueError::new_err("conflicting Content-Length headers"));
+            }
+            map.insert(hname, hvalue);
+            continue;
+        }
+        map.append(hname, hvalue);
+    }
+    Ok(Head {
+        status: code,
+        reason,
+        headers: map,
+        declared_len,
+    })
+}
