@@ -65,7 +65,8 @@ fn http_builder(shared: &Shared) -> http1::Builder {
     b.timer(TokioTimer::new())
         .header_read_timeout(shared.config.header_timeout)
         .keep_alive(true)
-        .pipeline_flush(true)
+        // No `pipeline_flush`: with it, hyper defers the flush while unread bytes remain, and
+        // its automatic 400 for a malformed head is never written before the close.
         // One more than the limit, so that exceeding it reaches our 431 with a clear reason.
         .max_headers(limits.request_fields + 1)
         // Room for a maximal request line and header block; beyond it hyper answers 431.

@@ -1,0 +1,440 @@
+//! Test harness: starts the real `segue` binary, waits on its log events (never fixed sleeps),
+//! and speaks raw HTTP/1.1 over loopback.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for any single event before failing.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn segue_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_segue")
+}
+
+pub fn apps_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps")
+}
+
+/// The virtualenv with Flask and Django that `scripts/test` prepares.
+pub fn test_venv() -> PathBuf {
+    let venv = std::env::var_os("SEGUE_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv"));
+    assert!(
+        venv.join("bin/python").exists(),
+        "no test virtualenv at {} (run scripts/test, which creates it, or set SEGUE_TEST_VENV)",
+        venv.display()
+    );
+    venv
+}
+
+/// Lines the server wrote to stderr, shared with the reader thread.
+#[derive(Default)]
+pub struct Log {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+impl Log {
+    /// Waits until a line containing every one of `needles` appears; returns it.
+    pub fn wait_for(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            if let Some(l) = lines.iter().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return Some(l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = self.grew.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// How many lines contain every one of `needles`.
+    pub fn count(&self, needles: &[&str]) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| needles.iter().all(|n| l.contains(n))).count()
+    }
+
+    /// Waits until `count(needles) >= n`.
+    pub fn wait_count(&self, needles: &[&str], n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            if lines.iter().filter(|l| needles.iter().all(|x| l.contains(x))).count() >= n {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            lines = self.grew.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn all(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Options for starting a server.
+pub struct Builder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    wait_ready: bool,
+    listen: bool,
+}
+
+pub fn server(app: &str) -> Builder {
+    Builder {
+        args: vec!["--chdir".into(), apps_dir().display().to_string(), app.into()],
+        env: vec![],
+        wait_ready: true,
+        listen: true,
+    }
+}
+
+impl Builder {
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Do not wait for "segue ready" (for apps that cannot boot).
+    pub fn no_wait(mut self) -> Self {
+        self.wait_ready = false;
+        self
+    }
+
+    /// Do not add `--http 127.0.0.1:0` (the test gives its own listeners).
+    pub fn no_default_listener(mut self) -> Self {
+        self.listen = false;
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let marks = std::env::temp_dir().join(format!("segue-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+        let _ = std::fs::remove_dir_all(&marks);
+        std::fs::create_dir_all(&marks).unwrap();
+        let mut cmd = Command::new(segue_bin());
+        if self.listen {
+            cmd.args(["--http", "127.0.0.1:0"]);
+        }
+        cmd.args(&self.args)
+            .env("SEGUE_TEST_DIR", &marks)
+            .env_remove("VIRTUAL_ENV")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // Own process group: the test kills exactly what it started.
+            .process_group(0);
+        let mut child = cmd.spawn().expect("cannot start segue");
+        let log = Arc::new(Log::default());
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lines.lock().unwrap().push(line);
+                sink.grew.notify_all();
+            }
+        });
+        let mut server = Server { child: Some(child), addr: None, log, marks };
+        if self.listen {
+            let line = server.log.wait_for(&["listening on http://"], EVENT_TIMEOUT);
+            let line = line.unwrap_or_else(|| panic!("segue did not start listening:\n{}", server.log.all()));
+            let addr = line.rsplit("http://").next().unwrap().trim();
+            server.addr = Some(addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}")));
+        }
+        if self.wait_ready {
+            server.wait_log(&["segue ready"]);
+        }
+        server
+    }
+}
+
+/// A running segue master (and its workers), killed with its process group on drop.
+pub struct Server {
+    child: Option<Child>,
+    addr: Option<SocketAddr>,
+    pub log: Arc<Log>,
+    /// A directory the app may write markers to (`$SEGUE_TEST_DIR`).
+    pub marks: PathBuf,
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("this server has no TCP listener from the harness")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Waits for a log line containing all `needles`, failing the test with the log if it
+    /// never comes.
+    pub fn wait_log(&self, needles: &[&str]) -> String {
+        self.log.wait_for(needles, EVENT_TIMEOUT).unwrap_or_else(|| panic!("no log line with {needles:?} within {EVENT_TIMEOUT:?}:\n{}", self.log.all()))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the PID of a child we started and have not reaped.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the master to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The worker PIDs: children of the master in /proc.
+    pub fn worker_pids(&self) -> Vec<i32> {
+        children_of(self.pid())
+    }
+
+    /// Children of the master that are zombies.
+    pub fn zombies(&self) -> Vec<i32> {
+        children_of(self.pid()).into_iter().filter(|&p| proc_state(p) == Some('Z')).collect()
+    }
+
+    /// Every live process in the server's process group.
+    pub fn group_members(&self) -> Vec<i32> {
+        let pgid = self.pid();
+        let mut out = vec![];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if let Some(stat) = read_stat(pid) {
+                if stat.pgrp == pgid && stat.state != 'Z' {
+                    out.push(pid);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = child.id() as i32;
+            // SAFETY: signalling the process group we created for this server.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- segue log ----\n{}\n-------------------", self.log.all());
+        }
+        let _ = std::fs::remove_dir_all(&self.marks);
+    }
+}
+
+struct Stat {
+    state: char,
+    ppid: i32,
+    pgrp: i32,
+}
+
+fn read_stat(pid: i32) -> Option<Stat> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some(Stat { state, ppid, pgrp })
+}
+
+pub fn proc_state(pid: i32) -> Option<char> {
+    read_stat(pid).map(|s| s.state)
+}
+
+pub fn children_of(ppid: i32) -> Vec<i32> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if read_stat(pid).is_some_and(|s| s.ppid == ppid) {
+            out.push(pid);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes. For state that produces no log
+/// event (process tables, files); the answer is still an observed fact, not a guess.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub version: String,
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The body came chunked.
+    pub chunked: bool,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A client connection that reads responses one at a time (keep-alive, pipelining).
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+        Conn { reader: BufReader::new(stream) }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.reader.get_mut().write_all(raw).unwrap();
+    }
+
+    pub fn set_read_timeout(&mut self, t: Duration) {
+        self.reader.get_mut().set_read_timeout(Some(t)).unwrap();
+    }
+
+    /// Reads one response; `head` says the request was HEAD (no body follows).
+    pub fn read_response(&mut self, head: bool) -> Response {
+        self.try_read_response(head).unwrap_or_else(|e| panic!("reading response: {e}"))
+    }
+
+    pub fn try_read_response(&mut self, head: bool) -> Result<Response, String> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed before a response".into());
+        }
+        let mut parts = line.trim_end().splitn(3, ' ');
+        let version = parts.next().unwrap_or("").to_string();
+        let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line {line:?}"))?;
+        let reason = parts.next().unwrap_or("").to_string();
+        let mut headers = vec![];
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h).map_err(|e| e.to_string())?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').ok_or_else(|| format!("bad header {h:?}"))?;
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let mut resp = Response { version, status, reason, headers, body: vec![], chunked: false };
+        if head || status < 200 || status == 204 || status == 304 {
+            return Ok(resp);
+        }
+        if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            resp.chunked = true;
+            loop {
+                let mut size = String::new();
+                self.reader.read_line(&mut size).map_err(|e| e.to_string())?;
+                let size = usize::from_str_radix(size.trim(), 16).map_err(|_| format!("bad chunk size {size:?} (body so far {:?})", String::from_utf8_lossy(&resp.body)))?;
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk).map_err(|e| format!("chunk: {e}"))?;
+                if size == 0 {
+                    break;
+                }
+                resp.body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(len) = resp.header("content-length") {
+            let len: usize = len.parse().map_err(|_| "bad content-length")?;
+            let mut body = vec![0; len];
+            self.reader.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
+            resp.body = body;
+        } else {
+            self.reader.read_to_end(&mut resp.body).map_err(|e| e.to_string())?;
+        }
+        Ok(resp)
+    }
+
+    /// Reads whatever arrives next, at most `max` bytes.
+    pub fn read_some(&mut self, max: usize) -> Vec<u8> {
+        let mut buf = vec![0; max];
+        let n = self.reader.read(&mut buf).unwrap_or(0);
+        buf.truncate(n);
+        buf
+    }
+
+    /// True if the server closed the connection (EOF) within the read timeout.
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0)) || matches!(self.reader.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    }
+}
+
+/// `GET path` on a fresh connection.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    let mut c = Conn::open(addr);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes());
+    c.read_response(false)
+}
+
+/// Sends `raw` and returns everything the server sends until it closes.
+pub fn exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut c = Conn::open(addr);
+    c.send(raw);
+    let mut out = vec![];
+    let _ = c.reader.read_to_end(&mut out);
+    out
+}
+
+/// The status code of the first response in `raw`.
+pub fn status_of(raw: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(raw);
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+}
