@@ -231,6 +231,8 @@ def application(environ, start_response):
         return _text(start_response, "ok")
 
     if path == "/sleep":
+        # Tests wait for this marker instead of guessing when the request reached the app.
+        open(os.path.join(MARKS, "sleeping-" + q.get("id", "0")), "w").close()
         time.sleep(float(q.get("s", "1")))
         return _text(start_response, "slept")
 

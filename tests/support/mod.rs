@@ -193,6 +193,12 @@ impl Server {
         self.log.wait_for(needles, EVENT_TIMEOUT).unwrap_or_else(|| panic!("no log line with {needles:?} within {EVENT_TIMEOUT:?}:\n{}", self.log.all()))
     }
 
+    /// Waits until the app has entered `/sleep?id=ID` (it leaves a marker file).
+    pub fn wait_sleeping(&self, id: &str) {
+        let mark = self.marks.join(format!("sleeping-{id}"));
+        assert!(eventually(EVENT_TIMEOUT, || mark.exists()), "the app never entered /sleep?id={id}");
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on the PID of a child we started and have not reaped.
         unsafe { libc::kill(self.pid(), sig) };
