@@ -7,7 +7,16 @@ use support::{Conn, get, server, test_venv};
 
 fn in_venv(app: &str) -> support::Server {
     let venv = test_venv();
-    server(app).args(&["--workers", "2", "--threads", "2", "--virtualenv", venv.to_str().unwrap()]).start()
+    server(app)
+        .args(&[
+            "--workers",
+            "2",
+            "--threads",
+            "2",
+            "--virtualenv",
+            venv.to_str().unwrap(),
+        ])
+        .start()
 }
 
 #[test]
@@ -16,16 +25,30 @@ fn virtualenv_gives_the_venv_interpreter_view() {
     let s = in_venv("cases:application");
     let sys = get(s.addr(), "/sys").json();
     let venv = std::fs::canonicalize(&venv).unwrap();
-    assert_eq!(std::fs::canonicalize(sys["prefix"].as_str().unwrap()).unwrap(), venv, "{sys}");
-    assert_eq!(sys["executable"], venv.join("bin/python").display().to_string(), "{sys}");
+    assert_eq!(
+        std::fs::canonicalize(sys["prefix"].as_str().unwrap()).unwrap(),
+        venv,
+        "{sys}"
+    );
+    assert_eq!(
+        sys["executable"],
+        venv.join("bin/python").display().to_string(),
+        "{sys}"
+    );
     let path: Vec<String> = serde_json::from_value(sys["path"].clone()).unwrap();
-    assert!(path.iter().any(|p| p.starts_with(venv.to_str().unwrap()) && p.ends_with("site-packages")), "{path:?}");
+    assert!(
+        path.iter()
+            .any(|p| p.starts_with(venv.to_str().unwrap()) && p.ends_with("site-packages")),
+        "{path:?}"
+    );
 }
 
 #[test]
 fn virtual_env_variable_is_the_default_virtualenv() {
     let venv = test_venv();
-    let s = server("flask_app:application").env("VIRTUAL_ENV", venv.to_str().unwrap()).start();
+    let s = server("flask_app:application")
+        .env("VIRTUAL_ENV", venv.to_str().unwrap())
+        .start();
     assert_eq!(get(s.addr(), "/").text(), "flask says hi");
 }
 
@@ -34,11 +57,24 @@ fn without_a_virtualenv_sys_executable_is_a_real_python_matching_the_embedded_on
     let s = server("cases:application").start();
     let sys = get(s.addr(), "/sys").json();
     let exe = sys["executable"].as_str().unwrap();
-    assert!(!exe.contains("segue"), "sys.executable is the segue binary: {exe}");
-    let out = std::process::Command::new(exe).args(["-c", "import sys; print(sys.prefix)"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), sys["prefix"].as_str().unwrap(), "{sys}");
+    assert!(
+        !exe.contains("segue"),
+        "sys.executable is the segue binary: {exe}"
+    );
+    let out = std::process::Command::new(exe)
+        .args(["-c", "import sys; print(sys.prefix)"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        sys["prefix"].as_str().unwrap(),
+        "{sys}"
+    );
     let venv = std::fs::canonicalize(test_venv()).unwrap();
-    assert_ne!(std::fs::canonicalize(sys["prefix"].as_str().unwrap()).unwrap(), venv);
+    assert_ne!(
+        std::fs::canonicalize(sys["prefix"].as_str().unwrap()).unwrap(),
+        venv
+    );
 }
 
 #[test]
@@ -46,7 +82,10 @@ fn flask_routes_json_forms_uploads_streams_and_errors() {
     let s = in_venv("flask_app:application");
     assert_eq!(get(s.addr(), "/").text(), "flask says hi");
     let j = get(s.addr(), "/json?name=segue").json();
-    assert_eq!((j["name"].as_str(), j["method"].as_str()), (Some("segue"), Some("GET")));
+    assert_eq!(
+        (j["name"].as_str(), j["method"].as_str()),
+        (Some("segue"), Some("GET"))
+    );
 
     let mut c = Conn::open(s.addr());
     let form = b"a=1&b=two";
@@ -84,7 +123,10 @@ fn django_project_serves_views_streams_and_errors() {
     let r = get(s.addr(), "/echo");
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), Some("/echo/"));
-    assert_eq!(get(s.addr(), "/stream/").text(), "part 0\npart 1\npart 2\npart 3\n");
+    assert_eq!(
+        get(s.addr(), "/stream/").text(),
+        "part 0\npart 1\npart 2\npart 3\n"
+    );
     // Django's own host validation sees the Host header.
     let mut c = Conn::open(s.addr());
     c.send(b"GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use support::{Conn, exchange, get, server, status_of};
 
 fn cases() -> support::Server {
-    server("cases:application").args(&["--workers", "1", "--threads", "2"]).start()
+    server("cases:application")
+        .args(&["--workers", "1", "--threads", "2"])
+        .start()
 }
 
 #[test]
@@ -40,7 +42,10 @@ fn http10_gets_close_delimited_stream_and_no_keep_alive() {
     let raw = exchange(s.addr(), b"GET /stream?n=2 HTTP/1.0\r\n\r\n");
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.0 200"), "{text}");
-    assert!(!text.to_ascii_lowercase().contains("transfer-encoding"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("transfer-encoding"),
+        "{text}"
+    );
     assert!(text.ends_with("chunk0\nchunk1\n"), "{text}");
 }
 
@@ -101,7 +106,13 @@ fn absolute_form_target_overrides_host() {
 fn assert_rejected(raw: &[u8], status: u16) {
     let s = cases();
     let reply = exchange(s.addr(), raw);
-    assert_eq!(status_of(&reply), status, "request {:?} got {:?}", String::from_utf8_lossy(raw), String::from_utf8_lossy(&reply));
+    assert_eq!(
+        status_of(&reply),
+        status,
+        "request {:?} got {:?}",
+        String::from_utf8_lossy(raw),
+        String::from_utf8_lossy(&reply)
+    );
     // The server keeps serving after a bad request.
     assert_eq!(get(s.addr(), "/").status, 200);
 }
@@ -117,20 +128,48 @@ fn two_host_headers_are_400() {
 }
 
 #[test]
-#[ignore = "hyper drops Content-Length when Transfer-Encoding is present before the service sees the head; needs a raw-head check (open in issue 2)"]
 fn content_length_with_transfer_encoding_is_400() {
     assert_rejected(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
 }
 
 #[test]
-#[ignore = "hyper merges equal duplicate Content-Length fields before the service sees the head; needs a raw-head check (open in issue 2)"]
 fn duplicate_content_length_is_400() {
-    assert_rejected(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab", 400);
+    assert_rejected(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab",
+        400,
+    );
+    assert_rejected(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    );
+}
+
+#[test]
+fn smuggling_checks_follow_pipelined_and_keep_alive_requests() {
+    // The raw-head check must stay in step with hyper across bodies of both framings.
+    let s = cases();
+    let mut c = Conn::open(s.addr());
+    c.send(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n\
+GET / HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(c.read_response(false).text(), "abc");
+    assert_eq!(c.read_response(false).text(), "de");
+    assert_eq!(c.read_response(false).text(), "hello\n");
+    let smuggled = c.read_response(false);
+    assert_eq!(smuggled.status, 400);
+    assert_eq!(smuggled.header("connection"), Some("close"));
+    assert!(c.closed_by_server());
 }
 
 #[test]
 fn invalid_content_length_is_400() {
-    assert_rejected(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2x\r\n\r\nab", 400);
+    assert_rejected(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2x\r\n\r\nab",
+        400,
+    );
 }
 
 #[test]
@@ -140,7 +179,10 @@ fn bad_chunk_size_is_400() {
 
 #[test]
 fn obs_fold_is_400() {
-    assert_rejected(b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  continued\r\n\r\n", 400);
+    assert_rejected(
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  continued\r\n\r\n",
+        400,
+    );
 }
 
 #[test]
@@ -163,15 +205,36 @@ fn malformed_request_line_is_400() {
 #[test]
 fn limits_answer_414_431_and_413() {
     let s = server("cases:application")
-        .args(&["--limit-request-line", "200", "--limit-request-fields", "5", "--limit-request-field-size", "100", "--limit-request-body", "10"])
+        .args(&[
+            "--limit-request-line",
+            "200",
+            "--limit-request-fields",
+            "5",
+            "--limit-request-field-size",
+            "100",
+            "--limit-request-body",
+            "10",
+        ])
         .start();
     let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(300));
     assert_eq!(status_of(&exchange(s.addr(), long_target.as_bytes())), 414);
-    let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", (0..6).map(|i| format!("X-{i}: v\r\n")).collect::<String>());
+    let many = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..6).map(|i| format!("X-{i}: v\r\n")).collect::<String>()
+    );
     assert_eq!(status_of(&exchange(s.addr(), many.as_bytes())), 431);
-    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "v".repeat(200));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(200)
+    );
     assert_eq!(status_of(&exchange(s.addr(), big.as_bytes())), 431);
-    assert_eq!(status_of(&exchange(s.addr(), b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890")), 413);
+    assert_eq!(
+        status_of(&exchange(
+            s.addr(),
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890"
+        )),
+        413
+    );
     // A chunked body is only counted as it arrives: the app's read raises, the client gets 413.
     let chunked = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n";
     assert_eq!(status_of(&exchange(s.addr(), chunked)), 413);
@@ -180,18 +243,26 @@ fn limits_answer_414_431_and_413() {
 
 #[test]
 fn slow_client_does_not_starve_others_and_is_timed_out() {
-    let s = server("cases:application").args(&["--workers", "1", "--threads", "1", "--header-timeout", "1"]).start();
+    let s = server("cases:application")
+        .args(&["--workers", "1", "--threads", "1", "--header-timeout", "1"])
+        .start();
     let mut slow = Conn::open(s.addr());
     slow.send(b"GET / HTTP/1.1\r\nHost: x\r\n"); // never finishes its head
     let started = Instant::now();
     for _ in 0..5 {
         assert_eq!(get(s.addr(), "/").status, 200);
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "other clients waited for the slow one");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "other clients waited for the slow one"
+    );
     // The server drops the slow client after the header timeout.
     slow.set_read_timeout(Duration::from_secs(5));
     assert!(slow.closed_by_server(), "slow client still connected");
-    assert!(started.elapsed() < Duration::from_secs(4), "slow client was not timed out");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "slow client was not timed out"
+    );
 }
 
 #[test]

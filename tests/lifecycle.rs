@@ -10,14 +10,23 @@ use support::{Conn, EVENT_TIMEOUT, eventually, get, segue_bin, server};
 
 #[test]
 fn crashed_worker_is_respawned_and_logged_with_its_exit_status() {
-    let s = server("cases:application").args(&["--workers", "2"]).start();
+    let s = server("cases:application")
+        .args(&["--workers", "2"])
+        .start();
     let before = s.worker_pids();
     assert_eq!(before.len(), 2);
     let mut c = Conn::open(s.addr());
     c.send(b"GET /crash HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(c.try_read_response(false).is_err(), "os._exit(1) mid-request cannot produce a response");
+    assert!(
+        c.try_read_response(false).is_err(),
+        "os._exit(1) mid-request cannot produce a response"
+    );
     s.wait_log(&["worker died unexpectedly (exit code 1)"]);
-    assert!(s.log.wait_count(&["worker ready"], 3, EVENT_TIMEOUT), "{}", s.log.all());
+    assert!(
+        s.log.wait_count(&["worker ready"], 3, EVENT_TIMEOUT),
+        "{}",
+        s.log.all()
+    );
     let after = s.worker_pids();
     assert_eq!(after.len(), 2, "{after:?}");
     assert_ne!(before, after);
@@ -29,7 +38,9 @@ fn crashed_worker_is_respawned_and_logged_with_its_exit_status() {
 
 #[test]
 fn killed_worker_is_reported_with_its_signal() {
-    let s = server("cases:application").args(&["--workers", "1"]).start();
+    let s = server("cases:application")
+        .args(&["--workers", "1"])
+        .start();
     let pid = s.worker_pids()[0];
     // SAFETY: the worker is a child of the master this test started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -41,23 +52,40 @@ fn killed_worker_is_reported_with_its_signal() {
 
 #[test]
 fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
-    let mut s = server("cases:application").args(&["--workers", "1", "--threads", "2"]).start();
+    let mut s = server("cases:application")
+        .args(&["--workers", "1", "--threads", "2"])
+        .start();
     let addr = s.addr();
     let slow = std::thread::spawn(move || get(addr, "/sleep?s=1.5&id=term"));
     s.wait_sleeping("term");
     let stop_at = Instant::now();
     s.signal(libc::SIGTERM);
     let r = slow.join().unwrap();
-    assert_eq!((r.status, r.text().as_str()), (200, "slept"), "the in-flight request must complete");
-    let status = s.wait_exit(EVENT_TIMEOUT).expect("master did not exit after SIGTERM");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "slept"),
+        "the in-flight request must complete"
+    );
+    let status = s
+        .wait_exit(EVENT_TIMEOUT)
+        .expect("master did not exit after SIGTERM");
     assert!(status.success(), "{status:?}\n{}", s.log.all());
-    assert!(stop_at.elapsed() >= Duration::from_millis(1000), "stopped before the request finished");
-    assert!(s.group_members().is_empty(), "processes left behind: {:?}", s.group_members());
+    assert!(
+        stop_at.elapsed() >= Duration::from_millis(1000),
+        "stopped before the request finished"
+    );
+    assert!(
+        s.group_members().is_empty(),
+        "processes left behind: {:?}",
+        s.group_members()
+    );
 }
 
 #[test]
 fn graceful_timeout_kills_requests_that_run_too_long() {
-    let mut s = server("cases:application").args(&["--workers", "1", "--graceful-timeout", "1"]).start();
+    let mut s = server("cases:application")
+        .args(&["--workers", "1", "--graceful-timeout", "1"])
+        .start();
     let addr = s.addr();
     let slow = std::thread::spawn(move || {
         let mut c = Conn::open(addr);
@@ -66,7 +94,9 @@ fn graceful_timeout_kills_requests_that_run_too_long() {
     });
     s.wait_sleeping("long");
     s.signal(libc::SIGTERM);
-    let status = s.wait_exit(Duration::from_secs(10)).expect("master did not exit after the graceful timeout");
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("master did not exit after the graceful timeout");
     assert!(status.success());
     s.wait_log(&["graceful timeout"]);
     assert!(slow.join().unwrap().is_err());
@@ -75,7 +105,9 @@ fn graceful_timeout_kills_requests_that_run_too_long() {
 
 #[test]
 fn sigint_stops_at_once() {
-    let mut s = server("cases:application").args(&["--workers", "2"]).start();
+    let mut s = server("cases:application")
+        .args(&["--workers", "2"])
+        .start();
     let addr = s.addr();
     let slow = std::thread::spawn(move || {
         let mut c = Conn::open(addr);
@@ -85,7 +117,9 @@ fn sigint_stops_at_once() {
     s.wait_sleeping("int");
     let t = Instant::now();
     s.signal(libc::SIGINT);
-    let status = s.wait_exit(Duration::from_secs(5)).expect("master did not exit on SIGINT");
+    let status = s
+        .wait_exit(Duration::from_secs(5))
+        .expect("master did not exit on SIGINT");
     assert!(status.success());
     assert!(t.elapsed() < Duration::from_secs(3));
     assert!(slow.join().unwrap().is_err());
@@ -94,14 +128,24 @@ fn sigint_stops_at_once() {
 
 #[test]
 fn no_zombies_after_many_crashes_and_grandchildren() {
-    let s = server("cases:application").args(&["--workers", "2"]).start();
+    let s = server("cases:application")
+        .args(&["--workers", "2"])
+        .start();
     for i in 0..5 {
         let mut c = Conn::open(s.addr());
         c.send(b"GET /crash HTTP/1.1\r\nHost: x\r\n\r\n");
         let _ = c.try_read_response(false);
-        assert!(s.log.wait_count(&["worker ready"], 3 + i, EVENT_TIMEOUT), "{}", s.log.all());
+        assert!(
+            s.log.wait_count(&["worker ready"], 3 + i, EVENT_TIMEOUT),
+            "{}",
+            s.log.all()
+        );
     }
-    assert!(eventually(Duration::from_secs(3), || s.zombies().is_empty()), "zombies: {:?}", s.zombies());
+    assert!(
+        eventually(Duration::from_secs(3), || s.zombies().is_empty()),
+        "zombies: {:?}",
+        s.zombies()
+    );
     assert_eq!(s.worker_pids().len(), 2);
 }
 
@@ -109,10 +153,22 @@ fn no_zombies_after_many_crashes_and_grandchildren() {
 fn import_failure_is_explained_and_the_master_keeps_trying() {
     let mut s = server("no_such_module:app").no_wait().start();
     let line = s.wait_log(&["cannot import 'no_such_module:app'"]);
-    assert!(line.contains("ModuleNotFoundError") && line.contains("did you set --chdir or --pythonpath?"), "{line}");
+    assert!(
+        line.contains("ModuleNotFoundError")
+            && line.contains("did you set --chdir or --pythonpath?"),
+        "{line}"
+    );
     // It backs off rather than spinning, and the master stays up.
-    assert!(s.log.wait_count(&["worker keeps dying young"], 1, EVENT_TIMEOUT), "{}", s.log.all());
-    assert!(s.wait_exit(Duration::from_millis(500)).is_none(), "master exited on a broken app");
+    assert!(
+        s.log
+            .wait_count(&["worker keeps dying young"], 1, EVENT_TIMEOUT),
+        "{}",
+        s.log.all()
+    );
+    assert!(
+        s.wait_exit(Duration::from_millis(500)).is_none(),
+        "master exited on a broken app"
+    );
 }
 
 #[test]
@@ -120,7 +176,11 @@ fn import_error_inside_the_app_shows_the_traceback() {
     let s = server("broken_import:application").no_wait().start();
     s.wait_log(&["cannot import 'broken_import:application': ModuleNotFoundError: No module named 'this_module_does_not_exist'"]);
     s.wait_log(&["broken_import.py"]);
-    assert_eq!(s.log.count(&["did you set --chdir"]), 0, "the hint is only for the app module itself");
+    assert_eq!(
+        s.log.count(&["did you set --chdir"]),
+        0,
+        "the hint is only for the app module itself"
+    );
 }
 
 #[test]
@@ -131,7 +191,9 @@ fn missing_callable_names_the_fix() {
 
 #[test]
 fn wsgi_file_is_loaded() {
-    let s = server("--wsgi-file").args(&[support::apps_dir().join("cases.py").to_str().unwrap()]).start();
+    let s = server("--wsgi-file")
+        .args(&[support::apps_dir().join("cases.py").to_str().unwrap()])
+        .start();
     assert_eq!(get(s.addr(), "/").text(), "hello\n");
 }
 
@@ -141,10 +203,15 @@ fn unix_socket_listener_serves_and_is_removed_on_exit() {
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("s.sock");
     let spec = format!("unix:{}", sock.display());
-    let mut s = server("cases:application").no_default_listener().args(&["--http", &spec]).start();
+    let mut s = server("cases:application")
+        .no_default_listener()
+        .args(&["--http", &spec])
+        .start();
     let mut stream = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     use std::io::{Read, Write};
-    stream.write_all(b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut out = String::new();
     stream.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
@@ -157,7 +224,9 @@ fn unix_socket_listener_serves_and_is_removed_on_exit() {
 
 #[test]
 fn several_listeners_serve_the_same_app() {
-    let s = server("cases:application").args(&["--http", "127.0.0.1:0"]).start();
+    let s = server("cases:application")
+        .args(&["--http", "127.0.0.1:0"])
+        .start();
     let lines = s.log.count(&["listening on http://127.0.0.1:"]);
     assert_eq!(lines, 2);
     assert_eq!(get(s.addr(), "/").status, 200);
@@ -166,8 +235,13 @@ fn several_listeners_serve_the_same_app() {
 #[test]
 fn pidfile_is_written_and_removed() {
     let path = std::env::temp_dir().join(format!("segue-pid-{}", std::process::id()));
-    let mut s = server("cases:application").args(&["--pidfile", path.to_str().unwrap()]).start();
-    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), s.pid().to_string());
+    let mut s = server("cases:application")
+        .args(&["--pidfile", path.to_str().unwrap()])
+        .start();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().trim(),
+        s.pid().to_string()
+    );
     s.signal(libc::SIGTERM);
     assert!(s.wait_exit(EVENT_TIMEOUT).unwrap().success());
     assert!(!path.exists());
@@ -175,11 +249,17 @@ fn pidfile_is_written_and_removed() {
 
 #[test]
 fn env_and_pythonpath_reach_the_app() {
-    let s = server("cases:application").args(&["--env", "SEGUE_TEST_FLAG=on", "--pythonpath", "/tmp"]).start();
+    let s = server("cases:application")
+        .args(&["--env", "SEGUE_TEST_FLAG=on", "--pythonpath", "/tmp"])
+        .start();
     let sys = get(s.addr(), "/sys").json();
     assert_eq!(sys["env"], "on");
     let path: Vec<String> = serde_json::from_value(sys["path"].clone()).unwrap();
-    assert_eq!(path[0], support::apps_dir().display().to_string(), "--chdir first on sys.path");
+    assert_eq!(
+        path[0],
+        support::apps_dir().display().to_string(),
+        "--chdir first on sys.path"
+    );
     assert!(path.contains(&"/tmp".to_string()));
     assert_eq!(sys["cwd"], support::apps_dir().display().to_string());
 }
@@ -193,9 +273,15 @@ fn access_log_lines_when_enabled() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let s = server("cases:application").args(&["--log-format", "json"]).no_default_listener().args(&["--http", "127.0.0.1:0"]).no_wait().start();
+    let s = server("cases:application")
+        .args(&["--log-format", "json"])
+        .no_default_listener()
+        .args(&["--http", "127.0.0.1:0"])
+        .no_wait()
+        .start();
     let line = s.wait_log(&["segue ready"]);
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(v["level"], "INFO");
 }
 
@@ -204,9 +290,25 @@ fn help_lists_every_option_and_version_prints() {
     let out = Command::new(segue_bin()).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
-        "--http", "--workers", "--threads", "--chdir", "--pythonpath", "--virtualenv", "--env", "--backlog", "--graceful-timeout", "--pidfile",
-        "--log-level", "--log-format", "--access-log", "--limit-request-line", "--limit-request-fields", "--limit-request-field-size",
-        "--limit-request-body", "--wsgi-file", "--header-timeout",
+        "--http",
+        "--workers",
+        "--threads",
+        "--chdir",
+        "--pythonpath",
+        "--virtualenv",
+        "--env",
+        "--backlog",
+        "--graceful-timeout",
+        "--pidfile",
+        "--log-level",
+        "--log-format",
+        "--access-log",
+        "--limit-request-line",
+        "--limit-request-fields",
+        "--limit-request-field-size",
+        "--limit-request-body",
+        "--wsgi-file",
+        "--header-timeout",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -233,8 +335,21 @@ fn bad_configuration_is_refused_with_the_fix() {
 fn port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(segue_bin()).args(["--http", &addr, "--chdir", support::apps_dir().to_str().unwrap(), "cases:application"]).output().unwrap();
+    let out = Command::new(segue_bin())
+        .args([
+            "--http",
+            &addr,
+            "--chdir",
+            support::apps_dir().to_str().unwrap(),
+            "cases:application",
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot bind {addr}")) && err.contains("another process listens there"), "{err}");
+    assert!(
+        err.contains(&format!("cannot bind {addr}"))
+            && err.contains("another process listens there"),
+        "{err}"
+    );
 }

@@ -8,12 +8,18 @@ use std::time::Duration;
 use support::{Conn, eventually, exchange, get, server, status_of};
 
 fn cases() -> support::Server {
-    server("cases:application").args(&["--workers", "1", "--threads", "2"]).start()
+    server("cases:application")
+        .args(&["--workers", "1", "--threads", "2"])
+        .start()
 }
 
 fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> support::Response {
     let mut c = Conn::open(addr);
-    let mut raw = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     raw.extend_from_slice(body);
     c.send(&raw);
     c.read_response(false)
@@ -21,28 +27,53 @@ fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> support::Respons
 
 #[test]
 fn environ_has_every_required_key_with_the_right_types() {
-    let s = server("cases:application").args(&["--workers", "2", "--threads", "3"]).start();
+    let s = server("cases:application")
+        .args(&["--workers", "2", "--threads", "3"])
+        .start();
     let mut c = Conn::open(s.addr());
     c.send(b"GET /environ?x=%41&y=1 HTTP/1.1\r\nHost: example.test:8080\r\nContent-Type: text/x\r\nX-Multi: a\r\nX-Multi: b\r\nX_Spoof: evil\r\nCookie: a=1\r\nCookie: b=2\r\nConnection: close\r\n\r\n");
     let env = c.read_response(false).json();
     let types = &env["_types"];
-    for key in ["REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme"] {
+    for key in [
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "wsgi.url_scheme",
+    ] {
         assert_eq!(types[key], "str", "{key}: {env}");
     }
     assert_eq!(types["wsgi.version"], "tuple");
     assert_eq!(env["wsgi.version"], serde_json::json!([1, 0]));
     assert_eq!(env["REQUEST_METHOD"], "GET");
     assert_eq!(env["SCRIPT_NAME"], "");
-    assert_eq!(env["QUERY_STRING"], "x=%41&y=1", "QUERY_STRING must stay raw");
+    assert_eq!(
+        env["QUERY_STRING"], "x=%41&y=1",
+        "QUERY_STRING must stay raw"
+    );
     assert_eq!(env["SERVER_NAME"], "example.test");
     assert_eq!(env["SERVER_PORT"], "8080");
     assert_eq!(env["SERVER_PROTOCOL"], "HTTP/1.1");
     assert_eq!(env["REMOTE_ADDR"], "127.0.0.1");
     assert_eq!(env["CONTENT_TYPE"], "text/x");
-    assert!(env.get("CONTENT_LENGTH").is_none(), "no CONTENT_LENGTH without a body: {env}");
+    assert!(
+        env.get("CONTENT_LENGTH").is_none(),
+        "no CONTENT_LENGTH without a body: {env}"
+    );
     assert_eq!(env["HTTP_X_MULTI"], "a, b", "duplicate headers are joined");
-    assert_eq!(env["HTTP_COOKIE"], "a=1; b=2", "cookies are joined with '; '");
-    assert!(env.get("HTTP_X_SPOOF").is_none(), "headers with '_' must be dropped: {env}");
+    assert_eq!(
+        env["HTTP_COOKIE"], "a=1; b=2",
+        "cookies are joined with '; '"
+    );
+    assert!(
+        env.get("HTTP_X_SPOOF").is_none(),
+        "headers with '_' must be dropped: {env}"
+    );
     assert!(env.get("HTTP_CONTENT_TYPE").is_none());
     assert_eq!(env["wsgi.multithread"], true);
     assert_eq!(env["wsgi.multiprocess"], true);
@@ -56,7 +87,9 @@ fn environ_has_every_required_key_with_the_right_types() {
 
 #[test]
 fn multithread_and_multiprocess_follow_the_configuration() {
-    let s = server("cases:application").args(&["--workers", "1", "--threads", "1"]).start();
+    let s = server("cases:application")
+        .args(&["--workers", "1", "--threads", "1"])
+        .start();
     let env = get(s.addr(), "/environ").json();
     assert_eq!(env["wsgi.multithread"], false);
     assert_eq!(env["wsgi.multiprocess"], false);
@@ -66,9 +99,13 @@ fn multithread_and_multiprocess_follow_the_configuration() {
 fn path_info_is_percent_decoded_as_latin1_and_query_stays_raw() {
     let s = cases();
     // "/%65nviron" decodes to "/environ", which the app routes on.
-    let raw = exchange(s.addr(), b"GET /%65nviron?q=%C3%A9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let raw = exchange(
+        s.addr(),
+        b"GET /%65nviron?q=%C3%A9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     let text = String::from_utf8_lossy(&raw);
-    let env: serde_json::Value = serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let env: serde_json::Value =
+        serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap();
     assert_eq!(env["PATH_INFO"], "/environ");
     assert_eq!(env["RAW_URI"], "/%65nviron?q=%C3%A9");
     assert_eq!(env["QUERY_STRING"], "q=%C3%A9");
@@ -80,10 +117,16 @@ fn non_ascii_bytes_become_latin1_code_points() {
     let mut c = Conn::open(s.addr());
     c.send(b"GET /environ HTTP/1.1\r\nHost: x\r\nX-Latin: caf\xe9\r\nConnection: close\r\n\r\n");
     let env = c.read_response(false).json();
-    assert_eq!(env["HTTP_X_LATIN"], "caf\u{e9}", "header bytes decode as latin-1");
+    assert_eq!(
+        env["HTTP_X_LATIN"], "caf\u{e9}",
+        "header bytes decode as latin-1"
+    );
     // PATH_INFO: the UTF-8 bytes of "é" (%C3%A9) become the two code points U+00C3 U+00A9,
     // and %2F decodes to a slash (as in every CGI-style server).
-    assert_eq!(get(s.addr(), "/path/%C3%A9%2Fa").json(), serde_json::json!([0xC3, 0xA9, 0x2F, 0x61]));
+    assert_eq!(
+        get(s.addr(), "/path/%C3%A9%2Fa").json(),
+        serde_json::json!([0xC3, 0xA9, 0x2F, 0x61])
+    );
 }
 
 #[test]
@@ -111,17 +154,42 @@ fn readline_readlines_and_iteration() {
 fn validator_wrapped_app_passes_for_every_shape_of_request() {
     // wsgiref.validate asserts PEP 3333 on the environ, start_response, input and the
     // iterable; any violation raises inside the app and would show as a 500.
-    let s = server("validated:application").args(&["--workers", "1", "--threads", "2"]).start();
-    for path in ["/", "/environ", "/stream?n=4", "/lazy", "/write", "/file?tens=1000"] {
+    let s = server("validated:application")
+        .args(&["--workers", "1", "--threads", "2"])
+        .start();
+    for path in [
+        "/",
+        "/environ",
+        "/stream?n=4",
+        "/lazy",
+        "/write",
+        "/file?tens=1000",
+    ] {
         let r = get(s.addr(), path);
-        assert!(r.status < 300, "{path}: {} {}\n{}", r.status, r.text(), s.log.all());
+        assert!(
+            r.status < 300,
+            "{path}: {} {}\n{}",
+            r.status,
+            r.text(),
+            s.log.all()
+        );
     }
-    for (path, body) in [("/echo-sized?n=2", &b"x=1"[..]), ("/lines", b"a\nbcdef\nc"), ("/iterate", b"q\nr")] {
+    for (path, body) in [
+        ("/echo-sized?n=2", &b"x=1"[..]),
+        ("/lines", b"a\nbcdef\nc"),
+        ("/iterate", b"q\nr"),
+    ] {
         let r = post(s.addr(), path, body);
         assert_eq!(r.status, 200, "{path}: {}\n{}", r.text(), s.log.all());
     }
     let r = exchange(s.addr(), b"POST /echo-sized HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
-    assert_eq!(status_of(&r), 200, "{}\n{}", String::from_utf8_lossy(&r), s.log.all());
+    assert_eq!(
+        status_of(&r),
+        200,
+        "{}\n{}",
+        String::from_utf8_lossy(&r),
+        s.log.all()
+    );
     assert_eq!(s.log.count(&["AssertionError"]), 0, "{}", s.log.all());
 }
 
@@ -154,17 +222,34 @@ fn str_after_headers_aborts_the_response() {
     c.send(b"GET /str-late HTTP/1.1\r\nHost: x\r\n\r\n");
     // The head and "first" went out chunked; the stream is then cut without the last chunk.
     let r = c.try_read_response(false);
-    assert!(r.is_err(), "an aborted response must not look complete: {r:?}");
+    assert!(
+        r.is_err(),
+        "an aborted response must not look complete: {r:?}"
+    );
 }
 
 #[test]
 fn invalid_status_and_headers_raise_in_the_app_and_give_500() {
     let s = cases();
-    for path in ["/bad-status?s=200", "/bad-status?s=abc", "/bad-status?s=20x%20OK", "/bad-header?kind=crlf", "/bad-header?kind=lf", "/bad-header?kind=latin", "/bad-header?kind=name"] {
-        let raw = exchange(s.addr(), format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+    for path in [
+        "/bad-status?s=200",
+        "/bad-status?s=abc",
+        "/bad-status?s=20x%20OK",
+        "/bad-header?kind=crlf",
+        "/bad-header?kind=lf",
+        "/bad-header?kind=latin",
+        "/bad-header?kind=name",
+    ] {
+        let raw = exchange(
+            s.addr(),
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
         let text = String::from_utf8_lossy(&raw);
         assert_eq!(status_of(&raw), 500, "{path}: {text}");
-        assert!(!text.contains("Injected"), "{path}: header injection reached the wire: {text}");
+        assert!(
+            !text.contains("Injected"),
+            "{path}: header injection reached the wire: {text}"
+        );
     }
     s.wait_log(&["contains a control character"]);
     s.wait_log(&["is not latin-1"]);
@@ -175,10 +260,18 @@ fn app_exception_is_a_500_without_the_traceback_which_goes_to_the_log() {
     let s = cases();
     let r = get(s.addr(), "/raise");
     assert_eq!(r.status, 500);
-    assert!(!r.text().contains("secret-internal-detail"), "traceback leaked: {}", r.text());
+    assert!(
+        !r.text().contains("secret-internal-detail"),
+        "traceback leaked: {}",
+        r.text()
+    );
     s.wait_log(&["error in the WSGI app"]);
     let tb = s.log.all();
-    assert!(tb.contains("Traceback (most recent call last)") && tb.contains("RuntimeError: secret-internal-detail"), "{tb}");
+    assert!(
+        tb.contains("Traceback (most recent call last)")
+            && tb.contains("RuntimeError: secret-internal-detail"),
+        "{tb}"
+    );
 }
 
 #[test]
@@ -203,7 +296,10 @@ fn exc_info_after_headers_reraises() {
     let s = cases();
     let mut c = Conn::open(s.addr());
     c.send(b"GET /exc-info-after HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(c.try_read_response(false).is_err(), "response must be cut, not completed");
+    assert!(
+        c.try_read_response(false).is_err(),
+        "response must be cut, not completed"
+    );
     s.wait_log(&["ValueError: late"]);
 }
 
@@ -225,7 +321,10 @@ fn returning_without_start_response_is_a_500() {
 fn content_length_is_honoured() {
     let s = cases();
     let r = get(s.addr(), "/cl-long");
-    assert_eq!((r.header("content-length"), r.text().as_str()), (Some("5"), "12345"));
+    assert_eq!(
+        (r.header("content-length"), r.text().as_str()),
+        (Some("5"), "12345")
+    );
     // Too short: the client must not see a complete response.
     let mut c = Conn::open(s.addr());
     c.send(b"GET /cl-short HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -238,7 +337,9 @@ fn close_is_called_exactly_once() {
     let r = get(s.addr(), "/tracked?id=done");
     assert_eq!(r.text(), "abc");
     let mark = s.marks.join("close-done");
-    assert!(eventually(Duration::from_secs(5), || std::fs::read_to_string(&mark).is_ok_and(|c| c == "1")));
+    assert!(eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(&mark).is_ok_and(|c| c == "1")
+    }));
 }
 
 #[test]
@@ -248,10 +349,18 @@ fn close_is_called_once_when_the_client_goes_away_mid_stream() {
         let mut c = Conn::open(s.addr());
         c.send(b"GET /tracked-slow?id=gone HTTP/1.1\r\nHost: x\r\n\r\n");
         let first = c.read_some(64);
-        assert!(first.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&first));
+        assert!(
+            first.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&first)
+        );
     } // dropped: the client is gone while the app still yields
     let mark = s.marks.join("close-gone");
-    assert!(eventually(Duration::from_secs(15), || std::fs::read_to_string(&mark).is_ok_and(|c| c == "1")), "close() was not called");
+    assert!(
+        eventually(Duration::from_secs(15), || std::fs::read_to_string(&mark)
+            .is_ok_and(|c| c == "1")),
+        "close() was not called"
+    );
     // The request is over (a new one is served by the only Python thread), and close() was
     // not called a second time.
     assert_eq!(get(s.addr(), "/").status, 200);
@@ -281,18 +390,26 @@ fn wsgi_errors_goes_to_the_log() {
 
 #[test]
 fn threading_local_survives_between_requests_on_a_thread() {
-    let s = server("cases:application").args(&["--workers", "1", "--threads", "1"]).start();
+    let s = server("cases:application")
+        .args(&["--workers", "1", "--threads", "1"])
+        .start();
     let a = get(s.addr(), "/thread-local").text();
     let b = get(s.addr(), "/thread-local").text();
     let (ta, ca) = a.split_once(':').unwrap();
     let (tb, cb) = b.split_once(':').unwrap();
     assert_eq!(ta, tb, "one Python thread serves both");
-    assert_eq!((ca, cb), ("1", "2"), "threading.local was reset between requests");
+    assert_eq!(
+        (ca, cb),
+        ("1", "2"),
+        "threading.local was reset between requests"
+    );
 }
 
 #[test]
 fn large_upload_streams_without_buffering() {
-    let s = server("cases:application").args(&["--workers", "1"]).start();
+    let s = server("cases:application")
+        .args(&["--workers", "1"])
+        .start();
     let worker = s.worker_pids()[0];
     let total: usize = 512 << 20;
     let mut c = Conn::open(s.addr());
@@ -308,6 +425,15 @@ fn large_upload_streams_without_buffering() {
     let r = c.read_response(false);
     assert_eq!(r.text(), total.to_string());
     let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap();
-    let hwm_kb: usize = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
-    assert!(hwm_kb < 128 * 1024, "worker peak RSS {hwm_kb} kB for a 512 MB upload: the body was buffered");
+    let hwm_kb: usize = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        hwm_kb < 128 * 1024,
+        "worker peak RSS {hwm_kb} kB for a 512 MB upload: the body was buffered"
+    );
 }

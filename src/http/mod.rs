@@ -3,4 +3,5 @@
 //! ([`body`]).
 
 pub mod body;
+pub mod framing;
 pub mod validate;

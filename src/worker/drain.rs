@@ -12,11 +12,13 @@
 //! when all of them are dropped.
 
 use std::os::fd::RawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+
+use crate::http::framing::{HeadScanner, HeadVerdict};
 
 /// How long an idle keep-alive connection may still send one more request during a drain.
 pub const IDLE_GRACE: Duration = Duration::from_secs(1);
@@ -83,16 +85,36 @@ impl DrainWatch {
     }
 }
 
-/// What a connection's drain needs to know about it, updated by its service and its I/O.
+/// What the service and the drain need to know about a connection, updated by its I/O.
 #[derive(Debug, Default)]
 pub struct ConnState {
     /// Requests handed to the app whose response body hyper has not finished with.
     in_flight: AtomicUsize,
     /// Bytes were read while no request was in flight: hyper holds part of a request head.
     unparsed: AtomicBool,
+    /// Raw-head checks hyper cannot make; fed by the I/O, read by the service (one task, so
+    /// the lock is never contended).
+    heads: Mutex<Option<HeadScanner>>,
 }
 
 impl ConnState {
+    /// State for a connection whose heads may have up to `max_headers` fields.
+    pub fn new(max_headers: usize) -> Self {
+        ConnState {
+            heads: Mutex::new(Some(HeadScanner::new(max_headers))),
+            ..ConnState::default()
+        }
+    }
+
+    /// The raw-head verdict for the request hyper just handed over.
+    pub fn head_verdict(&self) -> Option<HeadVerdict> {
+        self.heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()?
+            .next_verdict()
+    }
+
     /// A request started (hyper parsed a head).
     pub fn request_started(&self) {
         self.unparsed.store(false, Ordering::Relaxed);
@@ -105,7 +127,15 @@ impl ConnState {
     }
 
     /// Bytes arrived from the client.
-    pub fn bytes_read(&self) {
+    pub fn bytes_read(&self, data: &[u8]) {
+        if let Some(scanner) = self
+            .heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            scanner.feed(data);
+        }
         if self.in_flight.load(Ordering::Relaxed) == 0 {
             self.unparsed.store(true, Ordering::Relaxed);
         }
@@ -178,10 +208,10 @@ mod tests {
     #[test]
     fn a_partial_head_counts_as_busy_only_between_requests() {
         let s = ConnState::default();
-        s.bytes_read();
+        s.bytes_read(b"GET");
         assert!(s.unparsed.load(Ordering::Relaxed));
         s.request_started();
-        s.bytes_read(); // body bytes, not a new head
+        s.bytes_read(b"body"); // body bytes, not a new head
         s.request_finished();
         assert!(!s.unparsed.load(Ordering::Relaxed));
         assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);

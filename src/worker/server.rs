@@ -150,7 +150,7 @@ async fn serve_connection(
     http: Arc<http1::Builder>,
     mut watch: DrainWatch,
 ) {
-    let state = Arc::new(ConnState::default());
+    let state = Arc::new(ConnState::new(shared.config.limits.request_fields + 1));
     let fd = match &conn {
         Conn::Tcp(s) => s.as_raw_fd(),
         Conn::Unix(s) => s.as_raw_fd(),
@@ -204,7 +204,7 @@ impl AsyncRead for Watched {
             Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
         };
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.state.bytes_read();
+            self.state.bytes_read(&buf.filled()[before..]);
         }
         r
     }

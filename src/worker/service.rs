@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
@@ -16,7 +16,9 @@ use super::drain::{ConnState, DrainWatch};
 use super::pool::Pool;
 use crate::config::Config;
 use crate::http::body::{RequestBody, ResponseBody};
+use crate::http::framing::HeadVerdict;
 use crate::http::validate;
+use crate::http::validate::Rejection;
 use crate::protocol::Stats;
 use crate::wsgi::{self, Job, Local, Peer, Reply};
 
@@ -105,21 +107,32 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             .access_log
             .then(|| AccessLine::new(&self.peer, &parts.method, &parts.uri, parts.version));
 
-        if let Err(rejection) = validate::check(
-            &parts.method,
-            &parts.uri,
-            parts.version,
-            &parts.headers,
-            limits,
-        ) {
+        // One verdict per request, in order, even when another check rejects it.
+        let checked = match self.conn.head_verdict() {
+            Some(HeadVerdict::LengthWithTransferEncoding) => Err(Rejection {
+                status: StatusCode::BAD_REQUEST,
+                reason: "both Content-Length and Transfer-Encoding",
+            }),
+            Some(HeadVerdict::RepeatedLength) => Err(Rejection {
+                status: StatusCode::BAD_REQUEST,
+                reason: "more than one Content-Length",
+            }),
+            Some(HeadVerdict::Clean) | None => validate::check(
+                &parts.method,
+                &parts.uri,
+                parts.version,
+                &parts.headers,
+                limits,
+            ),
+        };
+        if let Err(rejection) = checked {
             tracing::debug!(
                 status = rejection.status.as_u16(),
                 "rejected request: {}",
                 rejection.reason
             );
-            let mut reply = wsgi::response::error_reply(rejection.status, rejection.reason);
-            reply.body =
-                ResponseBody::full(format!("{} {}\n", rejection.status, rejection.reason).into());
+            let body = format!("{} {}\n", rejection.status, rejection.reason);
+            let reply = wsgi::response::error_reply(rejection.status, body);
             // The stream position is unknown after a bad head; never reuse the connection.
             let response = into_response(reply, guard, true, access, received);
             return Box::pin(std::future::ready(Ok(response)));
@@ -143,7 +156,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         Box::pin(async move {
             let reply = rx.await.unwrap_or_else(|_| {
                 wsgi::response::error_reply(
-                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    StatusCode::INTERNAL_SERVER_ERROR,
                     "500 Internal Server Error\n",
                 )
             });

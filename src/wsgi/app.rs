@@ -32,7 +32,12 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     // Pass the traceback explicitly: on 3.11 a fetched exception's __traceback__ is not set yet.
     let formatted = py
         .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (err.get_type(py), err.value(py), err.traceback(py))))
+        .and_then(|tb| {
+            tb.call_method1(
+                "format_exception",
+                (err.get_type(py), err.value(py), err.traceback(py)),
+            )
+        })
         .and_then(|lines| lines.extract::<Vec<String>>());
     match formatted {
         Ok(lines) => lines.concat(),

@@ -196,7 +196,12 @@ pub fn fail(py: Python<'_>, resp: &Mutex<Response>, err: PyErr) {
     };
     let mut r = lock(resp);
     if let Some(tx) = r.reply.take() {
-        let _ = tx.send(error_reply(status, text));
+        let mut reply = error_reply(status, text);
+        if status != StatusCode::INTERNAL_SERVER_ERROR {
+            // The request body was not read to its end: the connection cannot be reused.
+            reply.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let _ = tx.send(reply);
     } else if let Some(tx) = r.stream.take() {
         drop(r);
         py.detach(|| {
@@ -208,7 +213,7 @@ pub fn fail(py: Python<'_>, resp: &Mutex<Response>, err: PyErr) {
 }
 
 /// A plain-text error reply.
-pub fn error_reply(status: StatusCode, text: &'static str) -> Reply {
+pub fn error_reply(status: StatusCode, text: impl Into<Bytes>) -> Reply {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -218,7 +223,7 @@ pub fn error_reply(status: StatusCode, text: &'static str) -> Reply {
         status,
         reason: None,
         headers,
-        body: ResponseBody::full(Bytes::from_static(text.as_bytes())),
+        body: ResponseBody::full(text.into()),
     }
 }
 

@@ -61,7 +61,12 @@ impl Log {
 
     /// How many lines contain every one of `needles`.
     pub fn count(&self, needles: &[&str]) -> usize {
-        self.lines.lock().unwrap().iter().filter(|l| needles.iter().all(|n| l.contains(n))).count()
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
     }
 
     /// Waits until `count(needles) >= n`.
@@ -69,7 +74,12 @@ impl Log {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lines.lock().unwrap();
         loop {
-            if lines.iter().filter(|l| needles.iter().all(|x| l.contains(x))).count() >= n {
+            if lines
+                .iter()
+                .filter(|l| needles.iter().all(|x| l.contains(x)))
+                .count()
+                >= n
+            {
                 return true;
             }
             let now = Instant::now();
@@ -97,7 +107,11 @@ pub struct Builder {
 
 pub fn server(app: &str) -> Builder {
     Builder {
-        args: vec!["--chdir".into(), apps_dir().display().to_string(), app.into()],
+        args: vec![
+            "--chdir".into(),
+            apps_dir().display().to_string(),
+            app.into(),
+        ],
         env: vec![],
         wait_ready: true,
         listen: true,
@@ -128,7 +142,11 @@ impl Builder {
     }
 
     pub fn start(self) -> Server {
-        let marks = std::env::temp_dir().join(format!("segue-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+        let marks = std::env::temp_dir().join(format!(
+            "segue-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&marks);
         std::fs::create_dir_all(&marks).unwrap();
         let mut cmd = Command::new(segue_bin());
@@ -155,12 +173,23 @@ impl Builder {
                 sink.grew.notify_all();
             }
         });
-        let mut server = Server { child: Some(child), addr: None, log, marks };
+        let mut server = Server {
+            child: Some(child),
+            addr: None,
+            log,
+            marks,
+        };
         if self.listen {
-            let line = server.log.wait_for(&["listening on http://"], EVENT_TIMEOUT);
-            let line = line.unwrap_or_else(|| panic!("segue did not start listening:\n{}", server.log.all()));
+            let line = server
+                .log
+                .wait_for(&["listening on http://"], EVENT_TIMEOUT);
+            let line = line
+                .unwrap_or_else(|| panic!("segue did not start listening:\n{}", server.log.all()));
             let addr = line.rsplit("http://").next().unwrap().trim();
-            server.addr = Some(addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}")));
+            server.addr = Some(
+                addr.parse()
+                    .unwrap_or_else(|_| panic!("bad address in {line:?}")),
+            );
         }
         if self.wait_ready {
             server.wait_log(&["segue ready"]);
@@ -180,7 +209,8 @@ pub struct Server {
 
 impl Server {
     pub fn addr(&self) -> SocketAddr {
-        self.addr.expect("this server has no TCP listener from the harness")
+        self.addr
+            .expect("this server has no TCP listener from the harness")
     }
 
     pub fn pid(&self) -> i32 {
@@ -190,13 +220,23 @@ impl Server {
     /// Waits for a log line containing all `needles`, failing the test with the log if it
     /// never comes.
     pub fn wait_log(&self, needles: &[&str]) -> String {
-        self.log.wait_for(needles, EVENT_TIMEOUT).unwrap_or_else(|| panic!("no log line with {needles:?} within {EVENT_TIMEOUT:?}:\n{}", self.log.all()))
+        self.log
+            .wait_for(needles, EVENT_TIMEOUT)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no log line with {needles:?} within {EVENT_TIMEOUT:?}:\n{}",
+                    self.log.all()
+                )
+            })
     }
 
     /// Waits until the app has entered `/sleep?id=ID` (it leaves a marker file).
     pub fn wait_sleeping(&self, id: &str) {
         let mark = self.marks.join(format!("sleeping-{id}"));
-        assert!(eventually(EVENT_TIMEOUT, || mark.exists()), "the app never entered /sleep?id={id}");
+        assert!(
+            eventually(EVENT_TIMEOUT, || mark.exists()),
+            "the app never entered /sleep?id={id}"
+        );
     }
 
     pub fn signal(&self, sig: i32) {
@@ -226,7 +266,10 @@ impl Server {
 
     /// Children of the master that are zombies.
     pub fn zombies(&self) -> Vec<i32> {
-        children_of(self.pid()).into_iter().filter(|&p| proc_state(p) == Some('Z')).collect()
+        children_of(self.pid())
+            .into_iter()
+            .filter(|&p| proc_state(p) == Some('Z'))
+            .collect()
     }
 
     /// Every live process in the server's process group.
@@ -234,7 +277,9 @@ impl Server {
         let pgid = self.pid();
         let mut out = vec![];
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             if let Some(stat) = read_stat(pid) {
                 if stat.pgrp == pgid && stat.state != 'Z' {
                     out.push(pid);
@@ -254,7 +299,10 @@ impl Drop for Server {
             let _ = child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("---- segue log ----\n{}\n-------------------", self.log.all());
+            eprintln!(
+                "---- segue log ----\n{}\n-------------------",
+                self.log.all()
+            );
         }
         let _ = std::fs::remove_dir_all(&self.marks);
     }
@@ -284,7 +332,9 @@ pub fn proc_state(pid: i32) -> Option<char> {
 pub fn children_of(ppid: i32) -> Vec<i32> {
     let mut out = vec![];
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if read_stat(pid).is_some_and(|s| s.ppid == ppid) {
             out.push(pid);
         }
@@ -322,7 +372,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -330,7 +383,8 @@ impl Response {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -343,7 +397,9 @@ impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
-        Conn { reader: BufReader::new(stream) }
+        Conn {
+            reader: BufReader::new(stream),
+        }
     }
 
     pub fn send(&mut self, raw: &[u8]) {
@@ -356,18 +412,25 @@ impl Conn {
 
     /// Reads one response; `head` says the request was HEAD (no body follows).
     pub fn read_response(&mut self, head: bool) -> Response {
-        self.try_read_response(head).unwrap_or_else(|e| panic!("reading response: {e}"))
+        self.try_read_response(head)
+            .unwrap_or_else(|e| panic!("reading response: {e}"))
     }
 
     pub fn try_read_response(&mut self, head: bool) -> Result<Response, String> {
         let mut line = String::new();
-        let n = self.reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("connection closed before a response".into());
         }
         let mut parts = line.trim_end().splitn(3, ' ');
         let version = parts.next().unwrap_or("").to_string();
-        let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line {line:?}"))?;
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line {line:?}"))?;
         let reason = parts.next().unwrap_or("").to_string();
         let mut headers = vec![];
         loop {
@@ -377,21 +440,42 @@ impl Conn {
             if h.is_empty() {
                 break;
             }
-            let (k, v) = h.split_once(':').ok_or_else(|| format!("bad header {h:?}"))?;
+            let (k, v) = h
+                .split_once(':')
+                .ok_or_else(|| format!("bad header {h:?}"))?;
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
-        let mut resp = Response { version, status, reason, headers, body: vec![], chunked: false };
+        let mut resp = Response {
+            version,
+            status,
+            reason,
+            headers,
+            body: vec![],
+            chunked: false,
+        };
         if head || status < 200 || status == 204 || status == 304 {
             return Ok(resp);
         }
-        if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        if resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
             resp.chunked = true;
             loop {
                 let mut size = String::new();
-                self.reader.read_line(&mut size).map_err(|e| e.to_string())?;
-                let size = usize::from_str_radix(size.trim(), 16).map_err(|_| format!("bad chunk size {size:?} (body so far {:?})", String::from_utf8_lossy(&resp.body)))?;
+                self.reader
+                    .read_line(&mut size)
+                    .map_err(|e| e.to_string())?;
+                let size = usize::from_str_radix(size.trim(), 16).map_err(|_| {
+                    format!(
+                        "bad chunk size {size:?} (body so far {:?})",
+                        String::from_utf8_lossy(&resp.body)
+                    )
+                })?;
                 let mut chunk = vec![0; size + 2];
-                self.reader.read_exact(&mut chunk).map_err(|e| format!("chunk: {e}"))?;
+                self.reader
+                    .read_exact(&mut chunk)
+                    .map_err(|e| format!("chunk: {e}"))?;
                 if size == 0 {
                     break;
                 }
@@ -400,10 +484,14 @@ impl Conn {
         } else if let Some(len) = resp.header("content-length") {
             let len: usize = len.parse().map_err(|_| "bad content-length")?;
             let mut body = vec![0; len];
-            self.reader.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
+            self.reader
+                .read_exact(&mut body)
+                .map_err(|e| format!("body: {e}"))?;
             resp.body = body;
         } else {
-            self.reader.read_to_end(&mut resp.body).map_err(|e| e.to_string())?;
+            self.reader
+                .read_to_end(&mut resp.body)
+                .map_err(|e| e.to_string())?;
         }
         Ok(resp)
     }
@@ -419,14 +507,17 @@ impl Conn {
     /// True if the server closed the connection (EOF) within the read timeout.
     pub fn closed_by_server(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.reader.read(&mut b), Ok(0)) || matches!(self.reader.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        matches!(self.reader.read(&mut b), Ok(0))
+            || matches!(self.reader.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
     }
 }
 
 /// `GET path` on a fresh connection.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     let mut c = Conn::open(addr);
-    c.send(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes());
+    c.send(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     c.read_response(false)
 }
 
@@ -442,5 +533,8 @@ pub fn exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
 /// The status code of the first response in `raw`.
 pub fn status_of(raw: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(raw);
-    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
 }
