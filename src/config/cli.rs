@@ -125,4 +125,31 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request's headers (also the keep-alive idle limit).
     #[arg(long, default_value_t = 15.0, value_name = "SECS")]
     pub header_timeout: f64,
+
+    /// How a reload swaps generations: chain (new first, then drain old) or respawn (canary).
+    #[arg(long, value_enum, default_value_t = ReloadStrategy::Chain, value_name = "STRATEGY")]
+    pub reload_strategy: ReloadStrategy,
+
+    /// Chain reloads: new workers booting at once beyond the steady count [default: all].
+    #[arg(long, value_name = "K")]
+    pub reload_surge: Option<usize>,
+
+    /// A new worker is ready only once its app answers GET PATH with a 2xx, in-process.
+    #[arg(long, value_name = "PATH")]
+    pub ready_check: Option<String>,
+
+    /// Seconds a new worker has to import the app and pass its ready check.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub boot_timeout: f64,
+}
+
+/// How a reload replaces the serving generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum ReloadStrategy {
+    /// gunicorn-style spawn-then-drain: start new workers (up to the surge), drain an old one
+    /// as each becomes ready.
+    Chain,
+    /// uWSGI-style kill-then-spawn for memory-tight hosts: replace one worker as a canary, then
+    /// the rest; connections wait in the backlog meanwhile.
+    Respawn,
 }

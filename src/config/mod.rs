@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use address::ListenAddr;
-pub use cli::{Cli, Command, LogFormat, ServeArgs};
+pub use cli::{Cli, Command, LogFormat, ReloadStrategy, ServeArgs};
 
 /// Which Python callable to serve.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +92,14 @@ pub struct Config {
     pub limits: Limits,
     /// Time a client has to send a complete request head.
     pub header_timeout: Duration,
+    /// How SIGHUP swaps generations.
+    pub reload_strategy: ReloadStrategy,
+    /// Chain reloads: new workers booting at once (at least 1, at most `workers`).
+    pub reload_surge: usize,
+    /// Path the app must answer with a 2xx before a new worker counts as ready.
+    pub ready_check: Option<String>,
+    /// Time a new worker has to become ready.
+    pub boot_timeout: Duration,
 }
 
 /// A configuration mistake, with the fix in the message.
@@ -122,6 +130,9 @@ pub enum Error {
     /// A count that must be positive is zero.
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
+    /// `--ready-check` is not an absolute path.
+    #[error("invalid --ready-check '{0}': expected a path starting with '/', e.g. /healthz")]
+    BadReadyCheck(String),
     /// A duration is negative or not finite.
     #[error("--{0} must be a non-negative number of seconds")]
     BadDuration(&'static str),
@@ -231,6 +242,17 @@ impl ServeArgs {
                 request_body: (self.limit_request_body > 0).then_some(self.limit_request_body),
             },
             header_timeout: seconds("header-timeout", self.header_timeout)?,
+            reload_strategy: self.reload_strategy,
+            reload_surge: match self.reload_surge {
+                Some(0) => return Err(Error::Zero("reload-surge")),
+                Some(k) => k.min(self.workers),
+                None => self.workers,
+            },
+            ready_check: match self.ready_check {
+                Some(p) if !p.starts_with('/') => return Err(Error::BadReadyCheck(p)),
+                other => other,
+            },
+            boot_timeout: seconds("boot-timeout", self.boot_timeout)?,
         })
     }
 }

@@ -4,8 +4,10 @@
 //! and passes them the sockets, reaps them, replaces the ones that die, and turns signals into
 //! supervisor actions. Signals are handled in [`run`]; everything else lives in [`supervisor`].
 
+pub mod generation;
 pub mod listener;
 pub mod reaper;
+pub mod reload;
 pub mod spawn;
 pub mod supervisor;
 pub mod worker;
@@ -44,6 +46,9 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The first generation's paths do not resolve.
+    #[error(transparent)]
+    Generation(generation::ResolveError),
     /// The async runtime could not start.
     #[error("cannot start the master's event loop: {0}")]
     Runtime(std::io::Error),
@@ -98,7 +103,7 @@ async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> R
         }
     }
     tracing::info!(pid = std::process::id(), workers = config.workers, threads = config.threads, app = %config.app, "master started");
-    sup.start();
+    sup.start().map_err(Error::Generation)?;
 
     // Signals coalesce, so a periodic sweep catches exits whose SIGCHLD merged with another.
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
@@ -108,7 +113,7 @@ async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> R
                 SIGCHLD => sup.on_reap(),
                 SIGTERM => sup.stop_graceful(),
                 SIGINT | SIGQUIT => sup.stop_quick(),
-                SIGHUP => tracing::warn!("SIGHUP received: reload is not implemented in this version; ignoring"),
+                SIGHUP => sup.reload(config.reload_strategy),
                 SIGTTIN | SIGTTOU => tracing::warn!("SIGTTIN/SIGTTOU received: scaling is not implemented in this version; ignoring"),
                 _ => {}
             },

@@ -1,8 +1,8 @@
-//! The supervisor: owns the workers, reacts to their messages, their exits and to signals, and
-//! keeps the configured number serving. All worker state transitions happen here, on one task,
-//! so no lock guards them.
+//! The supervisor: owns the workers and the generations, reacts to worker messages, exits,
+//! timers and signals, keeps the configured number serving, and carries out reloads. All worker
+//! state transitions happen here, on one task, so no lock guards them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,11 +11,13 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
+use super::generation::{self, GenerationId};
 use super::listener::Listener;
 use super::reaper::{ExitKind, reap};
+use super::reload::{ReloadOutcome, ReloadResult, ReloadRun};
 use super::spawn::spawn_worker;
 use super::worker::{Worker, WorkerId, WorkerState};
-use crate::config::Config;
+use crate::config::{Config, ReloadStrategy};
 use crate::protocol::{
     Boot, DrainReason, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker, read_frame, write_frame,
 };
@@ -24,6 +26,8 @@ use crate::protocol::{
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
 /// Longest pause between respawns of a crash-looping slot.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Finished reloads kept for status.
+const HISTORY: usize = 20;
 
 /// Something the supervisor reacts to.
 #[derive(Debug)]
@@ -37,6 +41,8 @@ pub enum Event {
         /// Which slot.
         slot: usize,
     },
+    /// A worker's `--boot-timeout` elapsed.
+    BootDeadline(WorkerId),
     /// The graceful timeout of a stop elapsed.
     StopDeadline,
 }
@@ -64,8 +70,8 @@ struct Slot {
 
 /// Owns every worker and decides what to start and stop.
 pub struct Supervisor {
-    /// Validated configuration; workers get a copy in `Boot`.
-    config: Arc<Config>,
+    /// The configuration as given; each generation resolves its paths from it anew.
+    base: Arc<Config>,
     /// This binary, re-executed as each worker.
     exe: PathBuf,
     /// The sockets held for life; their fds are sent to every worker.
@@ -74,14 +80,26 @@ pub struct Supervisor {
     workers: HashMap<WorkerId, Worker>,
     /// Slot bookkeeping, one per configured worker.
     slots: Vec<Slot>,
-    /// The generation new workers join.
-    generation: u64,
+    /// Configuration of each generation that still has (or may get) workers.
+    generations: HashMap<GenerationId, Arc<Config>>,
+    /// The generation crash replacements join: the one the server stands behind.
+    serving: GenerationId,
+    /// Next generation id (never reused).
+    next_generation: GenerationId,
     /// Next worker id to hand out.
     next_id: u64,
     /// Whether "ready" has been announced for the first generation.
     announced_ready: bool,
     /// Running or stopping.
     phase: Phase,
+    /// The reload being carried out.
+    reload: Option<ReloadRun>,
+    /// A reload asked for while one runs; requests coalesce into this one.
+    reload_queued: Option<ReloadStrategy>,
+    /// Next reload sequence number.
+    next_reload: u64,
+    /// Finished reloads, newest last.
+    history: VecDeque<ReloadOutcome>,
     /// Where channel tasks and timers send their events.
     events: mpsc::UnboundedSender<Event>,
 }
@@ -96,24 +114,40 @@ impl Supervisor {
     ) -> Self {
         let slots = vec![Slot::default(); config.workers];
         Supervisor {
-            config,
+            base: config,
             exe,
             listeners,
             workers: HashMap::new(),
             slots,
-            generation: 1,
+            generations: HashMap::new(),
+            serving: 0,
+            next_generation: 1,
             next_id: 1,
             announced_ready: false,
             phase: Phase::Running,
+            reload: None,
+            reload_queued: None,
+            next_reload: 1,
+            history: VecDeque::new(),
             events,
         }
     }
 
     /// Starts the first generation.
-    pub fn start(&mut self) {
+    pub fn start(&mut self) -> Result<(), generation::ResolveError> {
+        let config = generation::snapshot(&self.base)?;
+        self.serving = self.new_generation(config);
         for slot in 0..self.slots.len() {
-            self.spawn(slot);
+            self.spawn(slot, self.serving);
         }
+        Ok(())
+    }
+
+    fn new_generation(&mut self, config: Arc<Config>) -> GenerationId {
+        let id = self.next_generation;
+        self.next_generation += 1;
+        self.generations.insert(id, config);
+        id
     }
 
     /// True once a stop has finished: every worker is reaped.
@@ -121,28 +155,35 @@ impl Supervisor {
         matches!(self.phase, Phase::Stopping { .. }) && self.workers.is_empty()
     }
 
-    fn spawn(&mut self, slot: usize) {
+    /// The listeners, for logging at startup.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    fn spawn(&mut self, slot: usize, generation: GenerationId) -> Option<WorkerId> {
+        let config = self.generations.get(&generation)?.clone();
         let id = WorkerId(self.next_id);
         self.next_id += 1;
         let boot = Boot {
             protocol: PROTOCOL_VERSION,
             worker_id: id.0,
-            generation: self.generation,
-            config: (*self.config).clone(),
+            generation,
+            config: (*config).clone(),
             listeners: self.listeners.iter().map(|l| l.addr.clone()).collect(),
         };
         let fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
-        match spawn_worker(&self.exe, &boot, &fds, &self.config.env) {
+        match spawn_worker(&self.exe, &boot, &fds, &config.env) {
             Ok(spawned) => {
-                tracing::debug!(worker = %id, generation = self.generation, pid = spawned.pid.as_raw(), "worker spawned");
+                tracing::debug!(worker = %id, generation, pid = spawned.pid.as_raw(), "worker spawned");
                 let (tx, rx) = mpsc::unbounded_channel();
                 run_channel(id, spawned.control, rx, self.events.clone());
+                self.after(config.boot_timeout, Event::BootDeadline(id));
                 self.workers.insert(
                     id,
                     Worker {
                         id,
                         pid: spawned.pid,
-                        generation: self.generation,
+                        generation,
                         slot,
                         state: WorkerState::Starting,
                         spawned_at: Instant::now(),
@@ -151,13 +192,27 @@ impl Supervisor {
                         commands: tx,
                     },
                 );
+                Some(id)
             }
             Err(e) => {
-                tracing::error!(worker = %id, generation = self.generation, "{e}");
-                self.slots[slot].failures += 1;
-                self.schedule_respawn(slot);
+                tracing::error!(worker = %id, generation, "{e}");
+                if self.reload.as_ref().is_some_and(|r| r.target == generation) {
+                    self.abort_reload(format!("cannot start a worker: {e}"), None);
+                } else {
+                    self.slots[slot].failures += 1;
+                    self.schedule_respawn(slot);
+                }
+                None
             }
         }
+    }
+
+    fn after(&self, delay: Duration, event: Event) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(event);
+        });
     }
 
     /// Handles one event from a channel task or timer.
@@ -171,16 +226,37 @@ impl Supervisor {
             }
             Event::Respawn { slot } => {
                 self.slots[slot].respawn_pending = false;
-                if self.phase == Phase::Running && !self.slot_filled(slot) {
-                    self.spawn(slot);
+                if self.phase == Phase::Running && !self.slot_filled(slot, self.serving) {
+                    self.spawn(slot, self.serving);
                 }
+            }
+            Event::BootDeadline(id) => {
+                let Some(w) = self.workers.get_mut(&id) else {
+                    return;
+                };
+                if w.state != WorkerState::Starting {
+                    return;
+                }
+                let secs = self
+                    .generations
+                    .get(&w.generation)
+                    .map_or(0.0, |c| c.boot_timeout.as_secs_f64());
+                let error = format!(
+                    "not ready within {secs}s (raise --boot-timeout if the app is slow to import)"
+                );
+                tracing::error!(worker = %id, generation = w.generation, pid = w.pid.as_raw(), "{error}");
+                w.boot_failure = Some(crate::protocol::BootFailure {
+                    error,
+                    traceback: None,
+                });
+                signal(w.pid, Signal::SIGKILL);
             }
             Event::StopDeadline => {
                 if !self.workers.is_empty() {
                     tracing::warn!(
                         workers = self.workers.len(),
                         "graceful timeout of {:?} passed: killing the workers still draining",
-                        self.config.graceful_timeout
+                        self.base.graceful_timeout
                     );
                     self.kill_all();
                 }
@@ -195,15 +271,18 @@ impl Supervisor {
         let (generation, pid) = (worker.generation, worker.pid.as_raw());
         match msg {
             ToMaster::Ready { boot_ms } => {
-                if worker.state == WorkerState::Starting {
-                    worker.state = WorkerState::Ready;
+                if worker.state != WorkerState::Starting {
+                    return;
                 }
+                worker.state = WorkerState::Ready;
+                let slot = worker.slot;
                 tracing::info!(worker = %id, generation, pid, boot_ms, "worker ready");
-                if self.phase == Phase::Running && worker.state == WorkerState::Ready {
-                    self.maybe_announce_ready();
-                } else if matches!(self.phase, Phase::Stopping { graceful: true }) {
-                    // Became ready while a stop was under way: drain it like the rest.
+                if matches!(self.phase, Phase::Stopping { graceful: true }) {
                     self.drain(id, DrainReason::Shutdown);
+                } else if self.reload.as_ref().is_some_and(|r| r.target == generation) {
+                    self.on_reload_worker_ready(id, slot, boot_ms);
+                } else if generation == self.serving {
+                    self.maybe_announce_ready();
                 }
             }
             ToMaster::BootFailed(failure) => {
@@ -229,19 +308,22 @@ impl Supervisor {
         if self.announced_ready {
             return;
         }
-        let ready = self
-            .workers
-            .values()
-            .filter(|w| w.state == WorkerState::Ready && w.generation == self.generation)
-            .count();
+        let ready = self.ready_count(self.serving);
         if ready >= self.slots.len() {
             self.announced_ready = true;
             tracing::info!(
-                generation = self.generation,
+                generation = self.serving,
                 workers = ready,
                 "segue ready: all workers serving"
             );
         }
+    }
+
+    fn ready_count(&self, generation: GenerationId) -> usize {
+        self.workers
+            .values()
+            .filter(|w| w.state == WorkerState::Ready && w.generation == generation)
+            .count()
     }
 
     /// Collects exited children and decides what replaces them.
@@ -262,30 +344,49 @@ impl Supervisor {
         };
         let lifetime = worker.spawned_at.elapsed();
         let (generation, raw_pid) = (worker.generation, pid.as_raw());
+        let why = worker.boot_failure.as_ref().map(|f| f.error.clone());
         match worker.state {
             WorkerState::Draining { since } => {
                 tracing::info!(worker = %id, generation, pid = raw_pid, drain_ms = since.elapsed().as_millis() as u64, "worker exited after draining ({kind})");
+            }
+            WorkerState::Discarded => {
+                tracing::info!(worker = %id, generation, pid = raw_pid, "worker of the rolled-back generation stopped ({kind})");
             }
             _ if matches!(self.phase, Phase::Stopping { .. }) => {
                 tracing::info!(worker = %id, generation, pid = raw_pid, "worker stopped ({kind})");
             }
             WorkerState::Starting => {
-                let why = worker
-                    .boot_failure
-                    .as_ref()
-                    .map(|f| f.error.as_str())
-                    .unwrap_or("it exited before reporting ready");
+                let why = why.as_deref().unwrap_or("it exited before reporting ready");
                 tracing::error!(worker = %id, generation, pid = raw_pid, "worker died while booting ({kind}): {why}");
             }
             WorkerState::Ready => {
                 tracing::error!(worker = %id, generation, pid = raw_pid, uptime_ms = lifetime.as_millis() as u64, "worker died unexpectedly ({kind})");
             }
         }
-        if self.phase != Phase::Running
-            || worker.slot >= self.slots.len()
-            || matches!(worker.state, WorkerState::Draining { .. })
-        {
+        if matches!(
+            worker.state,
+            WorkerState::Draining { .. } | WorkerState::Discarded
+        ) {
+            self.forget_idle_generations();
             return;
+        }
+        if self.phase != Phase::Running {
+            return;
+        }
+        if self.reload.as_ref().is_some_and(|r| r.target == generation) {
+            let reason = match (&worker.state, why) {
+                (_, Some(why)) => why,
+                (WorkerState::Starting, None) => {
+                    format!("a new worker exited while booting ({kind})")
+                }
+                _ => format!("a new worker died before the generation was promoted ({kind})"),
+            };
+            let traceback = worker.boot_failure.and_then(|f| f.traceback);
+            self.abort_reload(reason, traceback);
+            return;
+        }
+        if generation != self.serving || worker.slot >= self.slots.len() {
+            return; // an old generation's worker: its replacement is under way
         }
         let slot = &mut self.slots[worker.slot];
         if lifetime < CRASH_WINDOW {
@@ -296,22 +397,24 @@ impl Supervisor {
         self.schedule_respawn(worker.slot);
     }
 
-    fn slot_filled(&self, slot: usize) -> bool {
-        self.workers
-            .values()
-            .any(|w| w.slot == slot && !matches!(w.state, WorkerState::Draining { .. }))
+    fn slot_filled(&self, slot: usize, generation: GenerationId) -> bool {
+        self.workers.values().any(|w| {
+            w.slot == slot
+                && w.generation == generation
+                && matches!(w.state, WorkerState::Starting | WorkerState::Ready)
+        })
     }
 
     /// Respawns a slot at once after an isolated crash, and with exponential backoff while it
     /// keeps dying young, so a broken app is retried forever without spinning.
     fn schedule_respawn(&mut self, slot: usize) {
-        if self.slots[slot].respawn_pending {
+        if self.slots[slot].respawn_pending || self.slot_filled(slot, self.serving) {
             return;
         }
         let failures = self.slots[slot].failures;
         let delay = backoff(failures);
         if delay.is_zero() {
-            self.spawn(slot);
+            self.spawn(slot, self.serving);
             return;
         }
         tracing::warn!(
@@ -321,22 +424,270 @@ impl Supervisor {
             delay.as_secs_f64()
         );
         self.slots[slot].respawn_pending = true;
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = events.send(Event::Respawn { slot });
-        });
+        self.after(delay, Event::Respawn { slot });
     }
 
     fn drain(&mut self, id: WorkerId, reason: DrainReason) {
         if let Some(w) = self.workers.get_mut(&id) {
-            if !matches!(w.state, WorkerState::Draining { .. }) {
-                w.state = WorkerState::Draining {
-                    since: Instant::now(),
-                };
-                w.send(ToWorker::Drain { reason });
+            match w.state {
+                WorkerState::Ready => {
+                    w.state = WorkerState::Draining {
+                        since: Instant::now(),
+                    };
+                    w.send(ToWorker::Drain { reason });
+                }
+                // Still importing: it has no requests and does not read its channel yet.
+                WorkerState::Starting => {
+                    w.state = WorkerState::Draining {
+                        since: Instant::now(),
+                    };
+                    signal(w.pid, Signal::SIGKILL);
+                }
+                WorkerState::Draining { .. } | WorkerState::Discarded => {}
             }
         }
+    }
+
+    /// Drains the workers of `slot` that belong to another generation than `keep`.
+    fn drain_slot(&mut self, slot: usize, keep: GenerationId) {
+        let ids: Vec<_> = self
+            .workers
+            .values()
+            .filter(|w| w.slot == slot && w.generation != keep)
+            .map(|w| w.id)
+            .collect();
+        for id in ids {
+            self.drain(id, DrainReason::Reload);
+        }
+    }
+
+    fn forget_idle_generations(&mut self) {
+        let live: HashSet<_> = self.workers.values().map(|w| w.generation).collect();
+        let (serving, target) = (self.serving, self.reload.as_ref().map(|r| r.target));
+        self.generations
+            .retain(|g, _| *g == serving || Some(*g) == target || live.contains(g));
+    }
+
+    /// SIGHUP: start a reload with `strategy`, or queue it behind the one running.
+    pub fn reload(&mut self, strategy: ReloadStrategy) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        if let Some(run) = &self.reload {
+            tracing::info!(
+                reload = run.id,
+                "a reload is already running: this one is queued (further requests coalesce into it)"
+            );
+            self.reload_queued = Some(strategy);
+            return;
+        }
+        let id = self.next_reload;
+        self.next_reload += 1;
+        let config = match generation::snapshot(&self.base) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    reload = id,
+                    "reload {id} refused, generation {} keeps serving: {e}",
+                    self.serving
+                );
+                self.record(ReloadOutcome {
+                    id,
+                    from: self.serving,
+                    target: self.serving,
+                    strategy,
+                    took: Duration::ZERO,
+                    result: ReloadResult::RolledBack {
+                        reason: e.to_string(),
+                        traceback: None,
+                    },
+                });
+                return;
+            }
+        };
+        let target = self.new_generation(config);
+        let surge = self.base.reload_surge;
+        tracing::info!(
+            reload = id,
+            from = self.serving,
+            generation = target,
+            ?strategy,
+            surge,
+            "reload {id}: starting generation {target}"
+        );
+        self.reload = Some(ReloadRun {
+            id,
+            from: self.serving,
+            target,
+            strategy,
+            started: Instant::now(),
+            todo: (0..self.slots.len()).collect(),
+            booting: HashSet::new(),
+            ready: Vec::new(),
+        });
+        self.advance_reload();
+    }
+
+    /// Starts the next new workers the strategy allows.
+    fn advance_reload(&mut self) {
+        let Some(run) = &self.reload else { return };
+        let (strategy, target) = (run.strategy, run.target);
+        let batch: Vec<usize> = match strategy {
+            ReloadStrategy::Chain => {
+                let room = self.base.reload_surge.saturating_sub(run.booting.len());
+                run.todo.iter().take(room).copied().collect()
+            }
+            // One canary; once it is ready, every remaining slot at once.
+            ReloadStrategy::Respawn if run.booting.is_empty() => {
+                let n = if run.canary_passed() {
+                    run.todo.len()
+                } else {
+                    1
+                };
+                run.todo.iter().take(n).copied().collect()
+            }
+            ReloadStrategy::Respawn => Vec::new(),
+        };
+        for slot in batch {
+            if let Some(run) = self.reload.as_mut() {
+                run.todo.retain(|s| *s != slot);
+            }
+            if strategy == ReloadStrategy::Respawn {
+                // Kill-then-spawn: the old worker leaves first; connections wait in the backlog.
+                self.drain_slot(slot, target);
+            }
+            match self.spawn(slot, target) {
+                Some(id) => {
+                    if let Some(run) = self.reload.as_mut() {
+                        run.booting.insert(id);
+                    }
+                }
+                None => return, // spawn failed and aborted the reload
+            }
+        }
+    }
+
+    fn on_reload_worker_ready(&mut self, id: WorkerId, slot: usize, boot_ms: u64) {
+        let Some(run) = self.reload.as_mut() else {
+            return;
+        };
+        run.booting.remove(&id);
+        run.ready.push((id, boot_ms));
+        let target = run.target;
+        if run.strategy == ReloadStrategy::Chain {
+            self.drain_slot(slot, target);
+        }
+        self.advance_reload();
+        if self.reload.as_ref().is_some_and(ReloadRun::complete) {
+            self.promote();
+        }
+    }
+
+    fn promote(&mut self) {
+        let Some(run) = self.reload.take() else {
+            return;
+        };
+        self.serving = run.target;
+        self.announced_ready = true;
+        let old: Vec<_> = self
+            .workers
+            .values()
+            .filter(|w| w.generation != run.target)
+            .map(|w| w.id)
+            .collect();
+        for id in old {
+            self.drain(id, DrainReason::Reload);
+        }
+        for slot in &mut self.slots {
+            slot.failures = 0;
+        }
+        let took = run.started.elapsed();
+        let boot_ms: Vec<u64> = run.ready.iter().map(|(_, ms)| *ms).collect();
+        tracing::info!(
+            reload = run.id,
+            generation = run.target,
+            took_ms = took.as_millis() as u64,
+            ?boot_ms,
+            "reload {}: generation {} is serving; generation {} drains",
+            run.id,
+            run.target,
+            run.from
+        );
+        self.record(ReloadOutcome {
+            id: run.id,
+            from: run.from,
+            target: run.target,
+            strategy: run.strategy,
+            took,
+            result: ReloadResult::Promoted { boot_ms },
+        });
+        self.forget_idle_generations();
+        self.start_queued_reload();
+    }
+
+    /// Rolls back: the new generation is killed and every slot is refilled from the serving
+    /// generation, whose workers never stopped (chain) or are started again (respawn).
+    fn abort_reload(&mut self, reason: String, traceback: Option<String>) {
+        let Some(run) = self.reload.take() else {
+            return;
+        };
+        let doomed: Vec<_> = self
+            .workers
+            .values()
+            .filter(|w| w.generation == run.target)
+            .map(|w| w.id)
+            .collect();
+        for id in doomed {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.state = WorkerState::Discarded;
+                signal(w.pid, Signal::SIGKILL);
+            }
+        }
+        match &traceback {
+            Some(tb) => tracing::error!(
+                reload = run.id,
+                generation = run.target,
+                "reload {} rolled back, generation {} keeps serving: {reason}\n{}",
+                run.id,
+                self.serving,
+                tb.trim_end()
+            ),
+            None => tracing::error!(
+                reload = run.id,
+                generation = run.target,
+                "reload {} rolled back, generation {} keeps serving: {reason}",
+                run.id,
+                self.serving
+            ),
+        }
+        for slot in 0..self.slots.len() {
+            if !self.slot_filled(slot, self.serving) {
+                self.spawn(slot, self.serving);
+            }
+        }
+        self.record(ReloadOutcome {
+            id: run.id,
+            from: run.from,
+            target: run.target,
+            strategy: run.strategy,
+            took: run.started.elapsed(),
+            result: ReloadResult::RolledBack { reason, traceback },
+        });
+        self.forget_idle_generations();
+        self.start_queued_reload();
+    }
+
+    fn start_queued_reload(&mut self) {
+        if let Some(strategy) = self.reload_queued.take() {
+            self.reload(strategy);
+        }
+    }
+
+    fn record(&mut self, outcome: ReloadOutcome) {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(outcome);
     }
 
     /// SIGTERM: drain every worker, kill what is left after the graceful timeout.
@@ -347,29 +698,22 @@ impl Supervisor {
         tracing::info!(
             workers = self.workers.len(),
             "stopping gracefully (timeout {:?})",
-            self.config.graceful_timeout
+            self.base.graceful_timeout
         );
         self.phase = Phase::Stopping { graceful: true };
+        self.reload = None;
         let ids: Vec<_> = self.workers.keys().copied().collect();
         for id in ids {
-            match self.workers[&id].state {
-                // Still importing: it has no requests to finish and does not read its channel yet.
-                WorkerState::Starting => signal(self.workers[&id].pid, Signal::SIGKILL),
-                _ => self.drain(id, DrainReason::Shutdown),
-            }
+            self.drain(id, DrainReason::Shutdown);
         }
-        let events = self.events.clone();
-        let timeout = self.config.graceful_timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = events.send(Event::StopDeadline);
-        });
+        self.after(self.base.graceful_timeout, Event::StopDeadline);
     }
 
     /// SIGINT/SIGQUIT: kill every worker now.
     pub fn stop_quick(&mut self) {
         tracing::info!(workers = self.workers.len(), "stopping now");
         self.phase = Phase::Stopping { graceful: false };
+        self.reload = None;
         self.kill_all();
     }
 
@@ -377,11 +721,6 @@ impl Supervisor {
         for w in self.workers.values() {
             signal(w.pid, Signal::SIGKILL);
         }
-    }
-
-    /// The listeners, for logging at startup.
-    pub fn listeners(&self) -> &[Listener] {
-        &self.listeners
     }
 }
 

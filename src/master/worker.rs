@@ -30,6 +30,8 @@ pub enum WorkerState {
         /// When the drain was ordered.
         since: Instant,
     },
+    /// Killed because the reload that started it was rolled back.
+    Discarded,
 }
 
 /// One live worker process.

@@ -90,7 +90,7 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
 /// Master side: sends `Boot` with the listeners attached. Blocking; the socket is fresh, so the
 /// whole frame fits in its buffer.
 pub fn write_boot(sock: &StdUnixStream, boot: &Boot, fds: &[RawFd]) -> Result<(), FrameError> {
-    let frame = encode(&ToWorker::Boot(boot.clone()))?;
+    let frame = encode(&ToWorker::Boot(Box::new(boot.clone())))?;
     let sent = sock.send_with_fd(&frame, fds)?;
     // The fds went with the first byte; the rest of a short write is plain data.
     let mut rest = &frame[sent..];
@@ -141,7 +141,7 @@ pub fn read_boot(sock: &StdUnixStream) -> Result<(Boot, Vec<OwnedFd>), FrameErro
     if boot.protocol != PROTOCOL_VERSION {
         return Err(FrameError::Version { got: boot.protocol });
     }
-    Ok((boot, fds))
+    Ok((*boot, fds))
 }
 
 fn read_more(mut sock: &StdUnixStream, data: &mut Vec<u8>) -> Result<(), FrameError> {

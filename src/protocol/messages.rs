@@ -39,8 +39,8 @@ pub enum DrainReason {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum ToWorker {
-    /// Start up (carries the listeners). Sent once, first.
-    Boot(Boot),
+    /// Start up (carries the listeners). Sent once, first; boxed because it dwarfs the others.
+    Boot(Box<Boot>),
     /// Stop accepting, finish in-flight requests, close keep-alive connections, then say `Bye`.
     Drain {
         /// Why, for the log.

@@ -8,6 +8,7 @@
 pub mod drain;
 pub mod pool;
 pub mod python;
+pub mod ready;
 pub mod server;
 pub mod service;
 
@@ -93,17 +94,7 @@ async fn serve(
     let config = Arc::new(boot.config);
     let app = match boot_app(&config) {
         Ok(app) => app,
-        Err(failure) => {
-            match &failure.traceback {
-                Some(tb) => tracing::error!("{}\n{}", failure.error, tb.trim_end()),
-                None => tracing::error!("{}", failure.error),
-            }
-            let _ = to_master.send(ToMaster::BootFailed(failure));
-            // Let the writer task flush the message before exiting.
-            drop(to_master);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return EXIT_BOOT_FAILED;
-        }
+        Err(failure) => return boot_failed(to_master, failure).await,
     };
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT]) {
         Ok(s) => s,
@@ -120,6 +111,11 @@ async fn serve(
             return 2;
         }
     };
+    if let Some(path) = &config.ready_check {
+        if let Err(failure) = ready::check(&pool, path, config.boot_timeout).await {
+            return boot_failed(to_master, failure).await;
+        }
+    }
     let shared = Arc::new(Shared {
         config: config.clone(),
         pool,
@@ -175,6 +171,19 @@ async fn serve(
     drop(to_master);
     tokio::time::sleep(Duration::from_millis(20)).await;
     0
+}
+
+/// Logs why the worker cannot serve, tells the master, and gives the exit code.
+async fn boot_failed(to_master: mpsc::UnboundedSender<ToMaster>, failure: BootFailure) -> i32 {
+    match &failure.traceback {
+        Some(tb) => tracing::error!("{}\n{}", failure.error, tb.trim_end()),
+        None => tracing::error!("{}", failure.error),
+    }
+    let _ = to_master.send(ToMaster::BootFailed(failure));
+    // Let the writer task flush the message before the process exits.
+    drop(to_master);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    EXIT_BOOT_FAILED
 }
 
 /// Imports the app: chdir, interpreter, import. Failures carry the fix and the traceback.

@@ -199,7 +199,9 @@ pub fn fail(py: Python<'_>, resp: &Mutex<Response>, err: PyErr) {
         let mut reply = error_reply(status, text);
         if status != StatusCode::INTERNAL_SERVER_ERROR {
             // The request body was not read to its end: the connection cannot be reused.
-            reply.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            reply
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let _ = tx.send(reply);
     } else if let Some(tx) = r.stream.take() {

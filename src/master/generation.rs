@@ -1,0 +1,46 @@
+//! Generations: each reload starts a new one from the configuration, with paths resolved again,
+//! so a `--chdir` symlink flipped by a blue-green deploy (`current -> releases/42`) takes effect
+//! on reload, while workers that must go back to the old generation (a rollback, a crash of an
+//! old worker) still run the release it resolved to.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::Config;
+
+/// A generation's id, monotonic and never reused; logged as `generation`.
+pub type GenerationId = u64;
+
+/// Why a generation cannot be started.
+#[derive(Debug, thiserror::Error)]
+#[error("{option} '{}' cannot be resolved: {source} (did the deploy remove it?)", path.display())]
+pub struct ResolveError {
+    option: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+fn resolve(option: &'static str, path: &Path) -> Result<PathBuf, ResolveError> {
+    std::fs::canonicalize(path).map_err(|source| ResolveError {
+        option,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The configuration a new generation runs: `base` with its directories resolved now.
+pub fn snapshot(base: &Config) -> Result<Arc<Config>, ResolveError> {
+    let mut config = base.clone();
+    if let Some(dir) = &base.chdir {
+        config.chdir = Some(resolve("--chdir", dir)?);
+    }
+    if let Some(venv) = &base.virtualenv {
+        config.virtualenv = Some(resolve("--virtualenv", venv)?);
+    }
+    config.pythonpath = base
+        .pythonpath
+        .iter()
+        .map(|p| resolve("--pythonpath", p))
+        .collect::<Result<_, _>>()?;
+    Ok(Arc::new(config))
+}
