@@ -106,12 +106,13 @@ pub struct Builder {
 }
 
 pub fn server(app: &str) -> Builder {
+    server_in(&apps_dir(), app)
+}
+
+/// A server whose `--chdir` is `dir`.
+pub fn server_in(dir: &Path, app: &str) -> Builder {
     Builder {
-        args: vec![
-            "--chdir".into(),
-            apps_dir().display().to_string(),
-            app.into(),
-        ],
+        args: vec!["--chdir".into(), dir.display().to_string(), app.into()],
         env: vec![],
         wait_ready: true,
         listen: true,
@@ -537,4 +538,151 @@ pub fn status_of(raw: &[u8]) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// `GET path` on a fresh connection, reporting failures instead of panicking.
+pub fn try_get(addr: SocketAddr, path: &str) -> Result<Response, String> {
+    let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(EVENT_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut c = Conn {
+        reader: BufReader::new(stream),
+    };
+    c.reader
+        .get_mut()
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|e| format!("send: {e}"))?;
+    c.try_read_response(false)
+}
+
+/// One response seen by the load generator.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// When the request was sent.
+    pub sent: Instant,
+    pub status: u16,
+    pub body: String,
+}
+
+/// What a load run observed.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub seen: Vec<Seen>,
+    /// Requests that got no complete response, with why.
+    pub failures: Vec<String>,
+}
+
+impl LoadReport {
+    pub fn ok(&self) -> usize {
+        self.seen.iter().filter(|s| s.status == 200).count()
+    }
+
+    /// Responses that were not 200, as failures.
+    pub fn bad_statuses(&self) -> Vec<&Seen> {
+        self.seen.iter().filter(|s| s.status != 200).collect()
+    }
+}
+
+/// A bounded HTTP load on 127.0.0.1: keep-alive clients that reconnect when told to close,
+/// and clients that open a new connection per request. Stops on `stop()` or after `limit`.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<LoadReport>>,
+}
+
+impl Load {
+    pub fn start(
+        addr: SocketAddr,
+        path: &str,
+        keep_alive: usize,
+        fresh: usize,
+        limit: Duration,
+    ) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let deadline = Instant::now() + limit;
+        let mut threads = vec![];
+        for i in 0..keep_alive + fresh {
+            let (stop, path) = (stop.clone(), path.to_string());
+            let persistent = i < keep_alive;
+            threads.push(std::thread::spawn(move || {
+                let mut report = LoadReport::default();
+                let mut conn: Option<Conn> = None;
+                // Bounded in count and time.
+                for _ in 0..200_000 {
+                    if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    let result = if persistent {
+                        let c = match conn.as_mut() {
+                            Some(c) => c,
+                            None => match TcpStream::connect(addr) {
+                                Ok(s) => {
+                                    s.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+                                    conn.insert(Conn {
+                                        reader: BufReader::new(s),
+                                    })
+                                }
+                                Err(e) => {
+                                    report.failures.push(format!("connect: {e}"));
+                                    continue;
+                                }
+                            },
+                        };
+                        let sent_ok = c.reader.get_mut().write_all(
+                            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+                        );
+                        match sent_ok {
+                            Err(e) => Err(format!("send: {e}")),
+                            Ok(()) => c.try_read_response(false),
+                        }
+                    } else {
+                        try_get(addr, &path)
+                    };
+                    match result {
+                        Ok(r) => {
+                            if r.header("connection")
+                                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                            {
+                                conn = None;
+                            }
+                            report.seen.push(Seen {
+                                sent,
+                                status: r.status,
+                                body: r.text(),
+                            });
+                        }
+                        Err(e) => {
+                            report.failures.push(format!(
+                                "{} client: {e}",
+                                if persistent {
+                                    "keep-alive"
+                                } else {
+                                    "new-connection"
+                                }
+                            ));
+                            conn = None;
+                        }
+                    }
+                }
+                report
+            }));
+        }
+        Load { stop, threads }
+    }
+
+    pub fn stop(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = LoadReport::default();
+        for t in self.threads {
+            let r = t.join().expect("load thread panicked");
+            all.seen.extend(r.seen);
+            all.failures.extend(r.failures);
+        }
+        all
+    }
 }
