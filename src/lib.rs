@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod logging;
 pub mod master;

@@ -314,7 +314,7 @@ fn reloads_arriving_during_a_reload_coalesce() {
         s.signal(libc::SIGHUP);
     }
     s.wait_log(&["reload 2: generation 3 is serving"]);
-    assert!(s.log.count(&["is already running: this one is queued"]) >= 1);
+    assert!(s.log.count(&["is running: this reload is queued"]) >= 1);
     // Three signals during reload 1 made one more reload, not three.
     assert!(
         !eventually(Duration::from_millis(1500), || s

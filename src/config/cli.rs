@@ -26,9 +26,56 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+/// Where and how long to ask a running master.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The master's --control socket.
+    #[arg(long, value_name = "PATH", env = "SEGUE_CONTROL")]
+    pub control: PathBuf,
+    /// Print the master's reply as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Subcommands besides serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Reload a running server; with --wait, exit 0 only if the new generation took over.
+    Reload {
+        /// Override the server's --reload-strategy.
+        #[arg(long, value_enum)]
+        strategy: Option<ReloadStrategy>,
+        /// Wait until the new generation serves and the old one is gone (or it rolled back).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+        timeout: f64,
+        /// Socket and output.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Show generations, workers and recent reloads.
+    Status {
+        /// Socket and output.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Stop a running server gracefully.
+    Stop {
+        /// Socket and output.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Add (+1) or remove (-1) a worker.
+    Workers {
+        /// +1 or -1.
+        #[arg(allow_hyphen_values = true, value_name = "+1|-1")]
+        delta: String,
+        /// Socket and output.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
     /// Internal: run as a worker process. The master starts this; users never do.
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -141,6 +188,18 @@ pub struct ServeArgs {
     /// Seconds a new worker has to import the app and pass its ready check.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     pub boot_timeout: f64,
+
+    /// Unix socket for `segue reload|status|stop|workers --control PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+
+    /// Reload when this file's modification time changes.
+    #[arg(long, value_name = "FILE")]
+    pub touch_reload: Option<PathBuf>,
+
+    /// uWSGI-style master FIFO: write r (respawn reload), c (chain reload), q, Q, + or -.
+    #[arg(long, value_name = "PATH")]
+    pub master_fifo: Option<PathBuf>,
 }
 
 /// How a reload replaces the serving generation.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use address::ListenAddr;
-pub use cli::{Cli, Command, LogFormat, ReloadStrategy, ServeArgs};
+pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy, ServeArgs};
 
 /// Which Python callable to serve.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +100,12 @@ pub struct Config {
     pub ready_check: Option<String>,
     /// Time a new worker has to become ready.
     pub boot_timeout: Duration,
+    /// The control socket's path.
+    pub control: Option<PathBuf>,
+    /// A file whose mtime change triggers a reload.
+    pub touch_reload: Option<PathBuf>,
+    /// The uWSGI-style master FIFO.
+    pub master_fifo: Option<PathBuf>,
 }
 
 /// A configuration mistake, with the fix in the message.
@@ -253,6 +259,9 @@ impl ServeArgs {
                 other => other,
             },
             boot_timeout: seconds("boot-timeout", self.boot_timeout)?,
+            control: self.control.map(|p| absolute(&p)),
+            touch_reload: self.touch_reload.map(|p| absolute(&p)),
+            master_fifo: self.master_fifo.map(|p| absolute(&p)),
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod reaper;
 pub mod reload;
 pub mod spawn;
 pub mod supervisor;
+pub mod triggers;
 pub mod worker;
 
 use std::os::fd::OwnedFd;
@@ -24,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use listener::Listener;
-use supervisor::Supervisor;
+use supervisor::{Supervisor, Trigger};
 
 /// Why the master could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,17 @@ pub enum Error {
     /// The first generation's paths do not resolve.
     #[error(transparent)]
     Generation(generation::ResolveError),
+    /// The control socket could not be bound.
+    #[error("cannot bind --control '{}': {source}", path.display())]
+    Control {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The master FIFO could not be created.
+    #[error(transparent)]
+    Fifo(#[from] triggers::FifoError),
     /// The async runtime could not start.
     #[error("cannot start the master's event loop: {0}")]
     Runtime(std::io::Error),
@@ -95,6 +107,25 @@ async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> R
     let mut signals = Signals::new([SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU])
         .map_err(Error::Signals)?;
     let (events_tx, mut events) = mpsc::unbounded_channel();
+    // Held until the master exits; dropping them removes the socket and FIFO files.
+    let _control = match &config.control {
+        Some(path) => Some(
+            crate::control::server::serve(path, events_tx.clone()).map_err(|source| {
+                Error::Control {
+                    path: path.clone(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
+    let _fifo = match &config.master_fifo {
+        Some(path) => Some(triggers::serve_fifo(path, events_tx.clone())?),
+        None => None,
+    };
+    if let Some(path) = &config.touch_reload {
+        triggers::watch_touch_file(path.clone(), config.reload_strategy, events_tx.clone());
+    }
     let mut sup = Supervisor::new(config.clone(), exe, listeners, events_tx);
     for l in sup.listeners() {
         match &l.addr {
@@ -113,8 +144,9 @@ async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> R
                 SIGCHLD => sup.on_reap(),
                 SIGTERM => sup.stop_graceful(),
                 SIGINT | SIGQUIT => sup.stop_quick(),
-                SIGHUP => sup.reload(config.reload_strategy),
-                SIGTTIN | SIGTTOU => tracing::warn!("SIGTTIN/SIGTTOU received: scaling is not implemented in this version; ignoring"),
+                SIGHUP => sup.on_trigger(Trigger::Reload(config.reload_strategy)),
+                SIGTTIN => sup.on_trigger(Trigger::Scale(1)),
+                SIGTTOU => sup.on_trigger(Trigger::Scale(-1)),
                 _ => {}
             },
             Some(event) = events.recv() => sup.on_event(event),

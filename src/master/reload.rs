@@ -5,11 +5,14 @@
 //! the new generation (then `Promoted`), or until any new worker fails (then `RolledBack`).
 
 use std::collections::{HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
 
 use super::generation::GenerationId;
 use super::worker::WorkerId;
 use crate::config::ReloadStrategy;
+use crate::control::{ReloadReport, Reply};
 
 /// A reload being carried out.
 #[derive(Debug)]
@@ -30,6 +33,8 @@ pub struct ReloadRun {
     pub booting: HashSet<WorkerId>,
     /// New workers that became ready, with their boot time in ms.
     pub ready: Vec<(WorkerId, u64)>,
+    /// `segue reload --wait` callers, answered when the reload is over.
+    pub waiters: Vec<oneshot::Sender<Reply>>,
 }
 
 impl ReloadRun {
@@ -42,38 +47,21 @@ impl ReloadRun {
     pub fn complete(&self) -> bool {
         self.todo.is_empty() && self.booting.is_empty()
     }
-}
 
-/// How a reload ended.
-#[derive(Debug, Clone)]
-pub enum ReloadResult {
-    /// The new generation serves; the old one drains.
-    Promoted {
-        /// Boot time in ms of each new worker.
-        boot_ms: Vec<u64>,
-    },
-    /// A new worker failed; the old generation keeps (or went back to) serving.
-    RolledBack {
-        /// What failed, with the fix.
-        reason: String,
-        /// The Python traceback, if any.
-        traceback: Option<String>,
-    },
-}
-
-/// A finished reload, kept for the status command.
-#[derive(Debug, Clone)]
-pub struct ReloadOutcome {
-    /// Sequence number.
-    pub id: u64,
-    /// Replaced generation.
-    pub from: GenerationId,
-    /// Started generation.
-    pub target: GenerationId,
-    /// Strategy used.
-    pub strategy: ReloadStrategy,
-    /// Time from start to promotion or rollback.
-    pub took: Duration,
-    /// Result.
-    pub result: ReloadResult,
+    /// The record of this run, promoted (`failure` is `None`) or rolled back.
+    pub fn report(&self, failure: Option<(String, Option<String>)>) -> ReloadReport {
+        let ok = failure.is_none();
+        let (reason, traceback) = failure.unzip();
+        ReloadReport {
+            reload: self.id,
+            from: self.from,
+            generation: self.target,
+            strategy: self.strategy,
+            ok,
+            took_ms: self.started.elapsed().as_millis() as u64,
+            boot_ms: self.ready.iter().map(|(_, ms)| *ms).collect(),
+            reason,
+            traceback: traceback.flatten(),
+        }
+    }
 }

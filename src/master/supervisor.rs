@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::generation::{self, GenerationId};
 use super::listener::Listener;
 use super::reaper::{ExitKind, reap};
-use super::reload::{ReloadOutcome, ReloadResult, ReloadRun};
+use super::reload::ReloadRun;
 use super::spawn::spawn_worker;
 use super::worker::{Worker, WorkerId, WorkerState};
 use crate::config::{Config, ReloadStrategy};
+use crate::control::{ReloadReport, Reply, Request, StatusReport, WorkerReport};
 use crate::protocol::{
     Boot, DrainReason, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker, read_frame, write_frame,
 };
@@ -45,6 +46,24 @@ pub enum Event {
     BootDeadline(WorkerId),
     /// The graceful timeout of a stop elapsed.
     StopDeadline,
+    /// A request from the control socket.
+    Control(Request, oneshot::Sender<Reply>),
+    /// A command from `--touch-reload` or `--master-fifo`.
+    Trigger(Trigger),
+}
+
+/// Commands that arrive without a caller to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Reload with this strategy.
+    Reload(ReloadStrategy),
+    /// Stop; quick kills at once.
+    Stop {
+        /// Kill instead of draining.
+        quick: bool,
+    },
+    /// One worker more (+1) or less (-1).
+    Scale(i32),
 }
 
 /// Whether the server runs or is on its way out.
@@ -96,10 +115,14 @@ pub struct Supervisor {
     reload: Option<ReloadRun>,
     /// A reload asked for while one runs; requests coalesce into this one.
     reload_queued: Option<ReloadStrategy>,
+    /// `--wait` callers of the queued reload.
+    queued_waiters: Vec<oneshot::Sender<Reply>>,
+    /// `--wait` callers of promoted reloads, answered once the old workers have exited.
+    promoted_waiters: Vec<(ReloadReport, oneshot::Sender<Reply>)>,
     /// Next reload sequence number.
     next_reload: u64,
     /// Finished reloads, newest last.
-    history: VecDeque<ReloadOutcome>,
+    history: VecDeque<ReloadReport>,
     /// Where channel tasks and timers send their events.
     events: mpsc::UnboundedSender<Event>,
 }
@@ -127,6 +150,8 @@ impl Supervisor {
             phase: Phase::Running,
             reload: None,
             reload_queued: None,
+            queued_waiters: Vec::new(),
+            promoted_waiters: Vec::new(),
             next_reload: 1,
             history: VecDeque::new(),
             events,
@@ -251,6 +276,8 @@ impl Supervisor {
                 });
                 signal(w.pid, Signal::SIGKILL);
             }
+            Event::Control(request, reply) => self.on_control(request, reply),
+            Event::Trigger(trigger) => self.on_trigger(trigger),
             Event::StopDeadline => {
                 if !self.workers.is_empty() {
                     tracing::warn!(
@@ -368,6 +395,7 @@ impl Supervisor {
             WorkerState::Draining { .. } | WorkerState::Discarded
         ) {
             self.forget_idle_generations();
+            self.answer_promoted_waiters();
             return;
         }
         if self.phase != Phase::Running {
@@ -468,41 +496,65 @@ impl Supervisor {
             .retain(|g, _| *g == serving || Some(*g) == target || live.contains(g));
     }
 
-    /// SIGHUP: start a reload with `strategy`, or queue it behind the one running.
-    pub fn reload(&mut self, strategy: ReloadStrategy) {
+    /// SIGHUP and friends: start a reload with `strategy`, or queue it behind the one running.
+    /// A `waiter` is answered when the reload is over. Returns what happened, in words.
+    pub fn reload(
+        &mut self,
+        strategy: ReloadStrategy,
+        waiter: Option<oneshot::Sender<Reply>>,
+    ) -> String {
         if self.phase != Phase::Running {
-            return;
+            if let Some(w) = waiter {
+                let _ = w.send(Reply::Error {
+                    message: "the server is stopping".into(),
+                });
+            }
+            return "the server is stopping".into();
         }
         if let Some(run) = &self.reload {
-            tracing::info!(
-                reload = run.id,
-                "a reload is already running: this one is queued (further requests coalesce into it)"
+            let message = format!(
+                "reload {} is running: this reload is queued (further requests coalesce into it)",
+                run.id
             );
+            tracing::info!(reload = run.id, "{message}");
             self.reload_queued = Some(strategy);
-            return;
+            self.queued_waiters.extend(waiter);
+            return message;
         }
+        self.begin_reload(strategy, waiter.into_iter().collect())
+    }
+
+    fn begin_reload(
+        &mut self,
+        strategy: ReloadStrategy,
+        waiters: Vec<oneshot::Sender<Reply>>,
+    ) -> String {
         let id = self.next_reload;
         self.next_reload += 1;
         let config = match generation::snapshot(&self.base) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(
-                    reload = id,
+                let message = format!(
                     "reload {id} refused, generation {} keeps serving: {e}",
                     self.serving
                 );
-                self.record(ReloadOutcome {
-                    id,
+                tracing::error!(reload = id, "{message}");
+                let report = ReloadReport {
+                    reload: id,
                     from: self.serving,
-                    target: self.serving,
+                    generation: self.serving,
                     strategy,
-                    took: Duration::ZERO,
-                    result: ReloadResult::RolledBack {
-                        reason: e.to_string(),
-                        traceback: None,
-                    },
-                });
-                return;
+                    ok: false,
+                    took_ms: 0,
+                    boot_ms: vec![],
+                    reason: Some(e.to_string()),
+                    traceback: None,
+                };
+                for w in waiters {
+                    let _ = w.send(Reply::Reload(report.clone()));
+                }
+                self.record(report);
+                return message;
             }
         };
         let target = self.new_generation(config);
@@ -524,8 +576,10 @@ impl Supervisor {
             todo: (0..self.slots.len()).collect(),
             booting: HashSet::new(),
             ready: Vec::new(),
+            waiters,
         });
         self.advance_reload();
+        format!("reload {id} started: generation {target} ({strategy:?})")
     }
 
     /// Starts the next new workers the strategy allows.
@@ -584,7 +638,7 @@ impl Supervisor {
     }
 
     fn promote(&mut self) {
-        let Some(run) = self.reload.take() else {
+        let Some(mut run) = self.reload.take() else {
             return;
         };
         self.serving = run.target;
@@ -601,34 +655,45 @@ impl Supervisor {
         for slot in &mut self.slots {
             slot.failures = 0;
         }
-        let took = run.started.elapsed();
-        let boot_ms: Vec<u64> = run.ready.iter().map(|(_, ms)| *ms).collect();
+        let report = run.report(None);
         tracing::info!(
             reload = run.id,
             generation = run.target,
-            took_ms = took.as_millis() as u64,
-            ?boot_ms,
+            took_ms = report.took_ms,
+            boot_ms = ?report.boot_ms,
             "reload {}: generation {} is serving; generation {} drains",
             run.id,
             run.target,
             run.from
         );
-        self.record(ReloadOutcome {
-            id: run.id,
-            from: run.from,
-            target: run.target,
-            strategy: run.strategy,
-            took,
-            result: ReloadResult::Promoted { boot_ms },
-        });
+        for w in std::mem::take(&mut run.waiters) {
+            self.promoted_waiters.push((report.clone(), w));
+        }
+        self.record(report);
         self.forget_idle_generations();
+        self.answer_promoted_waiters();
         self.start_queued_reload();
+    }
+
+    /// `reload --wait` returns once the old generation is gone, not just promoted.
+    fn answer_promoted_waiters(&mut self) {
+        let serving = self.serving;
+        let old_left = self
+            .workers
+            .values()
+            .any(|w| w.generation != serving && !matches!(w.state, WorkerState::Discarded));
+        if old_left || self.promoted_waiters.is_empty() {
+            return;
+        }
+        for (report, w) in std::mem::take(&mut self.promoted_waiters) {
+            let _ = w.send(Reply::Reload(report));
+        }
     }
 
     /// Rolls back: the new generation is killed and every slot is refilled from the serving
     /// generation, whose workers never stopped (chain) or are started again (respawn).
     fn abort_reload(&mut self, reason: String, traceback: Option<String>) {
-        let Some(run) = self.reload.take() else {
+        let Some(mut run) = self.reload.take() else {
             return;
         };
         let doomed: Vec<_> = self
@@ -665,29 +730,145 @@ impl Supervisor {
                 self.spawn(slot, self.serving);
             }
         }
-        self.record(ReloadOutcome {
-            id: run.id,
-            from: run.from,
-            target: run.target,
-            strategy: run.strategy,
-            took: run.started.elapsed(),
-            result: ReloadResult::RolledBack { reason, traceback },
-        });
+        let report = run.report(Some((reason, traceback)));
+        for w in std::mem::take(&mut run.waiters) {
+            let _ = w.send(Reply::Reload(report.clone()));
+        }
+        self.record(report);
         self.forget_idle_generations();
         self.start_queued_reload();
     }
 
     fn start_queued_reload(&mut self) {
         if let Some(strategy) = self.reload_queued.take() {
-            self.reload(strategy);
+            let waiters = std::mem::take(&mut self.queued_waiters);
+            self.begin_reload(strategy, waiters);
         }
     }
 
-    fn record(&mut self, outcome: ReloadOutcome) {
+    fn record(&mut self, report: ReloadReport) {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
-        self.history.push_back(outcome);
+        self.history.push_back(report);
+    }
+
+    fn on_control(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
+        match request {
+            Request::Reload { strategy, wait } => {
+                let strategy = strategy.unwrap_or(self.base.reload_strategy);
+                if wait {
+                    self.reload(strategy, Some(reply));
+                } else {
+                    let message = self.reload(strategy, None);
+                    let _ = reply.send(Reply::ReloadStarted { message });
+                }
+            }
+            Request::Status => {
+                let _ = reply.send(Reply::Status(self.status()));
+            }
+            Request::Stop => {
+                self.stop_graceful();
+                let _ = reply.send(Reply::Ok {
+                    message: "stopping gracefully".into(),
+                });
+            }
+            Request::Workers { delta } => {
+                let _ = reply.send(match self.scale(delta) {
+                    Ok(message) => Reply::Ok { message },
+                    Err(message) => Reply::Error { message },
+                });
+            }
+        }
+    }
+
+    /// Signals, the touch file and the master FIFO end up here.
+    pub fn on_trigger(&mut self, trigger: Trigger) {
+        match trigger {
+            Trigger::Reload(strategy) => {
+                self.reload(strategy, None);
+            }
+            Trigger::Stop { quick: false } => self.stop_graceful(),
+            Trigger::Stop { quick: true } => self.stop_quick(),
+            Trigger::Scale(delta) => {
+                if let Err(e) = self.scale(delta) {
+                    tracing::warn!("cannot change the worker count: {e}");
+                }
+            }
+        }
+    }
+
+    /// What `segue status` shows.
+    pub fn status(&self) -> StatusReport {
+        let mut workers: Vec<WorkerReport> = self
+            .workers
+            .values()
+            .map(|w| WorkerReport {
+                id: w.id.0,
+                pid: w.pid.as_raw(),
+                generation: w.generation,
+                state: match w.state {
+                    WorkerState::Starting => "starting",
+                    WorkerState::Ready => "ready",
+                    WorkerState::Draining { .. } => "draining",
+                    WorkerState::Discarded => "discarded",
+                }
+                .into(),
+                requests: w.stats.requests_finished,
+                uptime_s: w.spawned_at.elapsed().as_secs_f64(),
+            })
+            .collect();
+        workers.sort_by_key(|w| w.id);
+        StatusReport {
+            pid: std::process::id(),
+            serving: self.serving,
+            workers_wanted: self.slots.len(),
+            reloading: self
+                .reload
+                .as_ref()
+                .map(|r| format!("reload {} -> generation {}", r.id, r.target)),
+            workers,
+            reloads: self.history.iter().cloned().collect(),
+        }
+    }
+
+    /// SIGTTIN/SIGTTOU, `segue workers +1|-1`: one worker more or less.
+    pub fn scale(&mut self, delta: i32) -> Result<String, String> {
+        if self.phase != Phase::Running {
+            return Err("the server is stopping".into());
+        }
+        if let Some(run) = &self.reload {
+            return Err(format!(
+                "reload {} is running: change the worker count after it finishes",
+                run.id
+            ));
+        }
+        match delta {
+            1 => {
+                self.slots.push(Slot::default());
+                let slot = self.slots.len() - 1;
+                self.spawn(slot, self.serving);
+            }
+            -1 if self.slots.len() > 1 => {
+                self.slots.pop();
+                let slot = self.slots.len();
+                let ids: Vec<_> = self
+                    .workers
+                    .values()
+                    .filter(|w| w.slot == slot)
+                    .map(|w| w.id)
+                    .collect();
+                for id in ids {
+                    self.drain(id, DrainReason::ScaleDown);
+                }
+            }
+            -1 => return Err("cannot go below 1 worker".into()),
+            _ => return Err(format!("workers can change by +1 or -1, not {delta:+}")),
+        }
+        Arc::make_mut(&mut self.base).workers = self.slots.len();
+        let message = format!("workers: {}", self.slots.len());
+        tracing::info!("{message}");
+        Ok(message)
     }
 
     /// SIGTERM: drain every worker, kill what is left after the graceful timeout.
@@ -695,6 +876,7 @@ impl Supervisor {
         if self.phase != Phase::Running {
             return;
         }
+        self.fail_waiters("the server is stopping");
         tracing::info!(
             workers = self.workers.len(),
             "stopping gracefully (timeout {:?})",
@@ -709,8 +891,29 @@ impl Supervisor {
         self.after(self.base.graceful_timeout, Event::StopDeadline);
     }
 
+    fn fail_waiters(&mut self, why: &str) {
+        let run_waiters = self
+            .reload
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.waiters))
+            .unwrap_or_default();
+        let promoted = std::mem::take(&mut self.promoted_waiters)
+            .into_iter()
+            .map(|(_, w)| w);
+        for w in run_waiters
+            .into_iter()
+            .chain(std::mem::take(&mut self.queued_waiters))
+            .chain(promoted)
+        {
+            let _ = w.send(Reply::Error {
+                message: why.into(),
+            });
+        }
+    }
+
     /// SIGINT/SIGQUIT: kill every worker now.
     pub fn stop_quick(&mut self) {
+        self.fail_waiters("the server is stopping");
         tracing::info!(workers = self.workers.len(), "stopping now");
         self.phase = Phase::Stopping { graceful: false };
         self.reload = None;

@@ -1,0 +1,110 @@
+//! Requests and replies on the control socket. Stable field names: `--json` prints them as
+//! they are, and deploy tooling parses them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ReloadStrategy;
+
+/// What the CLI asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Start a reload; with `wait`, reply when it is over.
+    Reload {
+        /// Override `--reload-strategy` for this reload.
+        strategy: Option<ReloadStrategy>,
+        /// Reply after promotion and the old workers' exit, or after the rollback.
+        wait: bool,
+    },
+    /// Describe generations, workers and recent reloads.
+    Status,
+    /// Stop gracefully, as SIGTERM does.
+    Stop,
+    /// Add (`1`) or remove (`-1`) a worker.
+    Workers {
+        /// +1 or -1.
+        delta: i32,
+    },
+}
+
+/// The outcome of one reload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Reload sequence number.
+    pub reload: u64,
+    /// The generation that was serving.
+    pub from: u64,
+    /// The generation started by this reload.
+    pub generation: u64,
+    /// Strategy used.
+    pub strategy: ReloadStrategy,
+    /// True if the new generation serves; false if it was rolled back.
+    pub ok: bool,
+    /// Milliseconds from start to promotion (or rollback).
+    pub took_ms: u64,
+    /// Boot time of each new worker, in ms.
+    pub boot_ms: Vec<u64>,
+    /// Why it was rolled back.
+    pub reason: Option<String>,
+    /// The Python traceback of the failure, if any.
+    pub traceback: Option<String>,
+}
+
+/// One worker in a status reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// Worker id.
+    pub id: u64,
+    /// OS process id.
+    pub pid: i32,
+    /// Its generation.
+    pub generation: u64,
+    /// `starting`, `ready`, `draining` or `discarded`.
+    pub state: String,
+    /// Requests it has finished.
+    pub requests: u64,
+    /// Seconds since it was spawned.
+    pub uptime_s: f64,
+}
+
+/// The status reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Master PID.
+    pub pid: u32,
+    /// The generation behind the server.
+    pub serving: u64,
+    /// Configured worker count.
+    pub workers_wanted: usize,
+    /// A reload in progress, as "reload N -> generation G".
+    pub reloading: Option<String>,
+    /// Every worker process.
+    pub workers: Vec<WorkerReport>,
+    /// Recent reloads, oldest first.
+    pub reloads: Vec<ReloadReport>,
+}
+
+/// The master's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// A reload started (or was queued behind a running one) and the CLI did not wait.
+    ReloadStarted {
+        /// What happened, in words.
+        message: String,
+    },
+    /// A waited-for reload is over.
+    Reload(ReloadReport),
+    /// Status.
+    Status(StatusReport),
+    /// Done.
+    Ok {
+        /// What happened, in words.
+        message: String,
+    },
+    /// Refused.
+    Error {
+        /// Why, and what to do.
+        message: String,
+    },
+}

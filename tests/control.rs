@@ -1,0 +1,261 @@
+//! Controlling a running server: `segue reload --wait` (the deploy script's answer), `status`,
+//! `stop`, `workers`, SIGTTIN/SIGTTOU, `--touch-reload` and the uWSGI-style `--master-fifo`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{EVENT_TIMEOUT, eventually, get, segue_bin, server_in};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(version: &str) -> Dir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("segue-control-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::copy(
+            support::apps_dir().join("versioned.py"),
+            root.join("versioned.py"),
+        )
+        .unwrap();
+        let d = Dir(root);
+        d.version(version);
+        d
+    }
+
+    fn version(&self, v: &str) {
+        std::fs::write(self.0.join("version.txt.tmp"), v).unwrap();
+        std::fs::rename(self.0.join("version.txt.tmp"), self.0.join("version.txt")).unwrap();
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn segue(args: &[&str], control: &str) -> Output {
+    Command::new(segue_bin())
+        .args(args)
+        .args(["--control", control])
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn reload_wait_exits_zero_once_the_new_generation_serves_and_the_old_is_gone() {
+    let d = Dir::new("v1");
+    let ctl = d.path("ctl.sock");
+    let s = server_in(&d.0, "versioned:application")
+        .args(&["--workers", "2", "--control", &ctl])
+        .start();
+    d.version("v2");
+    let out = segue(&["reload", "--wait", "--json"], &ctl);
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out);
+    assert_eq!(
+        (
+            r["reply"].as_str(),
+            r["ok"].as_bool(),
+            r["generation"].as_u64()
+        ),
+        (Some("reload"), Some(true), Some(2))
+    );
+    assert_eq!(r["boot_ms"].as_array().unwrap().len(), 2);
+    // "old workers are gone" is part of the answer: only the two new ones are left.
+    assert_eq!(s.worker_pids().len(), 2, "{:?}", s.worker_pids());
+    assert_eq!(get(s.addr(), "/").text(), "v2");
+    // The human form names the generation and the boot times.
+    d.version("v3");
+    let out = segue(&["reload", "--wait"], &ctl);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains("generation 3 is serving")
+            && text.contains("worker boot times"),
+        "{text}"
+    );
+}
+
+#[test]
+fn reload_wait_exits_non_zero_with_the_traceback_when_rolled_back() {
+    let d = Dir::new("v1");
+    let ctl = d.path("ctl.sock");
+    // Two workers: with respawn the canary's slot is lost to an in-place broken deploy (its
+    // old code is gone from disk), the other old worker keeps serving.
+    let s = server_in(&d.0, "versioned:application")
+        .args(&["--workers", "2", "--control", &ctl])
+        .start();
+    d.version("broken");
+    let out = segue(&["reload", "--wait", "--strategy", "respawn"], &ctl);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("ROLLED BACK") && text.contains("generation 1 keeps serving"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Traceback")
+            && text.contains("ImportError: this deploy is broken on purpose"),
+        "{text}"
+    );
+    assert_eq!(get(s.addr(), "/").text(), "v1");
+    // The status keeps the reason.
+    let st = json(&segue(&["status", "--json"], &ctl));
+    assert_eq!(st["reloads"][0]["ok"], false);
+    assert!(
+        st["reloads"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ImportError")
+    );
+}
+
+#[test]
+fn status_lists_generations_workers_and_reloads() {
+    let d = Dir::new("v1");
+    let ctl = d.path("ctl.sock");
+    let s = server_in(&d.0, "versioned:application")
+        .args(&["--workers", "2", "--control", &ctl])
+        .start();
+    for _ in 0..5 {
+        get(s.addr(), "/");
+    }
+    assert!(segue(&["reload", "--wait"], &ctl).status.success());
+    // Heartbeats carry the counters every second.
+    let st = eventually(EVENT_TIMEOUT, || {
+        let st = json(&segue(&["status", "--json"], &ctl));
+        st["workers"].as_array().unwrap().len() == 2
+    });
+    assert!(st);
+    let st = json(&segue(&["status", "--json"], &ctl));
+    assert_eq!(st["serving"], 2);
+    assert_eq!(st["workers_wanted"], 2);
+    assert_eq!(st["pid"].as_i64().unwrap() as i32, s.pid());
+    for w in st["workers"].as_array().unwrap() {
+        assert_eq!(
+            (w["generation"].as_u64(), w["state"].as_str()),
+            (Some(2), Some("ready"))
+        );
+        assert!(w["pid"].as_i64().unwrap() > 0);
+    }
+    assert_eq!(st["reloads"][0]["ok"], true);
+    let text = String::from_utf8_lossy(&segue(&["status"], &ctl).stdout).into_owned();
+    assert!(
+        text.contains("serving generation 2") && text.contains("recent reloads"),
+        "{text}"
+    );
+}
+
+#[test]
+fn workers_plus_and_minus_and_ttin_ttou() {
+    let d = Dir::new("v1");
+    let ctl = d.path("ctl.sock");
+    let s = server_in(&d.0, "versioned:application")
+        .args(&["--workers", "2", "--control", &ctl])
+        .start();
+    assert!(segue(&["workers", "+1"], &ctl).status.success());
+    assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 3));
+    assert!(segue(&["workers", "-1"], &ctl).status.success());
+    assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 2));
+    s.signal(libc::SIGTTIN);
+    assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 3));
+    // One at a time: two pending SIGTTOUs would coalesce into one delivery.
+    s.signal(libc::SIGTTOU);
+    assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 2));
+    s.signal(libc::SIGTTOU);
+    assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 1));
+    let out = segue(&["workers", "-1"], &ctl);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot go below 1 worker"));
+    assert_eq!(get(s.addr(), "/").status, 200);
+}
+
+#[test]
+fn stop_command_stops_gracefully_and_removes_the_socket() {
+    let d = Dir::new("v1");
+    let ctl = d.path("ctl.sock");
+    let mut s = server_in(&d.0, "versioned:application")
+        .args(&["--control", &ctl])
+        .start();
+    assert!(segue(&["stop"], &ctl).status.success());
+    assert!(s.wait_exit(EVENT_TIMEOUT).expect("did not stop").success());
+    assert!(!Path::new(&ctl).exists());
+    let out = segue(&["status"], &ctl);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the master"));
+}
+
+#[test]
+fn touch_reload_file_triggers_a_reload() {
+    let d = Dir::new("v1");
+    let touch = d.path("reload.trigger");
+    let s = server_in(&d.0, "versioned:application")
+        .args(&["--touch-reload", &touch])
+        .start();
+    d.version("v2");
+    std::fs::write(&touch, "").unwrap();
+    s.wait_log(&["reload 1: generation 2 is serving"]);
+    assert!(eventually(EVENT_TIMEOUT, || get(s.addr(), "/").text() == "v2"));
+}
+
+#[test]
+fn master_fifo_letters_reload_scale_and_stop() {
+    use std::io::Write;
+    let d = Dir::new("v1");
+    let fifo = d.path("master.fifo");
+    let mut s = server_in(&d.0, "versioned:application")
+        .args(&["--master-fifo", &fifo])
+        .start();
+    let send = |c: &str| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .unwrap()
+            .write_all(c.as_bytes())
+            .unwrap()
+    };
+    send("c");
+    s.wait_log(&["reload 1: starting generation 2", "Chain"]);
+    s.wait_log(&["reload 1: generation 2 is serving"]);
+    send("r");
+    s.wait_log(&["reload 2: starting generation 3", "Respawn"]);
+    s.wait_log(&["reload 2: generation 3 is serving"]);
+    send("+");
+    assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 2));
+    send("q");
+    assert!(
+        s.wait_exit(EVENT_TIMEOUT)
+            .expect("did not stop on q")
+            .success()
+    );
+    assert!(!Path::new(&fifo).exists());
+}
+
+#[test]
+fn control_without_a_server_explains_itself() {
+    let out = Command::new(segue_bin())
+        .args(["reload", "--wait", "--control", "/nonexistent/ctl.sock"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the master") && err.contains("--control"),
+        "{err}"
+    );
+}
