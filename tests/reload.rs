@@ -281,6 +281,51 @@ fn chain_surge_limits_how_many_new_workers_boot_at_once() {
 }
 
 #[test]
+fn chain_surge_bounds_the_process_count() {
+    let deploy = Deploy::new("v1");
+    let s = server_in(&deploy.root, "versioned:application")
+        .args(&["--workers", "4", "--reload-surge", "1"])
+        .start();
+    deploy.version("slow:0.3");
+    s.signal(libc::SIGHUP);
+    let mut most = 0;
+    let done = eventually(EVENT_TIMEOUT, || {
+        most = most.max(s.worker_pids().len());
+        s.log.count(&["reload 1: generation 2 is serving"]) > 0
+    });
+    assert!(done);
+    // N + K, plus at most one old worker on its way out while the next new one boots.
+    assert!(
+        most > 4 && most <= 4 + 1 + 1,
+        "saw {most} worker processes with 4 workers and surge 1"
+    );
+}
+
+#[test]
+fn a_request_stuck_in_an_old_worker_is_killed_after_the_graceful_timeout() {
+    let deploy = Deploy::new("v1");
+    let s = server_in(&deploy.root, "versioned:application")
+        .args(&["--threads", "2", "--graceful-timeout", "1"])
+        .start();
+    let addr = s.addr();
+    let stuck = std::thread::spawn(move || try_get(addr, "/slow?60"));
+    assert!(eventually(EVENT_TIMEOUT, || deploy
+        .root
+        .join("slow-started")
+        .exists()));
+    deploy.version("v2");
+    s.signal(libc::SIGHUP);
+    s.wait_log(&["reload 1: generation 2 is serving"]);
+    s.wait_log(&["graceful timeout: still draining", "generation=1"]);
+    assert!(
+        stuck.join().unwrap().is_err(),
+        "the stuck request cannot have completed"
+    );
+    assert_eq!(get(addr, "/").text(), "v2");
+    assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 1));
+}
+
+#[test]
 fn blue_green_symlink_flip_is_picked_up_on_reload() {
     let deploy = Deploy::new("unused");
     let (a, b) = (

@@ -44,8 +44,8 @@ pub enum Event {
     },
     /// A worker's `--boot-timeout` elapsed.
     BootDeadline(WorkerId),
-    /// The graceful timeout of a stop elapsed.
-    StopDeadline,
+    /// A draining worker's `--graceful-timeout` elapsed.
+    DrainDeadline(WorkerId),
     /// A request from the control socket.
     Control(Request, oneshot::Sender<Reply>),
     /// A command from `--touch-reload` or `--master-fifo`.
@@ -278,14 +278,19 @@ impl Supervisor {
             }
             Event::Control(request, reply) => self.on_control(request, reply),
             Event::Trigger(trigger) => self.on_trigger(trigger),
-            Event::StopDeadline => {
-                if !self.workers.is_empty() {
+            Event::DrainDeadline(id) => {
+                let Some(w) = self.workers.get(&id) else {
+                    return;
+                };
+                if let WorkerState::Draining { since } = w.state {
                     tracing::warn!(
-                        workers = self.workers.len(),
-                        "graceful timeout of {:?} passed: killing the workers still draining",
-                        self.base.graceful_timeout
+                        worker = %id,
+                        generation = w.generation,
+                        pid = w.pid.as_raw(),
+                        "graceful timeout: still draining after {:.1}s, killed (its unfinished requests are lost; raise --graceful-timeout if they are legitimate)",
+                        since.elapsed().as_secs_f64()
                     );
-                    self.kill_all();
+                    signal(w.pid, Signal::SIGKILL);
                 }
             }
         }
@@ -455,24 +460,32 @@ impl Supervisor {
         self.after(delay, Event::Respawn { slot });
     }
 
+    /// Tells a worker to drain; each drain has its own `--graceful-timeout`, whatever caused
+    /// it (stop, reload, scale-down), after which the worker is killed.
     fn drain(&mut self, id: WorkerId, reason: DrainReason) {
-        if let Some(w) = self.workers.get_mut(&id) {
-            match w.state {
-                WorkerState::Ready => {
-                    w.state = WorkerState::Draining {
-                        since: Instant::now(),
-                    };
-                    w.send(ToWorker::Drain { reason });
-                }
-                // Still importing: it has no requests and does not read its channel yet.
-                WorkerState::Starting => {
-                    w.state = WorkerState::Draining {
-                        since: Instant::now(),
-                    };
-                    signal(w.pid, Signal::SIGKILL);
-                }
-                WorkerState::Draining { .. } | WorkerState::Discarded => {}
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        match w.state {
+            WorkerState::Ready => {
+                w.state = WorkerState::Draining {
+                    since: Instant::now(),
+                };
+                w.send(ToWorker::Drain { reason });
+                let timeout = self
+                    .generations
+                    .get(&w.generation)
+                    .map_or(self.base.graceful_timeout, |c| c.graceful_timeout);
+                self.after(timeout, Event::DrainDeadline(id));
             }
+            // Still importing: it has no requests and does not read its channel yet.
+            WorkerState::Starting => {
+                w.state = WorkerState::Draining {
+                    since: Instant::now(),
+                };
+                signal(w.pid, Signal::SIGKILL);
+            }
+            WorkerState::Draining { .. } | WorkerState::Discarded => {}
         }
     }
 
@@ -888,7 +901,6 @@ impl Supervisor {
         for id in ids {
             self.drain(id, DrainReason::Shutdown);
         }
-        self.after(self.base.graceful_timeout, Event::StopDeadline);
     }
 
     fn fail_waiters(&mut self, why: &str) {

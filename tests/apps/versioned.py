@@ -28,6 +28,8 @@ def application(environ, start_response):
         start_response(status, [("Content-Type", "text/plain")])
         return [b"health " + VERSION.encode()]
     if path == "/slow":
+        # Tests wait for this marker rather than guessing when the request reached the app.
+        open(os.path.join(HERE, "slow-started"), "w").close()
         time.sleep(float(environ.get("QUERY_STRING") or "2"))
     body = VERSION.encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
