@@ -6,6 +6,7 @@
 //! [`http`] and [`wsgi`] are the request path inside a worker.
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod config;
 pub mod control;
 pub mod http;

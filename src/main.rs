@@ -19,6 +19,53 @@ fn main() -> anyhow::Result<()> {
             return segue::master::run(config, inherited).context("segue cannot start");
         }
         Some(Command::Worker) => std::process::exit(segue::worker::run()),
+        Some(Command::Master) => {
+            let json = std::env::var(segue::check::MASTER_CONFIG_ENV)
+                .context("__master is internal to check-reload")?;
+            let config: segue::config::Config =
+                serde_json::from_str(&json).context("bad master configuration")?;
+            segue::logging::init(&config.log);
+            return segue::master::run(config, Vec::new()).context("segue cannot start");
+        }
+        Some(Command::CheckReload {
+            serve,
+            reloads,
+            duration,
+            strategy,
+            url,
+            concurrency,
+            json_file,
+            junit,
+        }) => {
+            let mut config = serve.into_config()?;
+            if let Some(s) = strategy {
+                config.reload_strategy = s;
+            }
+            let urls = if url.is_empty() {
+                vec!["/".to_string()]
+            } else {
+                url
+            };
+            if let Some(bad) = urls.iter().find(|u| !u.starts_with('/')) {
+                anyhow::bail!(
+                    "--url '{bad}' must be a path starting with '/' (check-reload only talks to 127.0.0.1)"
+                );
+            }
+            let duration = Duration::try_from_secs_f64(duration)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .context("--duration must be a positive number of seconds")?;
+            let plan = segue::check::Plan {
+                reloads,
+                duration,
+                urls,
+                concurrency,
+                json: json_file,
+                junit,
+            };
+            let code = segue::check::run(config, plan)?;
+            std::process::exit(code);
+        }
         Some(Command::Reload {
             strategy,
             wait,

@@ -39,6 +39,7 @@ pub struct ControlArgs {
 
 /// Subcommands besides serving.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at startup; boxing would only add noise")]
 pub enum Command {
     /// Reload a running server; with --wait, exit 0 only if the new generation took over.
     Reload {
@@ -79,6 +80,36 @@ pub enum Command {
     /// Internal: run as a worker process. The master starts this; users never do.
     #[command(name = "__worker", hide = true)]
     Worker,
+    /// Internal: run a master from a configuration in the environment (check-reload's child).
+    #[command(name = "__master", hide = true)]
+    Master,
+    /// Prove that an app survives reloads under load with zero failed requests (for CI).
+    CheckReload {
+        /// The server options and APP, as for serving (--http is replaced by a free port).
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Reloads to trigger, spread over the run.
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        reloads: u32,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20.0, value_name = "SECS")]
+        duration: f64,
+        /// Reload strategy to check [default: --reload-strategy].
+        #[arg(long, value_enum)]
+        strategy: Option<ReloadStrategy>,
+        /// Path to GET (repeatable) [default: /].
+        #[arg(long = "url", value_name = "PATH")]
+        url: Vec<String>,
+        /// Concurrent clients, half keep-alive, half a new connection per request.
+        #[arg(long, default_value_t = 8, value_name = "C")]
+        concurrency: usize,
+        /// Write the report as JSON to this file.
+        #[arg(long = "json", value_name = "FILE")]
+        json_file: Option<PathBuf>,
+        /// Write a JUnit XML file with one test case per reload.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
 }
 
 /// How log lines are written.

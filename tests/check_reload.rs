@@ -1,0 +1,146 @@
+//! `segue check-reload`, the CI gate: passes on a real Flask app with both strategies, fails
+//! (non-zero, reason printed, JUnit failure) when reloads cannot import.
+
+mod support;
+
+use std::process::Command;
+
+use support::{apps_dir, segue_bin, test_venv};
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("segue-check-test-{}-{name}", std::process::id()))
+}
+
+fn check(extra: &[&str], app: &str, name: &str) -> (i32, String, serde_json::Value, String) {
+    let (json, junit) = (tmp(&format!("{name}.json")), tmp(&format!("{name}.xml")));
+    let out = Command::new(segue_bin())
+        .arg("check-reload")
+        .args([
+            "--chdir",
+            apps_dir().to_str().unwrap(),
+            "--workers",
+            "2",
+            "--reloads",
+            "2",
+            "--duration",
+            "4",
+        ])
+        .args([
+            "--json",
+            json.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ])
+        .args(extra)
+        .arg(app)
+        .env_remove("VIRTUAL_ENV")
+        .output()
+        .unwrap();
+    let stdout =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let report = serde_json::from_str(
+        &std::fs::read_to_string(&json)
+            .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}")),
+    )
+    .unwrap();
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    (out.status.code().unwrap_or(-1), stdout, report, junit)
+}
+
+fn passes_on_flask(strategy: &str) {
+    let venv = test_venv();
+    let (code, out, report, junit) = check(
+        &[
+            "--virtualenv",
+            venv.to_str().unwrap(),
+            "--threads",
+            "2",
+            "--strategy",
+            strategy,
+            "--url",
+            "/",
+            "--url",
+            "/json",
+        ],
+        "flask_app:application",
+        strategy,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("check-reload PASSED"), "{out}");
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["failed"], 0);
+    assert!(report["requests"].as_u64().unwrap() > 100, "{report}");
+    assert_eq!(report["strategy"], strategy);
+    let reloads = report["reloads"].as_array().unwrap();
+    assert_eq!(reloads.len(), 2);
+    for r in reloads {
+        assert!(
+            r["new_serving_ms"].as_u64().is_some()
+                && r["old_gone_ms"].as_u64() >= r["new_serving_ms"].as_u64(),
+            "{r}"
+        );
+        assert_eq!(r["master"]["ok"], true);
+    }
+    assert!(report["peak_rss_mib"].as_f64().unwrap() > 10.0);
+    assert!(
+        report["steady"]["p99_ms"].as_f64().is_some()
+            && report["during_reloads"]["requests"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(
+        junit.contains("tests=\"3\" failures=\"0\"")
+            && junit.contains(&format!("name=\"reload 2 ({strategy})\"")),
+        "{junit}"
+    );
+}
+
+#[test]
+fn passes_on_flask_with_chain() {
+    passes_on_flask("chain");
+}
+
+#[test]
+fn passes_on_flask_with_respawn() {
+    passes_on_flask("respawn");
+}
+
+#[test]
+fn fails_with_the_reason_when_reloads_cannot_import() {
+    let counter = tmp("imports");
+    let _ = std::fs::remove_file(&counter);
+    let env = format!("SEGUE_IMPORT_COUNTER={}", counter.display());
+    let (code, out, report, junit) = check(
+        &["--env", &env, "--env", "SEGUE_IMPORTS_ALLOWED=2"],
+        "reload_breaks:application",
+        "broken",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("check-reload FAILED") && out.contains("rolled back"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ImportError: import number") && out.contains("this app cannot be reloaded"),
+        "{out}"
+    );
+    assert_eq!(report["passed"], false);
+    assert_eq!(
+        report["failed"], 0,
+        "the old generation kept serving: no request may fail"
+    );
+    assert_eq!(report["reloads"][0]["master"]["ok"], false);
+    assert!(
+        junit.contains("failures=\"2\"") && junit.contains("<failure message=\"rolled back"),
+        "{junit}"
+    );
+}
+
+#[test]
+fn refuses_urls_that_are_not_paths() {
+    let out = Command::new(segue_bin())
+        .args(["check-reload", "--url", "http://example.com/", "app"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be a path starting with '/'"));
+}
