@@ -39,7 +39,10 @@ pub struct ControlArgs {
 
 /// Subcommands besides serving.
 #[derive(Debug, Subcommand)]
-#[allow(clippy::large_enum_variant, reason = "parsed once at startup; boxing would only add noise")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at startup; boxing would only add noise"
+)]
 pub enum Command {
     /// Reload a running server; with --wait, exit 0 only if the new generation took over.
     Reload {
@@ -231,6 +234,26 @@ pub struct ServeArgs {
     /// uWSGI-style master FIFO: write r (respawn reload), c (chain reload), q, Q, + or -.
     #[arg(long, value_name = "PATH")]
     pub master_fifo: Option<PathBuf>,
+
+    /// Replace a worker after it served this many requests (0: never); replacement ready first.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_requests: u64,
+
+    /// Add up to this many requests at random to each worker's --max-requests.
+    #[arg(long, default_value_t = 0, value_name = "J")]
+    pub max_requests_jitter: u64,
+
+    /// Replace a worker after this many seconds (0: never); replacement ready first.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub max_worker_lifetime: f64,
+
+    /// Add up to this many seconds at random to each worker's --max-worker-lifetime.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub max_worker_lifetime_jitter: f64,
+
+    /// Replace a worker whose resident memory exceeds this many MiB (0: never).
+    #[arg(long, default_value_t = 0, value_name = "MB")]
+    pub reload_on_rss: u64,
 }
 
 /// How a reload replaces the serving generation.

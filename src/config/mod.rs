@@ -106,6 +106,23 @@ pub struct Config {
     pub touch_reload: Option<PathBuf>,
     /// The uWSGI-style master FIFO.
     pub master_fifo: Option<PathBuf>,
+    /// When workers are replaced by their own age, traffic or size.
+    pub recycle: Recycle,
+}
+
+/// Worker recycling limits; a worker past one is replaced surge-style (replacement ready first).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Recycle {
+    /// Requests per worker, `None` for no limit.
+    pub max_requests: Option<u64>,
+    /// Random extra requests per worker, so workers do not all recycle at once.
+    pub max_requests_jitter: u64,
+    /// Age per worker.
+    pub max_lifetime: Option<Duration>,
+    /// Random extra age per worker.
+    pub max_lifetime_jitter: Duration,
+    /// Resident memory in KiB.
+    pub max_rss_kib: Option<u64>,
 }
 
 /// A configuration mistake, with the fix in the message.
@@ -262,6 +279,17 @@ impl ServeArgs {
             control: self.control.map(|p| absolute(&p)),
             touch_reload: self.touch_reload.map(|p| absolute(&p)),
             master_fifo: self.master_fifo.map(|p| absolute(&p)),
+            recycle: Recycle {
+                max_requests: (self.max_requests > 0).then_some(self.max_requests),
+                max_requests_jitter: self.max_requests_jitter,
+                max_lifetime: Some(seconds("max-worker-lifetime", self.max_worker_lifetime)?)
+                    .filter(|d| !d.is_zero()),
+                max_lifetime_jitter: seconds(
+                    "max-worker-lifetime-jitter",
+                    self.max_worker_lifetime_jitter,
+                )?,
+                max_rss_kib: (self.reload_on_rss > 0).then_some(self.reload_on_rss * 1024),
+            },
         })
     }
 }

@@ -29,6 +29,8 @@ const CRASH_WINDOW: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Finished reloads kept for status.
 const HISTORY: usize = 20;
+/// After a recycling replacement fails to boot, how long before the next attempt.
+const RECYCLE_RETRY: Duration = Duration::from_secs(10);
 
 /// Something the supervisor reacts to.
 #[derive(Debug)]
@@ -195,8 +197,22 @@ impl Supervisor {
             generation,
             config: (*config).clone(),
             listeners: self.listeners.iter().map(|l| l.addr.clone()).collect(),
+            max_requests: None,
         };
         let fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
+        let recycle = config.recycle;
+        let max_requests = recycle
+            .max_requests
+            .map(|n| n + jitter(recycle.max_requests_jitter, id.0));
+        let retire_at = recycle.max_lifetime.map(|life| {
+            let extra =
+                Duration::from_millis(jitter(recycle.max_lifetime_jitter.as_millis() as u64, id.0));
+            Instant::now() + life + extra
+        });
+        let boot = Boot {
+            max_requests,
+            ..boot
+        };
         match spawn_worker(&self.exe, &boot, &fds, &config.env) {
             Ok(spawned) => {
                 tracing::debug!(worker = %id, generation, pid = spawned.pid.as_raw(), "worker spawned");
@@ -215,6 +231,11 @@ impl Supervisor {
                         stats: Default::default(),
                         boot_failure: None,
                         commands: tx,
+                        max_requests,
+                        retire_at,
+                        replacement: None,
+                        replaces: None,
+                        recycle_retry_after: None,
                     },
                 );
                 Some(id)
@@ -315,6 +336,7 @@ impl Supervisor {
                     self.on_reload_worker_ready(id, slot, boot_ms);
                 } else if generation == self.serving {
                     self.maybe_announce_ready();
+                    self.finish_recycle(id);
                 }
             }
             ToMaster::BootFailed(failure) => {
@@ -328,7 +350,10 @@ impl Supervisor {
                 }
                 worker.boot_failure = Some(failure);
             }
-            ToMaster::Heartbeat(stats) => worker.stats = stats,
+            ToMaster::Heartbeat(stats) => {
+                worker.stats = stats;
+                self.check_recycle(id);
+            }
             ToMaster::Bye(stats) => {
                 worker.stats = stats;
                 tracing::debug!(worker = %id, generation, pid, served = stats.requests_finished, "worker finished draining");
@@ -417,6 +442,14 @@ impl Supervisor {
             let traceback = worker.boot_failure.and_then(|f| f.traceback);
             self.abort_reload(reason, traceback);
             return;
+        }
+        if let Some(old) = worker.replaces {
+            // The replacement of a recycled worker failed: the old one keeps serving.
+            if let Some(o) = self.workers.get_mut(&old) {
+                o.replacement = None;
+                o.recycle_retry_after = Some(Instant::now() + RECYCLE_RETRY);
+                tracing::warn!(worker = %old, "its replacement failed to start; it keeps serving, next attempt in {RECYCLE_RETRY:?}");
+            }
         }
         if generation != self.serving || worker.slot >= self.slots.len() {
             return; // an old generation's worker: its replacement is under way
@@ -795,6 +828,67 @@ impl Supervisor {
         }
     }
 
+    /// Starts a replacement for a worker past one of its recycling limits. The old worker keeps
+    /// serving until the replacement is ready (see `finish_recycle`), so nothing is lost.
+    fn check_recycle(&mut self, id: WorkerId) {
+        if self.phase != Phase::Running || self.reload.is_some() {
+            return; // a reload replaces every worker anyway
+        }
+        let Some(w) = self.workers.get(&id) else {
+            return;
+        };
+        let eligible = w.state == WorkerState::Ready
+            && w.generation == self.serving
+            && w.replacement.is_none()
+            && w.slot < self.slots.len();
+        if !eligible || w.recycle_retry_after.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let max_rss = self
+            .generations
+            .get(&w.generation)
+            .and_then(|c| c.recycle.max_rss_kib);
+        let reason = if let Some(limit) = w.max_requests.filter(|&m| w.stats.requests_finished >= m)
+        {
+            format!(
+                "served {} requests (--max-requests {limit})",
+                w.stats.requests_finished
+            )
+        } else if let Some(limit) = max_rss.filter(|&m| w.stats.rss_kib > m) {
+            format!(
+                "resident memory {} MiB over --reload-on-rss {} MiB",
+                w.stats.rss_kib / 1024,
+                limit / 1024
+            )
+        } else if w.retire_at.is_some_and(|t| Instant::now() >= t) {
+            format!(
+                "{:.0}s old (--max-worker-lifetime)",
+                w.spawned_at.elapsed().as_secs_f64()
+            )
+        } else {
+            return;
+        };
+        let (slot, generation) = (w.slot, w.generation);
+        tracing::info!(worker = %id, generation, "recycling: {reason}; starting its replacement first");
+        if let Some(new) = self.spawn(slot, self.serving) {
+            if let Some(n) = self.workers.get_mut(&new) {
+                n.replaces = Some(id);
+            }
+            if let Some(o) = self.workers.get_mut(&id) {
+                o.replacement = Some(new);
+            }
+        }
+    }
+
+    /// A recycling replacement is ready: the worker it replaces drains.
+    fn finish_recycle(&mut self, new: WorkerId) {
+        let Some(old) = self.workers.get(&new).and_then(|w| w.replaces) else {
+            return;
+        };
+        tracing::info!(worker = %old, replacement = %new, "recycled: the replacement is ready, the old worker drains");
+        self.drain(old, DrainReason::Recycle);
+    }
+
     /// Signals, the touch file and the master FIFO end up here.
     pub fn on_trigger(&mut self, trigger: Trigger) {
         match trigger {
@@ -945,6 +1039,21 @@ fn signal(pid: Pid, sig: Signal) {
     }
 }
 
+/// A pseudo-random number in `0..=max` (splitmix64 over the clock and `salt`): enough to
+/// spread workers' recycling apart, no cryptography needed.
+fn jitter(max: u64, salt: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % (max + 1)
+}
+
 fn backoff(failures: u32) -> Duration {
     if failures <= 1 {
         return Duration::ZERO;
@@ -992,6 +1101,14 @@ fn run_channel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        assert_eq!(jitter(0, 7), 0);
+        let draws: std::collections::HashSet<u64> = (0..200).map(|i| jitter(10, i)).collect();
+        assert!(draws.iter().all(|&d| d <= 10));
+        assert!(draws.len() > 5, "{draws:?}");
+    }
 
     #[test]
     fn backoff_respawns_the_first_crash_at_once_then_doubles_up_to_a_cap() {

@@ -55,6 +55,16 @@ pub struct Worker {
     pub boot_failure: Option<BootFailure>,
     /// Commands to it, written by its channel task; closed when the worker is gone.
     pub commands: mpsc::UnboundedSender<ToWorker>,
+    /// Its request limit, jitter applied (`--max-requests`).
+    pub max_requests: Option<u64>,
+    /// When it is due for replacement by age (`--max-worker-lifetime`, jitter applied).
+    pub retire_at: Option<Instant>,
+    /// The worker starting up to take over from this one.
+    pub replacement: Option<WorkerId>,
+    /// The worker this one takes over from once ready.
+    pub replaces: Option<WorkerId>,
+    /// After a replacement failed to boot, no new attempt before this.
+    pub recycle_retry_after: Option<Instant>,
 }
 
 impl Worker {

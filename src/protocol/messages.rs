@@ -22,6 +22,10 @@ pub struct Boot {
     pub config: Config,
     /// What each attached fd is, in order, so the worker can log and fill `SERVER_NAME`.
     pub listeners: Vec<ListenAddr>,
+    /// This worker's request limit (with its jitter applied): on reaching it the worker sends a
+    /// heartbeat at once, so the master starts the replacement without waiting a second.
+    #[serde(default)]
+    pub max_requests: Option<u64>,
 }
 
 /// Why the master asks a worker to drain; logged by the worker.
@@ -33,6 +37,8 @@ pub enum DrainReason {
     Reload,
     /// The worker count was lowered.
     ScaleDown,
+    /// A replacement took over from this worker (max-requests, lifetime, memory).
+    Recycle,
 }
 
 /// Master to worker.
@@ -57,6 +63,9 @@ pub struct Stats {
     pub requests_started: u64,
     /// Open client connections.
     pub connections: u64,
+    /// Resident memory in KiB.
+    #[serde(default)]
+    pub rss_kib: u64,
 }
 
 /// Why a worker could not become ready.

@@ -103,7 +103,7 @@ async fn serve(
             return 2;
         }
     };
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters::new(boot.max_requests));
     let pool = match pool::Pool::start(config.threads, Arc::new(app), span) {
         Ok(p) => p,
         Err(e) => {
@@ -140,6 +140,7 @@ async fn serve(
                 None => break "the master is gone (control channel closed)".to_string(),
             },
             _ = heartbeat.tick() => { let _ = to_master.send(ToMaster::Heartbeat(counters.snapshot())); }
+            _ = counters.limit_reached.notified() => { let _ = to_master.send(ToMaster::Heartbeat(counters.snapshot())); }
             Some(sig) = signals.next() => match sig {
                 SIGTERM => break "SIGTERM".to_string(),
                 _ => { tracing::info!("quick stop on signal {sig}"); return 0; }

@@ -29,17 +29,46 @@ pub struct Counters {
     finished: AtomicU64,
     /// Open client connections.
     pub connections: AtomicU64,
+    /// This worker's `--max-requests` (with jitter).
+    pub max_requests: Option<u64>,
+    /// Fired once when `finished` reaches `max_requests`.
+    pub limit_reached: tokio::sync::Notify,
 }
 
 impl Counters {
+    /// Counters for a worker recycled after `max_requests`.
+    pub fn new(max_requests: Option<u64>) -> Self {
+        Counters {
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            max_requests,
+            limit_reached: tokio::sync::Notify::new(),
+        }
+    }
+
     /// A snapshot for the master.
     pub fn snapshot(&self) -> Stats {
         Stats {
             requests_started: self.started.load(Ordering::Relaxed),
             requests_finished: self.finished.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
+            rss_kib: rss_kib(),
         }
     }
+}
+
+/// This process's resident memory in KiB (0 if /proc is unreadable).
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+    pages * page / 1024
 }
 
 /// Counts a request as in flight until hyper drops its response body.
@@ -59,7 +88,10 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.conn.request_finished();
-        self.counters.finished.fetch_add(1, Ordering::Relaxed);
+        let finished = self.counters.finished.fetch_add(1, Ordering::Relaxed) + 1;
+        if Some(finished) == self.counters.max_requests {
+            self.counters.limit_reached.notify_one();
+        }
     }
 }
 

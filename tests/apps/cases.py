@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 MARKS = os.environ.get("SEGUE_TEST_DIR", tempfile.gettempdir())
 _local = threading.local()
+_hog = []
 
 
 def _qs(environ):
@@ -235,6 +236,11 @@ def application(environ, start_response):
         open(os.path.join(MARKS, "sleeping-" + q.get("id", "0")), "w").close()
         time.sleep(float(q.get("s", "1")))
         return _text(start_response, "slept")
+
+    if path == "/grow":
+        # Real pages (b"x" * n is written), so resident memory grows.
+        _hog.append(b"x" * (int(q.get("mb", "20")) * 1024 * 1024))
+        return _text(start_response, "%d MiB held" % (20 * len(_hog)))
 
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
