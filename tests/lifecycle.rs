@@ -172,6 +172,29 @@ fn import_failure_is_explained_and_the_master_keeps_trying() {
 }
 
 #[test]
+fn status_shows_why_a_slot_is_crash_looping() {
+    let ctl = std::env::temp_dir().join(format!("segue-crashloop-{}.sock", std::process::id()));
+    let s = server("no_such_module:app")
+        .args(&["--control", ctl.to_str().unwrap()])
+        .no_wait()
+        .start();
+    assert!(
+        s.log
+            .wait_count(&["worker keeps dying young"], 1, EVENT_TIMEOUT)
+    );
+    let out = Command::new(segue_bin())
+        .args(["status", "--control", ctl.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("slot 0 is crash-looping")
+            && text.contains("No module named 'no_such_module'"),
+        "{text}"
+    );
+}
+
+#[test]
 fn import_error_inside_the_app_shows_the_traceback() {
     let s = server("broken_import:application").no_wait().start();
     s.wait_log(&["cannot import 'broken_import:application': ModuleNotFoundError: No module named 'this_module_does_not_exist'"]);

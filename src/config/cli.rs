@@ -254,6 +254,14 @@ pub struct ServeArgs {
     /// Replace a worker whose resident memory exceeds this many MiB (0: never).
     #[arg(long, default_value_t = 0, value_name = "MB")]
     pub reload_on_rss: u64,
+
+    /// A request running longer gets a 504 (if not started), its stack logged, its worker replaced.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub harakiri: f64,
+
+    /// Replace a worker silent this long (e.g. stuck holding the GIL).
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub heartbeat_timeout: f64,
 }
 
 /// How a reload replaces the serving generation.

@@ -108,6 +108,10 @@ pub struct Config {
     pub master_fifo: Option<PathBuf>,
     /// When workers are replaced by their own age, traffic or size.
     pub recycle: Recycle,
+    /// Longest a request may run (`--harakiri`).
+    pub harakiri: Option<Duration>,
+    /// Longest a worker may go without a heartbeat.
+    pub heartbeat_timeout: Duration,
 }
 
 /// Worker recycling limits; a worker past one is replaced surge-style (replacement ready first).
@@ -290,6 +294,8 @@ impl ServeArgs {
                 )?,
                 max_rss_kib: (self.reload_on_rss > 0).then_some(self.reload_on_rss * 1024),
             },
+            harakiri: Some(seconds("harakiri", self.harakiri)?).filter(|d| !d.is_zero()),
+            heartbeat_timeout: seconds("heartbeat-timeout", self.heartbeat_timeout)?,
         })
     }
 }

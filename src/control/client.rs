@@ -118,6 +118,12 @@ fn print_status(s: &StatusReport) {
             w.id, w.pid, w.generation, w.state, w.requests, w.uptime_s
         );
     }
+    for c in &s.crash_loops {
+        println!(
+            "slot {} is crash-looping ({} early deaths, respawning with backoff): {}",
+            c.slot, c.failures, c.last_error
+        );
+    }
     if !s.reloads.is_empty() {
         println!("recent reloads:");
         for r in &s.reloads {

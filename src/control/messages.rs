@@ -82,6 +82,19 @@ pub struct StatusReport {
     pub workers: Vec<WorkerReport>,
     /// Recent reloads, oldest first.
     pub reloads: Vec<ReloadReport>,
+    /// Slots whose workers keep dying young (respawned with backoff).
+    pub crash_loops: Vec<CrashLoop>,
+}
+
+/// A slot in a crash loop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrashLoop {
+    /// The slot.
+    pub slot: usize,
+    /// Consecutive early deaths.
+    pub failures: u32,
+    /// Why the last one died.
+    pub last_error: String,
 }
 
 /// The master's answer.

@@ -6,4 +6,4 @@ pub mod client;
 pub mod messages;
 pub mod server;
 
-pub use messages::{ReloadReport, Reply, Request, StatusReport, WorkerReport};
+pub use messages::{CrashLoop, ReloadReport, Reply, Request, StatusReport, WorkerReport};

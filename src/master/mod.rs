@@ -150,7 +150,10 @@ async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> R
                 _ => {}
             },
             Some(event) = events.recv() => sup.on_event(event),
-            _ = sweep.tick() => sup.on_reap(),
+            _ = sweep.tick() => {
+                sup.on_reap();
+                sup.check_heartbeats();
+            }
         }
         if sup.finished() {
             break;

@@ -18,7 +18,7 @@ use super::reload::ReloadRun;
 use super::spawn::spawn_worker;
 use super::worker::{Worker, WorkerId, WorkerState};
 use crate::config::{Config, ReloadStrategy};
-use crate::control::{ReloadReport, Reply, Request, StatusReport, WorkerReport};
+use crate::control::{CrashLoop, ReloadReport, Reply, Request, StatusReport, WorkerReport};
 use crate::protocol::{
     Boot, DrainReason, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker, read_frame, write_frame,
 };
@@ -31,6 +31,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HISTORY: usize = 20;
 /// After a recycling replacement fails to boot, how long before the next attempt.
 const RECYCLE_RETRY: Duration = Duration::from_secs(10);
+/// How long a stuck worker's other requests get once its replacement serves.
+const STUCK_GRACE: Duration = Duration::from_secs(1);
 
 /// Something the supervisor reacts to.
 #[derive(Debug)]
@@ -48,6 +50,8 @@ pub enum Event {
     BootDeadline(WorkerId),
     /// A draining worker's `--graceful-timeout` elapsed.
     DrainDeadline(WorkerId),
+    /// A stuck worker's grace after its replacement became ready elapsed.
+    KillStuck(WorkerId),
     /// A request from the control socket.
     Control(Request, oneshot::Sender<Reply>),
     /// A command from `--touch-reload` or `--master-fifo`.
@@ -87,6 +91,8 @@ struct Slot {
     failures: u32,
     /// A respawn is scheduled; do not schedule another.
     respawn_pending: bool,
+    /// Why its last worker died young, for `segue status`.
+    last_failure: Option<String>,
 }
 
 /// Owns every worker and decides what to start and stop.
@@ -236,6 +242,8 @@ impl Supervisor {
                         replacement: None,
                         replaces: None,
                         recycle_retry_after: None,
+                        kill_when_replaced: false,
+                        last_heartbeat: Instant::now(),
                     },
                 );
                 Some(id)
@@ -299,6 +307,12 @@ impl Supervisor {
             }
             Event::Control(request, reply) => self.on_control(request, reply),
             Event::Trigger(trigger) => self.on_trigger(trigger),
+            Event::KillStuck(id) => {
+                if let Some(w) = self.workers.get(&id) {
+                    tracing::warn!(worker = %id, generation = w.generation, pid = w.pid.as_raw(), "killing the stuck worker");
+                    signal(w.pid, Signal::SIGKILL);
+                }
+            }
             Event::DrainDeadline(id) => {
                 let Some(w) = self.workers.get(&id) else {
                     return;
@@ -352,7 +366,13 @@ impl Supervisor {
             }
             ToMaster::Heartbeat(stats) => {
                 worker.stats = stats;
+                worker.last_heartbeat = Instant::now();
                 self.check_recycle(id);
+            }
+            ToMaster::Stuck { request, age_ms } => {
+                let reason = format!("harakiri: {request} ran {:.1}s", age_ms as f64 / 1000.0);
+                tracing::error!(worker = %id, generation, pid, "{reason}; replacing the worker, then killing it");
+                self.start_replacement(id, reason, true);
             }
             ToMaster::Bye(stats) => {
                 worker.stats = stats;
@@ -447,8 +467,14 @@ impl Supervisor {
             // The replacement of a recycled worker failed: the old one keeps serving.
             if let Some(o) = self.workers.get_mut(&old) {
                 o.replacement = None;
-                o.recycle_retry_after = Some(Instant::now() + RECYCLE_RETRY);
-                tracing::warn!(worker = %old, "its replacement failed to start; it keeps serving, next attempt in {RECYCLE_RETRY:?}");
+                if o.kill_when_replaced {
+                    // A stuck worker is no use: let the crash path refill its slot.
+                    tracing::warn!(worker = %old, "its replacement failed to start; killing the stuck worker anyway");
+                    signal(o.pid, Signal::SIGKILL);
+                } else {
+                    o.recycle_retry_after = Some(Instant::now() + RECYCLE_RETRY);
+                    tracing::warn!(worker = %old, "its replacement failed to start; it keeps serving, next attempt in {RECYCLE_RETRY:?}");
+                }
             }
         }
         if generation != self.serving || worker.slot >= self.slots.len() {
@@ -457,8 +483,13 @@ impl Supervisor {
         let slot = &mut self.slots[worker.slot];
         if lifetime < CRASH_WINDOW {
             slot.failures += 1;
+            slot.last_failure =
+                Some(why.unwrap_or_else(|| {
+                    format!("died after {:.1}s ({kind})", lifetime.as_secs_f64())
+                }));
         } else {
             slot.failures = 0;
+            slot.last_failure = None;
         }
         self.schedule_respawn(worker.slot);
     }
@@ -868,24 +899,79 @@ impl Supervisor {
         } else {
             return;
         };
+        tracing::info!(worker = %id, generation = w.generation, "recycling: {reason}; starting its replacement first");
+        self.start_replacement(id, reason, false);
+    }
+
+    /// Spawns a worker to take over `id`'s slot; when it is ready `id` drains (or, if `kill`,
+    /// drains for a short grace and is then killed).
+    fn start_replacement(&mut self, id: WorkerId, reason: String, kill: bool) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.kill_when_replaced |= kill;
+        if w.replacement.is_some()
+            || !matches!(w.state, WorkerState::Ready)
+            || self.phase != Phase::Running
+        {
+            return;
+        }
         let (slot, generation) = (w.slot, w.generation);
-        tracing::info!(worker = %id, generation, "recycling: {reason}; starting its replacement first");
-        if let Some(new) = self.spawn(slot, self.serving) {
-            if let Some(n) = self.workers.get_mut(&new) {
-                n.replaces = Some(id);
+        if generation != self.serving || slot >= self.slots.len() {
+            // An old generation's worker: its reload replaces it; a stuck one just goes.
+            if kill {
+                self.after(STUCK_GRACE, Event::KillStuck(id));
+                self.drain(id, DrainReason::Recycle);
             }
-            if let Some(o) = self.workers.get_mut(&id) {
-                o.replacement = Some(new);
+            return;
+        }
+        match self.spawn(slot, self.serving) {
+            Some(new) => {
+                if let Some(n) = self.workers.get_mut(&new) {
+                    n.replaces = Some(id);
+                }
+                if let Some(o) = self.workers.get_mut(&id) {
+                    o.replacement = Some(new);
+                }
             }
+            None => tracing::warn!(worker = %id, "no replacement could be started ({reason})"),
         }
     }
 
-    /// A recycling replacement is ready: the worker it replaces drains.
+    /// The sweep: a ready worker silent for `--heartbeat-timeout` is replaced and killed.
+    pub fn check_heartbeats(&mut self) {
+        let silent: Vec<(WorkerId, Duration)> = self
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Ready && w.replacement.is_none())
+            .filter_map(|w| {
+                let timeout = self
+                    .generations
+                    .get(&w.generation)
+                    .map_or(self.base.heartbeat_timeout, |c| c.heartbeat_timeout);
+                let quiet = w.last_heartbeat.elapsed();
+                (quiet > timeout).then_some((w.id, quiet))
+            })
+            .collect();
+        for (id, quiet) in silent {
+            let reason = format!(
+                "no heartbeat for {:.0}s (stuck holding the GIL?)",
+                quiet.as_secs_f64()
+            );
+            tracing::error!(worker = %id, "{reason}; replacing the worker, then killing it");
+            self.start_replacement(id, reason, true);
+        }
+    }
+
+    /// A replacement is ready: the worker it replaces drains (a stuck one is killed shortly).
     fn finish_recycle(&mut self, new: WorkerId) {
         let Some(old) = self.workers.get(&new).and_then(|w| w.replaces) else {
             return;
         };
         tracing::info!(worker = %old, replacement = %new, "recycled: the replacement is ready, the old worker drains");
+        if self.workers.get(&old).is_some_and(|w| w.kill_when_replaced) {
+            self.after(STUCK_GRACE, Event::KillStuck(old));
+        }
         self.drain(old, DrainReason::Recycle);
     }
 
@@ -936,6 +1022,17 @@ impl Supervisor {
                 .map(|r| format!("reload {} -> generation {}", r.id, r.target)),
             workers,
             reloads: self.history.iter().cloned().collect(),
+            crash_loops: self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.failures >= 2)
+                .map(|(i, s)| CrashLoop {
+                    slot: i,
+                    failures: s.failures,
+                    last_error: s.last_failure.clone().unwrap_or_default(),
+                })
+                .collect(),
         }
     }
 

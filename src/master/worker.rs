@@ -65,6 +65,10 @@ pub struct Worker {
     pub replaces: Option<WorkerId>,
     /// After a replacement failed to boot, no new attempt before this.
     pub recycle_retry_after: Option<Instant>,
+    /// Stuck (harakiri, silent): killed, not drained at leisure, once its replacement is ready.
+    pub kill_when_replaced: bool,
+    /// When it last sent a heartbeat (or was spawned).
+    pub last_heartbeat: Instant,
 }
 
 impl Worker {

@@ -92,4 +92,11 @@ pub enum ToMaster {
     Heartbeat(Stats),
     /// Draining finished; the worker exits right after.
     Bye(Stats),
+    /// A request has run past `--harakiri`; the worker logged its Python stack.
+    Stuck {
+        /// "GET /path".
+        request: String,
+        /// How long it had run, in ms.
+        age_ms: u64,
+    },
 }

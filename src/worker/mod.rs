@@ -11,6 +11,7 @@ pub mod python;
 pub mod ready;
 pub mod server;
 pub mod service;
+pub mod watchdog;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -34,6 +35,69 @@ use service::{Counters, Shared};
 
 /// How often a worker reports to the master.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How often the GIL probe takes the GIL.
+const GIL_PROBE: Duration = Duration::from_millis(250);
+/// A worker whose GIL probe has not succeeded for this long stops heartbeating.
+const GIL_STALE: Duration = Duration::from_secs(3);
+
+/// Sends heartbeats, but only while the interpreter is responsive: a worker wedged holding the
+/// GIL must look silent to the master, which then replaces it.
+struct Pulse {
+    to_master: mpsc::UnboundedSender<ToMaster>,
+    counters: Arc<Counters>,
+    gil: Arc<watchdog::GilProbe>,
+}
+
+impl Pulse {
+    fn beat(&self) {
+        let stale = self.gil.stale_for();
+        if stale > GIL_STALE {
+            tracing::warn!(
+                "the GIL has been held for {:.1}s by one thread: not heartbeating",
+                stale.as_secs_f64()
+            );
+            return;
+        }
+        let _ = self
+            .to_master
+            .send(ToMaster::Heartbeat(self.counters.snapshot()));
+    }
+}
+
+/// Reports requests past `--harakiri` with the Python stack of their thread.
+async fn harakiri_watch(
+    requests: Arc<watchdog::Requests>,
+    limit: Duration,
+    to_master: mpsc::UnboundedSender<ToMaster>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100).min(limit));
+    loop {
+        tick.tick().await;
+        for stuck in requests.overdue(limit) {
+            let ident = stuck.thread;
+            let stack = tokio::task::spawn_blocking(move || {
+                watchdog::python_stack(ident, Duration::from_secs(2))
+            })
+            .await
+            .ok()
+            .flatten();
+            let stack =
+                stack.unwrap_or_else(|| "(stack unavailable: the thread holds the GIL)\n".into());
+            tracing::error!(
+                "harakiri: {} has run {:.1}s (--harakiri {:.1}s); its Python stack:\n{}",
+                stuck.what,
+                stuck.age.as_secs_f64(),
+                limit.as_secs_f64(),
+                stack.trim_end()
+            );
+            let _ = to_master.send(ToMaster::Stuck {
+                request: stuck.what,
+                age_ms: stuck.age.as_millis() as u64,
+            });
+        }
+    }
+}
 
 /// Exit code of a worker that could not boot (the master also gets the reason as a message).
 pub const EXIT_BOOT_FAILED: i32 = 3;
@@ -104,7 +168,8 @@ async fn serve(
         }
     };
     let counters = Arc::new(Counters::new(boot.max_requests));
-    let pool = match pool::Pool::start(config.threads, Arc::new(app), span) {
+    let requests = Arc::new(watchdog::Requests::default());
+    let pool = match pool::Pool::start(config.threads, Arc::new(app), requests.clone(), span) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("cannot start Python threads: {e}");
@@ -130,6 +195,14 @@ async fn serve(
     let _ = to_master.send(ToMaster::Ready {
         boot_ms: exec_at.elapsed().as_millis() as u64,
     });
+    if let Some(limit) = config.harakiri {
+        tokio::spawn(harakiri_watch(requests, limit, to_master.clone()));
+    }
+    let pulse = Pulse {
+        to_master: to_master.clone(),
+        counters: counters.clone(),
+        gil: watchdog::GilProbe::start(GIL_PROBE),
+    };
 
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let why = loop {
@@ -139,8 +212,8 @@ async fn serve(
                 Some(ToWorker::Boot(_)) => tracing::warn!("ignoring a second Boot"),
                 None => break "the master is gone (control channel closed)".to_string(),
             },
-            _ = heartbeat.tick() => { let _ = to_master.send(ToMaster::Heartbeat(counters.snapshot())); }
-            _ = counters.limit_reached.notified() => { let _ = to_master.send(ToMaster::Heartbeat(counters.snapshot())); }
+            _ = heartbeat.tick() => pulse.beat(),
+            _ = counters.limit_reached.notified() => pulse.beat(),
             Some(sig) = signals.next() => match sig {
                 SIGTERM => break "SIGTERM".to_string(),
                 _ => { tracing::info!("quick stop on signal {sig}"); return 0; }
@@ -157,7 +230,7 @@ async fn serve(
     loop {
         tokio::select! {
             _ = &mut finished => break,
-            _ = heartbeat.tick() => { let _ = to_master.send(ToMaster::Heartbeat(counters.snapshot())); }
+            _ = heartbeat.tick() => pulse.beat(),
             Some(sig) = signals.next() => if sig != SIGTERM { tracing::info!("quick stop on signal {sig}"); return 0; },
             // The master's orders no longer matter; only its disappearance is not a reason to
             // cut in-flight requests short.

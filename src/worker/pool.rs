@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use pyo3::prelude::*;
 
+use super::watchdog::Requests;
 use crate::wsgi::{self, App, Job};
 
 /// Hands jobs to the Python threads.
@@ -19,14 +20,23 @@ pub struct Pool {
 impl Pool {
     /// Starts `threads` Python threads serving `app`; each enters `span` so its logs carry the
     /// worker's fields.
-    pub fn start(threads: usize, app: Arc<App>, span: tracing::Span) -> std::io::Result<Pool> {
+    pub fn start(
+        threads: usize,
+        app: Arc<App>,
+        requests: Arc<Requests>,
+        span: tracing::Span,
+    ) -> std::io::Result<Pool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         for i in 0..threads {
-            let (rx, app, span) = (rx.clone(), app.clone(), span.clone());
+            let (rx, app, span, requests) =
+                (rx.clone(), app.clone(), span.clone(), requests.clone());
             std::thread::Builder::new().name(format!("segue-python-{i}")).spawn(move || {
                 let _enter = span.enter();
                 Python::attach(|py| {
+                    // Harakiri finds this thread's stack by its Python ident.
+                    let ident: u64 = py.import("threading").and_then(|t| t.call_method0("get_ident")).and_then(|i| i.extract()).unwrap_or(0);
                     while let Ok(job) = py.detach(|| rx.recv()) {
+                        let _running = requests.begin(ident, format!("{} {}", job.request.method, job.request.uri));
                         // A bug in segue must cost one request, not a thread of the pool.
                         if std::panic::catch_unwind(AssertUnwindSafe(|| wsgi::handle(py, &app, job))).is_err() {
                             tracing::error!("internal error while handling a request (a panic); the request got a 500");

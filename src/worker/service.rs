@@ -185,8 +185,26 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         };
         self.shared.pool.submit(Job { request, reply: tx });
         let drain = self.drain.clone();
+        let harakiri = self.shared.config.harakiri;
         Box::pin(async move {
-            let reply = rx.await.unwrap_or_else(|_| {
+            let answer = match harakiri {
+                // The tokio side answers even while the Python thread stays stuck.
+                Some(limit) => match tokio::time::timeout(limit, rx).await {
+                    Ok(reply) => reply,
+                    Err(_) => {
+                        let mut reply = wsgi::response::error_reply(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "504 Gateway Timeout\n",
+                        );
+                        reply
+                            .headers
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        Ok(reply)
+                    }
+                },
+                None => rx.await,
+            };
+            let reply = answer.unwrap_or_else(|_| {
                 wsgi::response::error_reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "500 Internal Server Error\n",

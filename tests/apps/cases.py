@@ -242,6 +242,12 @@ def application(environ, start_response):
         _hog.append(b"x" * (int(q.get("mb", "20")) * 1024 * 1024))
         return _text(start_response, "%d MiB held" % (20 * len(_hog)))
 
+    if path == "/gil-hold":
+        # libc sleep() called through PyDLL keeps the GIL: the worker is wedged for real.
+        import ctypes
+        ctypes.PyDLL(None).sleep(int(q.get("s", "60")))
+        return _text(start_response, "woke")
+
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
 
