@@ -3,45 +3,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{EVENT_TIMEOUT, eventually, get, segue_bin, server_in};
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(version: &str) -> Dir {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let root = std::env::temp_dir().join(format!("segue-control-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::copy(
-            support::apps_dir().join("versioned.py"),
-            root.join("versioned.py"),
-        )
-        .unwrap();
-        let d = Dir(root);
-        d.version(version);
-        d
-    }
-
-    fn version(&self, v: &str) {
-        std::fs::write(self.0.join("version.txt.tmp"), v).unwrap();
-        std::fs::rename(self.0.join("version.txt.tmp"), self.0.join("version.txt")).unwrap();
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{Deploy, EVENT_TIMEOUT, eventually, get, segue_bin, server_in};
 
 fn segue(args: &[&str], control: &str) -> Output {
     Command::new(segue_bin())
@@ -58,9 +23,9 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn reload_wait_exits_zero_once_the_new_generation_serves_and_the_old_is_gone() {
-    let d = Dir::new("v1");
+    let d = Deploy::new("v1");
     let ctl = d.path("ctl.sock");
-    let s = server_in(&d.0, "versioned:application")
+    let s = server_in(&d.root, "versioned:application")
         .args(&["--workers", "2", "--control", &ctl])
         .start();
     d.version("v2");
@@ -93,11 +58,11 @@ fn reload_wait_exits_zero_once_the_new_generation_serves_and_the_old_is_gone() {
 
 #[test]
 fn reload_wait_exits_non_zero_with_the_traceback_when_rolled_back() {
-    let d = Dir::new("v1");
+    let d = Deploy::new("v1");
     let ctl = d.path("ctl.sock");
     // Two workers: with respawn the canary's slot is lost to an in-place broken deploy (its
     // old code is gone from disk), the other old worker keeps serving.
-    let s = server_in(&d.0, "versioned:application")
+    let s = server_in(&d.root, "versioned:application")
         .args(&["--workers", "2", "--control", &ctl])
         .start();
     d.version("broken");
@@ -127,9 +92,9 @@ fn reload_wait_exits_non_zero_with_the_traceback_when_rolled_back() {
 
 #[test]
 fn status_lists_generations_workers_and_reloads() {
-    let d = Dir::new("v1");
+    let d = Deploy::new("v1");
     let ctl = d.path("ctl.sock");
-    let s = server_in(&d.0, "versioned:application")
+    let s = server_in(&d.root, "versioned:application")
         .args(&["--workers", "2", "--control", &ctl])
         .start();
     for _ in 0..5 {
@@ -163,9 +128,9 @@ fn status_lists_generations_workers_and_reloads() {
 
 #[test]
 fn workers_plus_and_minus_and_ttin_ttou() {
-    let d = Dir::new("v1");
+    let d = Deploy::new("v1");
     let ctl = d.path("ctl.sock");
-    let s = server_in(&d.0, "versioned:application")
+    let s = server_in(&d.root, "versioned:application")
         .args(&["--workers", "2", "--control", &ctl])
         .start();
     assert!(segue(&["workers", "+1"], &ctl).status.success());
@@ -187,9 +152,9 @@ fn workers_plus_and_minus_and_ttin_ttou() {
 
 #[test]
 fn stop_command_stops_gracefully_and_removes_the_socket() {
-    let d = Dir::new("v1");
+    let d = Deploy::new("v1");
     let ctl = d.path("ctl.sock");
-    let mut s = server_in(&d.0, "versioned:application")
+    let mut s = server_in(&d.root, "versioned:application")
         .args(&["--control", &ctl])
         .start();
     assert!(segue(&["stop"], &ctl).status.success());
@@ -202,9 +167,9 @@ fn stop_command_stops_gracefully_and_removes_the_socket() {
 
 #[test]
 fn touch_reload_file_triggers_a_reload() {
-    let d = Dir::new("v1");
+    let d = Deploy::new("v1");
     let touch = d.path("reload.trigger");
-    let s = server_in(&d.0, "versioned:application")
+    let s = server_in(&d.root, "versioned:application")
         .args(&["--touch-reload", &touch])
         .start();
     d.version("v2");
@@ -216,9 +181,9 @@ fn touch_reload_file_triggers_a_reload() {
 #[test]
 fn master_fifo_letters_reload_scale_and_stop() {
     use std::io::Write;
-    let d = Dir::new("v1");
+    let d = Deploy::new("v1");
     let fifo = d.path("master.fifo");
-    let mut s = server_in(&d.0, "versioned:application")
+    let mut s = server_in(&d.root, "versioned:application")
         .args(&["--master-fifo", &fifo])
         .start();
     let send = |c: &str| {

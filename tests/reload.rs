@@ -3,55 +3,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{EVENT_TIMEOUT, Load, LoadReport, eventually, get, server_in, try_get};
-
-/// A deploy directory holding `versioned.py` and its `version.txt`.
-struct Deploy {
-    root: PathBuf,
-}
-
-impl Deploy {
-    fn new(version: &str) -> Deploy {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let root = std::env::temp_dir().join(format!("segue-deploy-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let d = Deploy { root };
-        d.release(&d.root, version);
-        d
-    }
-
-    fn release(&self, dir: &Path, version: &str) {
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::copy(
-            support::apps_dir().join("versioned.py"),
-            dir.join("versioned.py"),
-        )
-        .unwrap();
-        self.set(dir, version);
-    }
-
-    fn set(&self, dir: &Path, version: &str) {
-        // Write then rename, as a deploy tool would: a worker never reads half a file.
-        let tmp = dir.join("version.txt.tmp");
-        std::fs::write(&tmp, version).unwrap();
-        std::fs::rename(tmp, dir.join("version.txt")).unwrap();
-    }
-
-    fn version(&self, version: &str) {
-        self.set(&self.root, version);
-    }
-}
-
-impl Drop for Deploy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
+use support::{Deploy, EVENT_TIMEOUT, Load, LoadReport, eventually, get, server_in, try_get};
 
 fn assert_nothing_lost(report: &LoadReport, log: &str) {
     assert!(

@@ -2,7 +2,7 @@
 //! `GET --ready-check` with a 2xx, in-process (no socket involved), through the same Python
 //! threads and WSGI path that real requests take.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, Uri, Version, header};
 use http_body_util::BodyExt;
@@ -37,7 +37,6 @@ pub async fn check(pool: &Pool, path: &str, timeout: Duration) -> Result<(), Boo
         peer: Peer::Tcp(([127, 0, 0, 1], 0).into()),
         local: Local::Tcp(([127, 0, 0, 1], 0).into()),
         body: None,
-        received: Instant::now(),
     };
     let (tx, rx) = oneshot::channel();
     pool.submit(Job { request, reply: tx });

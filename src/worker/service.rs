@@ -181,7 +181,6 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             peer: self.peer.clone(),
             local: self.local.clone(),
             body,
-            received,
         };
         self.shared.pool.submit(Job { request, reply: tx });
         let drain = self.drain.clone();

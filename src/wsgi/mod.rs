@@ -14,7 +14,6 @@ pub mod response;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
@@ -61,8 +60,6 @@ pub struct Request {
     pub local: Local,
     /// The body, if the request has one.
     pub body: Option<RequestBody>,
-    /// When hyper handed the request over, for the access log.
-    pub received: Instant,
 }
 
 /// A response head and body, produced once per request.

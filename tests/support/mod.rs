@@ -686,3 +686,52 @@ impl Load {
         all
     }
 }
+
+/// A deploy directory holding `versioned.py` and its `version.txt`.
+pub struct Deploy {
+    /// The directory (the server's --chdir).
+    pub root: PathBuf,
+}
+
+impl Deploy {
+    /// A file path inside the deploy directory.
+    pub fn path(&self, name: &str) -> String {
+        self.root.join(name).display().to_string()
+    }
+
+    pub fn new(version: &str) -> Deploy {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("segue-deploy-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let d = Deploy { root };
+        d.release(&d.root, version);
+        d
+    }
+
+    /// Puts a release (the app and its version) into `dir`.
+    pub fn release(&self, dir: &Path, version: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(apps_dir().join("versioned.py"), dir.join("versioned.py")).unwrap();
+        self.set(dir, version);
+    }
+
+    fn set(&self, dir: &Path, version: &str) {
+        // Write then rename, as a deploy tool would: a worker never reads half a file.
+        let tmp = dir.join("version.txt.tmp");
+        std::fs::write(&tmp, version).unwrap();
+        std::fs::rename(tmp, dir.join("version.txt")).unwrap();
+    }
+
+    /// Changes the version in place, as a deploy that edits files would.
+    pub fn version(&self, version: &str) {
+        self.set(&self.root, version);
+    }
+}
+
+impl Drop for Deploy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
