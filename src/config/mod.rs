@@ -68,6 +68,9 @@ pub struct Config {
     pub app: AppSpec,
     /// Addresses the master binds (or takes from systemd) and keeps for life.
     pub listen: Vec<ListenAddr>,
+    /// Whether `--http` was given (rather than defaulted): then sockets from systemd must match.
+    #[serde(default)]
+    pub listen_explicit: bool,
     /// Steady number of worker processes.
     pub workers: usize,
     /// Python threads per worker.
@@ -240,6 +243,7 @@ impl ServeArgs {
                 _ => Err(Error::BadEnv(kv)),
             })
             .collect::<Result<_, _>>()?;
+        let listen_explicit = !self.http.is_empty();
         let listen = if self.http.is_empty() {
             vec![ListenAddr::Tcp(([127, 0, 0, 1], 8000).into())]
         } else {
@@ -248,6 +252,7 @@ impl ServeArgs {
         Ok(Config {
             app,
             listen,
+            listen_explicit,
             workers: self.workers,
             threads: self.threads,
             chdir,

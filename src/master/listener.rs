@@ -21,6 +21,8 @@ pub struct Listener {
     pub fd: OwnedFd,
     /// A unix socket file this master created and removes at exit.
     owned_path: Option<PathBuf>,
+    /// `Some` for a socket from systemd (with its `FileDescriptorName=`, possibly empty).
+    pub systemd_name: Option<String>,
 }
 
 /// Why a listener could not be set up.
@@ -39,6 +41,16 @@ pub enum Error {
     /// A live server already answers on the unix socket path.
     #[error("cannot bind {0}: another server is accepting on it (stop it, or choose another path)")]
     UnixInUse(ListenAddr),
+    /// systemd's sockets and `--http` disagree.
+    #[error(
+        "systemd passed sockets for {inherited} but --http asks for {requested} (make ListenStream= in the .socket unit match --http, or drop --http)"
+    )]
+    Mismatch {
+        /// What systemd passed.
+        inherited: String,
+        /// What --http said.
+        requested: String,
+    },
     /// A systemd-passed fd is not a listening stream socket.
     #[error("inherited fd {fd} from LISTEN_FDS is not a listening stream socket: {why}")]
     BadInherited {
@@ -88,6 +100,7 @@ impl Listener {
                     addr: ListenAddr::Tcp(local),
                     fd: socket.into(),
                     owned_path: None,
+                    systemd_name: None,
                 })
             }
             ListenAddr::Unix(path) => {
@@ -101,13 +114,14 @@ impl Listener {
                     addr: addr.clone(),
                     fd: socket.into(),
                     owned_path: Some(path.clone()),
+                    systemd_name: None,
                 })
             }
         }
     }
 
     /// Adopts a socket passed by systemd (`LISTEN_FDS`); it stays the master's for life.
-    pub fn inherited(fd: OwnedFd) -> Result<Listener, Error> {
+    pub fn inherited(fd: OwnedFd, name: Option<String>) -> Result<Listener, Error> {
         let raw = fd.as_raw_fd();
         crate::protocol::set_cloexec(raw).map_err(|e| Error::BadInherited {
             fd: raw,
@@ -132,6 +146,7 @@ impl Listener {
             addr,
             fd: socket.into(),
             owned_path: None,
+            systemd_name: Some(name.unwrap_or_default()),
         })
     }
 

@@ -13,7 +13,6 @@ pub mod supervisor;
 pub mod triggers;
 pub mod worker;
 
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +23,7 @@ use signal_hook_tokio::Signals;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::systemd::{Inherited, Notifier};
 use listener::Listener;
 use supervisor::{Supervisor, Trigger};
 
@@ -67,20 +67,29 @@ pub enum Error {
 }
 
 /// Runs the master until it is stopped. `inherited` holds sockets from systemd's `LISTEN_FDS`;
-/// when present nothing is bound.
-pub fn run(config: Config, inherited: Vec<OwnedFd>) -> Result<(), Error> {
+/// when present nothing is bound (and an explicit `--http` must name the same addresses).
+pub fn run(config: Config, inherited: Vec<Inherited>) -> Result<(), Error> {
     let exe = std::env::current_exe().map_err(Error::Exe)?;
+    let notifier = Notifier::from_env();
     let listeners = if inherited.is_empty() {
-        config
+        let bound = config
             .listen
             .iter()
             .map(|addr| Listener::bind(addr, config.backlog))
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(n) = &notifier {
+            store_with_systemd(n, &bound);
+        }
+        bound
     } else {
-        inherited
+        let adopted = inherited
             .into_iter()
-            .map(Listener::inherited)
-            .collect::<Result<Vec<_>, _>>()?
+            .map(|i| Listener::inherited(i.fd, i.name))
+            .collect::<Result<Vec<_>, _>>()?;
+        if config.listen_explicit {
+            check_activation_matches(&adopted, &config.listen)?;
+        }
+        adopted
     };
     if let Some(path) = &config.pidfile {
         std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
@@ -94,14 +103,54 @@ pub fn run(config: Config, inherited: Vec<OwnedFd>) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    let result = runtime.block_on(serve(Arc::new(config.clone()), exe, listeners));
+    let result = runtime.block_on(serve(Arc::new(config.clone()), exe, listeners, notifier));
     if let Some(path) = &config.pidfile {
         let _ = std::fs::remove_file(path);
     }
     result
 }
 
-async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> Result<(), Error> {
+/// Parks the listening sockets in systemd's fd store (`FileDescriptorStoreMax=` must be set),
+/// so that after a crash or `systemctl restart` the new master gets them back as `LISTEN_FDS`
+/// and the accept queue never closes. Without the setting systemd drops them; harmless.
+fn store_with_systemd(notifier: &Notifier, listeners: &[Listener]) {
+    for (i, l) in listeners.iter().enumerate() {
+        let message = format!("FDSTORE=1\nFDNAME=segue-listen-{i}");
+        if let Err(e) = notifier.send_fds(&message, &[l.raw_fd()]) {
+            tracing::debug!("FDSTORE for {} failed: {e}", l.addr);
+        }
+    }
+}
+
+/// With both `LISTEN_FDS` and `--http`, each must have a counterpart in the other.
+fn check_activation_matches(
+    adopted: &[Listener],
+    requested: &[crate::config::ListenAddr],
+) -> Result<(), listener::Error> {
+    let have: Vec<_> = adopted.iter().map(|l| l.addr.clone()).collect();
+    let same = have.len() == requested.len() && requested.iter().all(|r| have.contains(r));
+    if same {
+        return Ok(());
+    }
+    let list = |v: &[crate::config::ListenAddr]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(listener::Error::Mismatch {
+        inherited: list(&have),
+        requested: list(requested),
+    })
+}
+
+async fn serve(
+    config: Arc<Config>,
+    exe: PathBuf,
+    listeners: Vec<Listener>,
+    notifier: Option<Notifier>,
+) -> Result<(), Error> {
+    let watchdog_every = notifier.as_ref().and_then(Notifier::watchdog_interval);
     reaper::become_subreaper();
     // Installed before the first spawn so that no SIGCHLD is missed.
     let mut signals = Signals::new([SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU])
@@ -126,7 +175,7 @@ async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> R
     if let Some(path) = &config.touch_reload {
         triggers::watch_touch_file(path.clone(), config.reload_strategy, events_tx.clone());
     }
-    let mut sup = Supervisor::new(config.clone(), exe, listeners, events_tx);
+    let mut sup = Supervisor::new(config.clone(), exe, listeners, events_tx, notifier);
     for l in sup.listeners() {
         match &l.addr {
             crate::config::ListenAddr::Tcp(a) => tracing::info!("listening on http://{a}"),
@@ -138,6 +187,7 @@ async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> R
 
     // Signals coalesce, so a periodic sweep catches exits whose SIGCHLD merged with another.
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     loop {
         tokio::select! {
             Some(sig) = signals.next() => match sig {
@@ -153,7 +203,9 @@ async fn serve(config: Arc<Config>, exe: PathBuf, listeners: Vec<Listener>) -> R
             _ = sweep.tick() => {
                 sup.on_reap();
                 sup.check_heartbeats();
+                sup.extend_start_timeout();
             }
+            _ = watchdog.tick(), if watchdog_every.is_some() => sup.watchdog(),
         }
         if sup.finished() {
             break;

@@ -56,6 +56,17 @@ pub fn spawn_worker(
 
     let mut cmd = Command::new(exe);
     cmd.arg("__worker").stdin(Stdio::null());
+    // systemd talks to the master only; a worker must not send READY=1 on its behalf.
+    for var in [
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+    ] {
+        cmd.env_remove(var);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -22,6 +22,8 @@ use crate::control::{CrashLoop, ReloadReport, Reply, Request, StatusReport, Work
 use crate::protocol::{
     Boot, DrainReason, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker, read_frame, write_frame,
 };
+use crate::systemd::Notifier;
+use crate::systemd::notify::monotonic_usec;
 
 /// A worker that dies sooner than this after its start counts toward a crash loop.
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
@@ -133,6 +135,8 @@ pub struct Supervisor {
     history: VecDeque<ReloadReport>,
     /// Where channel tasks and timers send their events.
     events: mpsc::UnboundedSender<Event>,
+    /// systemd's notify socket, when running under systemd.
+    notifier: Option<Notifier>,
 }
 
 impl Supervisor {
@@ -142,6 +146,7 @@ impl Supervisor {
         exe: PathBuf,
         listeners: Vec<Listener>,
         events: mpsc::UnboundedSender<Event>,
+        notifier: Option<Notifier>,
     ) -> Self {
         let slots = vec![Slot::default(); config.workers];
         Supervisor {
@@ -163,6 +168,7 @@ impl Supervisor {
             next_reload: 1,
             history: VecDeque::new(),
             events,
+            notifier,
         }
     }
 
@@ -388,11 +394,56 @@ impl Supervisor {
         let ready = self.ready_count(self.serving);
         if ready >= self.slots.len() {
             self.announced_ready = true;
+            self.notify(&format!("READY=1\nSTATUS={}", self.status_line()));
             tracing::info!(
                 generation = self.serving,
                 workers = ready,
                 "segue ready: all workers serving"
             );
+        }
+    }
+
+    fn notify(&self, message: &str) {
+        if let Some(n) = &self.notifier {
+            n.send(message);
+        }
+    }
+
+    /// `STATUS=` for systemd: what serves, and what is happening.
+    fn status_line(&self) -> String {
+        let ready = self.ready_count(self.serving);
+        let mut line = format!(
+            "generation {} serving with {ready}/{} workers",
+            self.serving,
+            self.slots.len()
+        );
+        if let Some(run) = &self.reload {
+            line += &format!(
+                "; reload {} starting generation {} ({:?})",
+                run.id, run.target, run.strategy
+            );
+        }
+        line
+    }
+
+    /// `WATCHDOG=1`, but only while the server can serve: at least one ready worker of the
+    /// serving generation, or the first generation still booting without a crash loop.
+    pub fn watchdog(&self) {
+        let booting = !self.announced_ready && self.slots.iter().all(|s| s.failures < 2);
+        if self.ready_count(self.serving) > 0 || booting {
+            self.notify("WATCHDOG=1");
+        }
+    }
+
+    /// While the first generation boots (a slow import), asks systemd for more start time, so
+    /// `TimeoutStartSec=` measures a hung start, not a slow app.
+    pub fn extend_start_timeout(&self) {
+        let booting = self
+            .workers
+            .values()
+            .any(|w| w.state == WorkerState::Starting);
+        if !self.announced_ready && booting && self.phase == Phase::Running {
+            self.notify("EXTEND_TIMEOUT_USEC=5000000");
         }
     }
 
@@ -655,6 +706,11 @@ impl Supervisor {
             ready: Vec::new(),
             waiters,
         });
+        self.notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS={}",
+            monotonic_usec(),
+            self.status_line()
+        ));
         self.advance_reload();
         format!("reload {id} started: generation {target} ({strategy:?})")
     }
@@ -747,6 +803,10 @@ impl Supervisor {
             self.promoted_waiters.push((report.clone(), w));
         }
         self.record(report);
+        self.notify(&format!(
+            "READY=1\nSTATUS={}; reload promoted",
+            self.status_line()
+        ));
         self.forget_idle_generations();
         self.answer_promoted_waiters();
         self.start_queued_reload();
@@ -812,6 +872,16 @@ impl Supervisor {
             let _ = w.send(Reply::Reload(report.clone()));
         }
         self.record(report);
+        let why = self
+            .history
+            .back()
+            .and_then(|r| r.reason.clone())
+            .unwrap_or_default();
+        let why = why.lines().next().unwrap_or_default().to_string();
+        self.notify(&format!(
+            "READY=1\nSTATUS={}; reload rolled back: {why}",
+            self.status_line()
+        ));
         self.forget_idle_generations();
         self.start_queued_reload();
     }
@@ -1087,6 +1157,7 @@ impl Supervisor {
             self.base.graceful_timeout
         );
         self.phase = Phase::Stopping { graceful: true };
+        self.notify("STOPPING=1\nSTATUS=stopping gracefully");
         self.reload = None;
         let ids: Vec<_> = self.workers.keys().copied().collect();
         for id in ids {
@@ -1119,6 +1190,7 @@ impl Supervisor {
         self.fail_waiters("the server is stopping");
         tracing::info!(workers = self.workers.len(), "stopping now");
         self.phase = Phase::Stopping { graceful: false };
+        self.notify("STOPPING=1\nSTATUS=stopping now");
         self.reload = None;
         self.kill_all();
     }

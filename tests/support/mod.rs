@@ -103,6 +103,7 @@ pub struct Builder {
     env: Vec<(String, String)>,
     wait_ready: bool,
     listen: bool,
+    via: Vec<String>,
 }
 
 pub fn server(app: &str) -> Builder {
@@ -116,6 +117,7 @@ pub fn server_in(dir: &Path, app: &str) -> Builder {
         env: vec![],
         wait_ready: true,
         listen: true,
+        via: vec![],
     }
 }
 
@@ -136,6 +138,12 @@ impl Builder {
         self
     }
 
+    /// Start segue through another program (`systemd-socket-activate -l ADDR --`).
+    pub fn via(mut self, prefix: &[&str]) -> Self {
+        self.via = prefix.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     /// Do not add `--http 127.0.0.1:0` (the test gives its own listeners).
     pub fn no_default_listener(mut self) -> Self {
         self.listen = false;
@@ -150,7 +158,14 @@ impl Builder {
         ));
         let _ = std::fs::remove_dir_all(&marks);
         std::fs::create_dir_all(&marks).unwrap();
-        let mut cmd = Command::new(segue_bin());
+        let mut cmd = match self.via.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(segue_bin());
+                c
+            }
+            None => Command::new(segue_bin()),
+        };
         if self.listen {
             cmd.args(["--http", "127.0.0.1:0"]);
         }
