@@ -12,10 +12,13 @@ use std::time::Duration;
 use sendfd::RecvWithFd;
 use support::{Deploy, EVENT_TIMEOUT, eventually, get, server, server_in};
 
+/// One sd_notify datagram: its text and the fds that came with it.
+type Message = (String, Vec<OwnedFd>);
+
 /// A fake service manager's notify socket.
 struct Manager {
     path: std::path::PathBuf,
-    messages: Arc<Mutex<Vec<(String, Vec<OwnedFd>)>>>,
+    messages: Arc<Mutex<Vec<Message>>>,
 }
 
 impl Manager {
