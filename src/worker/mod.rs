@@ -5,6 +5,7 @@
 //! worker's own signal handlers are installed after the app import, because app code that
 //! calls `signal.signal` would otherwise replace them silently.
 
+pub mod acceptor;
 pub mod drain;
 pub mod pool;
 pub mod python;

@@ -4,52 +4,38 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
 
+use super::acceptor;
 use super::drain::{ConnState, Drain, DrainWatch, drain_connection};
 use super::service::{Service, Shared};
 use crate::config::ListenAddr;
 use crate::wsgi::{Local, Peer};
 
-/// A listener in the worker's hands.
-enum Acceptor {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-}
-
-/// Starts one accept loop per listener. Each stops, and closes this worker's copy of the
-/// socket, when the drain starts.
+/// Starts one acceptor per listener. Each stops, and closes this worker's copy of the socket,
+/// when the drain starts.
 pub fn start(
     listeners: Vec<(ListenAddr, OwnedFd)>,
     shared: Arc<Shared>,
     drain: &Drain,
 ) -> io::Result<()> {
     let http = Arc::new(http_builder(&shared));
-    for (addr, fd) in listeners {
-        let acceptor = match addr {
-            ListenAddr::Tcp(_) => {
-                let l = std::net::TcpListener::from(fd);
-                l.set_nonblocking(true)?;
-                Acceptor::Tcp(tokio::net::TcpListener::from_std(l)?)
-            }
-            ListenAddr::Unix(_) => {
-                let l = std::os::unix::net::UnixListener::from(fd);
-                l.set_nonblocking(true)?;
-                Acceptor::Unix(tokio::net::UnixListener::from_std(l)?)
-            }
-        };
+    for (i, (addr, fd)) in listeners.into_iter().enumerate() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = acceptor::spawn(fd, i.to_string(), stop.clone())?;
         let local = match addr {
             ListenAddr::Tcp(a) => Local::Tcp(a),
             ListenAddr::Unix(_) => Local::Unix,
         };
         tokio::spawn(accept_loop(
-            acceptor,
+            accepted,
+            stop,
             local,
             shared.clone(),
             http.clone(),
@@ -79,20 +65,31 @@ fn http_builder(shared: &Shared) -> http1::Builder {
     b
 }
 
+/// Turns accepted sockets into served connections. On drain it tells the acceptor thread to
+/// stop and keeps serving what it already accepted until the channel closes.
 async fn accept_loop(
-    acceptor: Acceptor,
+    mut accepted: mpsc::UnboundedReceiver<OwnedFd>,
+    stop: Arc<AtomicBool>,
     local: Local,
     shared: Arc<Shared>,
     http: Arc<http1::Builder>,
     mut watch: DrainWatch,
 ) {
+    let mut draining = false;
     loop {
-        let accepted = tokio::select! {
+        let fd = tokio::select! {
             biased;
-            _ = watch.started() => break,
-            r = accept(&acceptor) => r,
+            _ = watch.started(), if !draining => {
+                draining = true;
+                stop.store(true, Ordering::Relaxed);
+                continue;
+            }
+            fd = accepted.recv() => match fd {
+                Some(fd) => fd,
+                None => return,
+            },
         };
-        match accepted {
+        match into_conn(fd, &local) {
             Ok((conn, peer)) => {
                 tokio::spawn(serve_connection(
                     conn,
@@ -103,22 +100,9 @@ async fn accept_loop(
                     watch.clone(),
                 ));
             }
-            Err(e) if is_fd_exhaustion(&e) => {
-                // Out of fds: back off so that finishing connections can free some.
-                tracing::error!("accept failed: {e} (raise the open-files limit, `ulimit -n`)");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            // ECONNABORTED and friends concern one client, not the listener.
-            Err(e) => tracing::debug!("accept failed: {e}"),
+            Err(e) => tracing::debug!("cannot use an accepted connection: {e}"),
         }
     }
-}
-
-fn is_fd_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 /// An accepted connection of either kind.
@@ -127,16 +111,17 @@ enum Conn {
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(acceptor: &Acceptor) -> io::Result<(Conn, Peer)> {
-    match acceptor {
-        Acceptor::Tcp(l) => {
-            let (s, addr) = l.accept().await?;
+fn into_conn(fd: OwnedFd, local: &Local) -> io::Result<(Conn, Peer)> {
+    match local {
+        Local::Tcp(_) => {
+            let s = tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd))?;
             // Responses are written whole; Nagle would only delay the last segment.
             let _ = s.set_nodelay(true);
-            Ok((Conn::Tcp(s), Peer::Tcp(addr)))
+            let peer = s.peer_addr()?;
+            Ok((Conn::Tcp(s), Peer::Tcp(peer)))
         }
-        Acceptor::Unix(l) => {
-            let (s, _) = l.accept().await?;
+        Local::Unix => {
+            let s = tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))?;
             Ok((Conn::Unix(s), Peer::Unix))
         }
     }
