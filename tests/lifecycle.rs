@@ -82,6 +82,27 @@ fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
 }
 
 #[test]
+fn workers_drain_and_exit_when_the_master_dies() {
+    let s = server("cases:application")
+        .args(&["--workers", "2"])
+        .start();
+    let workers = s.worker_pids();
+    // SIGKILL the master alone: its workers see EOF on their control channel.
+    s.signal(libc::SIGKILL);
+    assert!(
+        eventually(EVENT_TIMEOUT, || workers
+            .iter()
+            .all(|&p| support::proc_state(p).is_none_or(|st| st == 'Z'))),
+        "workers outlived their master: {:?}",
+        workers
+            .iter()
+            .map(|&p| (p, support::proc_state(p)))
+            .collect::<Vec<_>>()
+    );
+    s.wait_log(&["draining (the master is gone"]);
+}
+
+#[test]
 fn graceful_timeout_kills_requests_that_run_too_long() {
     let mut s = server("cases:application")
         .args(&["--workers", "1", "--graceful-timeout", "1"])

@@ -259,7 +259,7 @@ def application(environ, start_response):
         return _text(start_response, "%s:%d" % (threading.get_ident(), _local.count))
 
     if path == "/sys":
-        return _json(start_response, {"prefix": sys.prefix, "executable": sys.executable, "path": sys.path, "cwd": os.getcwd(), "env": os.environ.get("SEGUE_TEST_FLAG")})
+        return _json(start_response, {"prefix": sys.prefix, "executable": sys.executable, "path": sys.path, "cwd": os.getcwd(), "env": os.environ.get("SEGUE_TEST_FLAG"), "version": sys.version})
 
     if path == "/connection-close":
         return _text(start_response, "bye", extra=[("Connection", "close")])
