@@ -153,6 +153,13 @@ impl HeadScanner {
     }
 
     fn judge(&mut self, head: &[u8]) {
+        // Most heads (GETs) carry no framing field at all: nothing to judge, no body to skip,
+        // and no second full parse on the request path.
+        if !mentions_framing(head) {
+            self.verdicts.push_back(HeadVerdict::Clean);
+            self.state = State::Head(Vec::new());
+            return;
+        }
         let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
         let mut req = httparse::Request::new(&mut headers);
         let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
@@ -203,6 +210,19 @@ impl HeadScanner {
             }
         };
     }
+}
+
+/// Whether the head is a CONNECT or has a line starting with a field name that frames a body
+/// or leaves HTTP. Conservative: any prefix match leads to the full parse.
+fn mentions_framing(head: &[u8]) -> bool {
+    if head.starts_with(b"CONNECT ") {
+        return true;
+    }
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        let starts =
+            |name: &[u8]| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
+        starts(b"content-length") || starts(b"transfer-encoding") || starts(b"upgrade")
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -258,9 +278,29 @@ mod tests {
     }
 
     #[test]
+    fn heads_without_framing_fields_skip_the_parse_but_keep_the_order() {
+        assert!(!mentions_framing(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Content-Length-ish: 1\r\n\r\n"
+        ));
+        assert!(mentions_framing(
+            b"POST / HTTP/1.1\r\nhost: a\r\nCONTENT-LENGTH: 1\r\n\r\n"
+        ));
+        assert!(mentions_framing(
+            b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"
+        ));
+        let stream = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
+        assert_eq!(
+            verdicts(stream, 4),
+            vec![HeadVerdict::Clean, HeadVerdict::RepeatedLength]
+        );
+    }
+
+    #[test]
     fn stops_on_heads_hyper_rejects() {
+        // A malformed head whose body framing cannot be known: stop following the stream (hyper
+        // answers 400 and closes the connection, so no later verdict is needed).
         let mut s = HeadScanner::new(100);
-        s.feed(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        s.feed(b"POST / HTTP/1.1\r\nBad Header: x\r\nContent-Length: 5\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(s.next_verdict(), None);
     }
 }
