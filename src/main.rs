@@ -7,16 +7,43 @@ use anyhow::Context;
 use clap::Parser;
 use segue::config::{Cli, Command, ControlArgs};
 use segue::control::{Request, client};
+use segue::master::Start;
 
 fn main() -> anyhow::Result<()> {
+    // SAFETY: first thing in main, before any thread exists.
+    let handover = unsafe { segue::master::upgrade::take_from_env() };
     let cli = Cli::parse();
     let (request, control, timeout) = match cli.command {
         None => {
             // Before any thread exists: this edits the environment.
-            let inherited = segue::systemd::take_listen_fds();
+            let start = match handover {
+                Some(Ok(h)) => Start::Upgraded(h),
+                Some(Err(why)) => anyhow::bail!("in-place upgrade failed in the new binary: {why}"),
+                None => Start::Fresh(segue::systemd::take_listen_fds()),
+            };
             let config = cli.serve.into_config()?;
             segue::logging::init(&config.log);
-            return segue::master::run(config, inherited).context("segue cannot start");
+            return segue::master::run(config, start).context("segue cannot start");
+        }
+        Some(Command::UpgradeCheck) => {
+            println!("{}", segue::master::upgrade::check_line());
+            return Ok(());
+        }
+        Some(Command::Upgrade {
+            binary,
+            wait,
+            timeout,
+            control,
+        }) => {
+            let timeout = Duration::try_from_secs_f64(timeout)
+                .context("--timeout must be a positive number of seconds")?;
+            std::process::exit(client::upgrade(
+                &control.control,
+                binary,
+                wait,
+                timeout,
+                control.json,
+            )?);
         }
         Some(Command::Worker) => std::process::exit(segue::worker::run()),
         Some(Command::Master) => {
@@ -25,7 +52,8 @@ fn main() -> anyhow::Result<()> {
             let config: segue::config::Config =
                 serde_json::from_str(&json).context("bad master configuration")?;
             segue::logging::init(&config.log);
-            return segue::master::run(config, Vec::new()).context("segue cannot start");
+            return segue::master::run(config, Start::Fresh(Vec::new()))
+                .context("segue cannot start");
         }
         Some(Command::CheckReload {
             serve,

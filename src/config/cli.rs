@@ -86,6 +86,24 @@ pub enum Command {
     /// Internal: run a master from a configuration in the environment (check-reload's child).
     #[command(name = "__master", hide = true)]
     Master,
+    /// Internal: print the upgrade formats this binary reads (checked before an upgrade).
+    #[command(name = "__upgrade-check", hide = true)]
+    UpgradeCheck,
+    /// Re-execute the running master's binary in place (same PID) and replace its workers.
+    Upgrade {
+        /// The new binary [default: the path the master was started from].
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+        /// Wait until the new workers serve and the old ones are gone (or it rolled back).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+        timeout: f64,
+        /// Socket and output.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
     /// Prove that an app survives reloads under load with zero failed requests (for CI).
     CheckReload {
         /// The server options and APP, as for serving (--http is replaced by a free port).

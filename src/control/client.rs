@@ -139,3 +139,62 @@ fn print_status(s: &StatusReport) {
         }
     }
 }
+
+/// `segue upgrade`: asks for the in-place upgrade and, with `wait`, follows the master across
+/// its exec by polling status until the upgrade count has moved and the worker replacement that
+/// follows it has finished. Returns the exit code.
+pub fn upgrade(
+    path: &Path,
+    binary: Option<std::path::PathBuf>,
+    wait: bool,
+    timeout: Duration,
+    json: bool,
+) -> Result<i32, Error> {
+    let deadline = std::time::Instant::now() + timeout;
+    let before = match call(path, &Request::Status, timeout)? {
+        Reply::Status(s) => s.upgrades,
+        other => return Ok(render(&other, json)),
+    };
+    let reply = call(path, &Request::Upgrade { binary }, timeout)?;
+    if !wait || !matches!(reply, Reply::Ok { .. }) {
+        return Ok(render(&reply, json));
+    }
+    if !json {
+        render(&reply, false);
+    }
+    loop {
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(timeout));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        // The control socket is handed over across the exec; a refused connection in between
+        // is expected.
+        let Ok(Reply::Status(s)) = call(path, &Request::Status, Duration::from_secs(5)) else {
+            continue;
+        };
+        if s.upgrades == before {
+            if let Some(e) = s.upgrade_error.filter(|_| s.reloading.is_none()) {
+                return Ok(render(
+                    &Reply::Error {
+                        message: format!("upgrade failed: {e}"),
+                    },
+                    json,
+                ));
+            }
+            continue;
+        }
+        let old_left = s.workers.iter().any(|w| w.generation != s.serving);
+        if s.reloading.is_some() || old_left {
+            continue;
+        }
+        return Ok(match s.reloads.last() {
+            Some(r) => render(&Reply::Reload(r.clone()), json),
+            None => render(
+                &Reply::Ok {
+                    message: "upgraded".into(),
+                },
+                json,
+            ),
+        });
+    }
+}

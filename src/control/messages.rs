@@ -20,6 +20,11 @@ pub enum Request {
     Status,
     /// Stop gracefully, as SIGTERM does.
     Stop,
+    /// Re-execute the master binary in place (the same PID), then replace the workers.
+    Upgrade {
+        /// The new binary; default: the path the master was started from.
+        binary: Option<std::path::PathBuf>,
+    },
     /// Add (`1`) or remove (`-1`) a worker.
     Workers {
         /// +1 or -1.
@@ -84,6 +89,12 @@ pub struct StatusReport {
     pub reloads: Vec<ReloadReport>,
     /// Slots whose workers keep dying young (respawned with backoff).
     pub crash_loops: Vec<CrashLoop>,
+    /// In-place upgrades of the master binary so far.
+    #[serde(default)]
+    pub upgrades: u64,
+    /// Why the last upgrade attempt failed, if it did.
+    #[serde(default)]
+    pub upgrade_error: Option<String>,
 }
 
 /// A slot in a crash loop.

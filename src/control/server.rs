@@ -1,6 +1,7 @@
 //! The master's side of the control socket: accepts connections, reads one request each and
 //! hands it to the supervisor with a channel for the reply.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -13,6 +14,8 @@ use crate::master::supervisor::Event;
 /// The bound control socket; its file is removed when this is dropped.
 pub struct ControlSocket {
     path: PathBuf,
+    /// The listening fd, handed over by an in-place upgrade.
+    pub fd: RawFd,
 }
 
 impl Drop for ControlSocket {
@@ -28,44 +31,58 @@ pub fn serve(path: &Path, events: mpsc::UnboundedSender<Event>) -> std::io::Resu
     {
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    serve_listener(listener, path, events)
+}
+
+/// Serves an already bound control socket (one an in-place upgrade handed over).
+pub fn serve_listener(
+    listener: std::os::unix::net::UnixListener,
+    path: &Path,
+    events: mpsc::UnboundedSender<Event>,
+) -> std::io::Result<ControlSocket> {
+    listener.set_nonblocking(true)?;
+    let fd = listener.as_raw_fd();
+    let listener = UnixListener::from_std(listener)?;
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let events = events.clone();
-            tokio::spawn(async move {
-                let (rd, mut wr) = stream.into_split();
-                let mut line = String::new();
-                if BufReader::new(rd).read_line(&mut line).await.is_err() {
-                    return;
-                }
-                let reply = match serde_json::from_str::<Request>(&line) {
-                    Ok(request) => {
-                        let (tx, rx) = oneshot::channel();
-                        if events.send(Event::Control(request, tx)).is_err() {
-                            return;
-                        }
-                        match rx.await {
-                            Ok(reply) => reply,
-                            Err(_) => Reply::Error {
-                                message: "the master is stopping".into(),
-                            },
-                        }
-                    }
-                    Err(e) => Reply::Error {
-                        message: format!("malformed control request: {e}"),
-                    },
-                };
-                if let Ok(mut json) = serde_json::to_vec(&reply) {
-                    json.push(b'\n');
-                    let _ = wr.write_all(&json).await;
-                }
-            });
+            tokio::spawn(answer(stream, events.clone()));
         }
     });
     Ok(ControlSocket {
         path: path.to_owned(),
+        fd,
     })
+}
+
+async fn answer(stream: tokio::net::UnixStream, events: mpsc::UnboundedSender<Event>) {
+    let (rd, mut wr) = stream.into_split();
+    let mut line = String::new();
+    if BufReader::new(rd).read_line(&mut line).await.is_err() {
+        return;
+    }
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => {
+            let (tx, rx) = oneshot::channel();
+            if events.send(Event::Control(request, tx)).is_err() {
+                return;
+            }
+            match rx.await {
+                Ok(reply) => reply,
+                Err(_) => Reply::Error {
+                    message: "the master is stopping".into(),
+                },
+            }
+        }
+        Err(e) => Reply::Error {
+            message: format!("malformed control request: {e}"),
+        },
+    };
+    if let Ok(mut json) = serde_json::to_vec(&reply) {
+        json.push(b'\n');
+        let _ = wr.write_all(&json).await;
+    }
 }

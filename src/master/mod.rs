@@ -11,6 +11,7 @@ pub mod reload;
 pub mod spawn;
 pub mod supervisor;
 pub mod triggers;
+pub mod upgrade;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -18,8 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2};
 use signal_hook_tokio::Signals;
+use std::os::fd::FromRawFd;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -66,12 +68,36 @@ pub enum Error {
     Runtime(std::io::Error),
 }
 
-/// Runs the master until it is stopped. `inherited` holds sockets from systemd's `LISTEN_FDS`;
-/// when present nothing is bound (and an explicit `--http` must name the same addresses).
-pub fn run(config: Config, inherited: Vec<Inherited>) -> Result<(), Error> {
+/// How this master came to be.
+pub enum Start {
+    /// A new start; sockets from systemd's `LISTEN_FDS`, if any, are used instead of binding
+    /// (and an explicit `--http` must name the same addresses).
+    Fresh(Vec<Inherited>),
+    /// The new image of an in-place upgrade: everything comes from the old one.
+    Upgraded(upgrade::Handover),
+}
+
+/// Runs the master until it is stopped.
+pub fn run(config: Config, start: Start) -> Result<(), Error> {
     let exe = std::env::current_exe().map_err(Error::Exe)?;
     let notifier = Notifier::from_env();
-    let listeners = if inherited.is_empty() {
+    let (inherited, handover) = match start {
+        Start::Fresh(inherited) => (inherited, None),
+        Start::Upgraded(h) => (Vec::new(), Some(h)),
+    };
+    let listeners = if let Some(h) = &handover {
+        h.listeners
+            .iter()
+            // SAFETY: the old image handed these fds over across exec; nothing else owns them.
+            .map(|l| {
+                Listener::handed(
+                    unsafe { std::os::fd::OwnedFd::from_raw_fd(l.fd) },
+                    l.addr.clone(),
+                    l.systemd_name.clone(),
+                )
+            })
+            .collect()
+    } else if inherited.is_empty() {
         let bound = config
             .listen
             .iter()
@@ -103,7 +129,13 @@ pub fn run(config: Config, inherited: Vec<Inherited>) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    let result = runtime.block_on(serve(Arc::new(config.clone()), exe, listeners, notifier));
+    let result = runtime.block_on(serve(
+        Arc::new(config.clone()),
+        exe,
+        listeners,
+        notifier,
+        handover,
+    ));
     if let Some(path) = &config.pidfile {
         let _ = std::fs::remove_file(path);
     }
@@ -149,24 +181,38 @@ async fn serve(
     exe: PathBuf,
     listeners: Vec<Listener>,
     notifier: Option<Notifier>,
+    handover: Option<upgrade::Handover>,
 ) -> Result<(), Error> {
     let watchdog_every = notifier.as_ref().and_then(Notifier::watchdog_interval);
     reaper::become_subreaper();
     // Installed before the first spawn so that no SIGCHLD is missed.
-    let mut signals = Signals::new([SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU])
-        .map_err(Error::Signals)?;
+    let mut signals = Signals::new([
+        SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2,
+    ])
+    .map_err(Error::Signals)?;
     let (events_tx, mut events) = mpsc::unbounded_channel();
     // Held until the master exits; dropping them removes the socket and FIFO files.
-    let _control = match &config.control {
-        Some(path) => Some(
-            crate::control::server::serve(path, events_tx.clone()).map_err(|source| {
-                Error::Control {
-                    path: path.clone(),
-                    source,
-                }
-            })?,
+    let control_error = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| Error::Control { path, source }
+    };
+    let _control = match (
+        &config.control,
+        handover.as_ref().and_then(|h| h.control_fd),
+    ) {
+        (Some(path), Some(fd)) => {
+            // SAFETY: the old image handed this fd over across exec; nothing else owns it.
+            let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+            let _ = crate::protocol::set_cloexec(fd);
+            Some(
+                crate::control::server::serve_listener(listener, path, events_tx.clone())
+                    .map_err(control_error(path))?,
+            )
+        }
+        (Some(path), None) => Some(
+            crate::control::server::serve(path, events_tx.clone()).map_err(control_error(path))?,
         ),
-        None => None,
+        (None, _) => None,
     };
     let _fifo = match &config.master_fifo {
         Some(path) => Some(triggers::serve_fifo(path, events_tx.clone())?),
@@ -176,6 +222,9 @@ async fn serve(
         triggers::watch_touch_file(path.clone(), config.reload_strategy, events_tx.clone());
     }
     let mut sup = Supervisor::new(config.clone(), exe, listeners, events_tx, notifier);
+    if let Some(control) = &_control {
+        sup.set_control_fd(control.fd);
+    }
     for l in sup.listeners() {
         match &l.addr {
             crate::config::ListenAddr::Tcp(a) => tracing::info!("listening on http://{a}"),
@@ -183,7 +232,10 @@ async fn serve(
         }
     }
     tracing::info!(pid = std::process::id(), workers = config.workers, threads = config.threads, app = %config.app, "master started");
-    sup.start().map_err(Error::Generation)?;
+    match handover {
+        Some(h) => sup.adopt(h).map_err(Error::Generation)?,
+        None => sup.start().map_err(Error::Generation)?,
+    }
 
     // Signals coalesce, so a periodic sweep catches exits whose SIGCHLD merged with another.
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
@@ -197,6 +249,11 @@ async fn serve(
                 SIGHUP => sup.on_trigger(Trigger::Reload(config.reload_strategy)),
                 SIGTTIN => sup.on_trigger(Trigger::Scale(1)),
                 SIGTTOU => sup.on_trigger(Trigger::Scale(-1)),
+                SIGUSR2 => {
+                    if let Err(e) = sup.upgrade(None) {
+                        tracing::warn!("SIGUSR2: {e}");
+                    }
+                }
                 _ => {}
             },
             Some(event) = events.recv() => sup.on_event(event),

@@ -16,6 +16,7 @@ use super::listener::Listener;
 use super::reaper::{ExitKind, reap};
 use super::reload::ReloadRun;
 use super::spawn::spawn_worker;
+use super::upgrade::{self, HandedListener, HandedWorker, Handover, UpgradeError};
 use super::worker::{Worker, WorkerId, WorkerState};
 use crate::config::{Config, ReloadStrategy};
 use crate::control::{CrashLoop, ReloadReport, Reply, Request, StatusReport, WorkerReport};
@@ -24,6 +25,7 @@ use crate::protocol::{
 };
 use crate::systemd::Notifier;
 use crate::systemd::notify::monotonic_usec;
+use std::os::fd::FromRawFd;
 
 /// A worker that dies sooner than this after its start counts toward a crash loop.
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
@@ -58,6 +60,9 @@ pub enum Event {
     Control(Request, oneshot::Sender<Reply>),
     /// A command from `--touch-reload` or `--master-fifo`.
     Trigger(Trigger),
+    /// Re-execute this binary (or the one given) in place: the upgrade itself, scheduled
+    /// after the reply to `segue upgrade` has been flushed.
+    Exec(PathBuf),
 }
 
 /// Commands that arrive without a caller to answer.
@@ -137,6 +142,12 @@ pub struct Supervisor {
     events: mpsc::UnboundedSender<Event>,
     /// systemd's notify socket, when running under systemd.
     notifier: Option<Notifier>,
+    /// The control socket's fd, handed over by an upgrade.
+    control_fd: Option<std::os::fd::RawFd>,
+    /// In-place upgrades so far (carried across them).
+    upgrades: u64,
+    /// Why the last upgrade attempt failed, for status.
+    upgrade_error: Option<String>,
 }
 
 impl Supervisor {
@@ -169,6 +180,9 @@ impl Supervisor {
             history: VecDeque::new(),
             events,
             notifier,
+            control_fd: None,
+            upgrades: 0,
+            upgrade_error: None,
         }
     }
 
@@ -229,6 +243,7 @@ impl Supervisor {
             Ok(spawned) => {
                 tracing::debug!(worker = %id, generation, pid = spawned.pid.as_raw(), "worker spawned");
                 let (tx, rx) = mpsc::unbounded_channel();
+                let control_fd = std::os::fd::AsRawFd::as_raw_fd(&spawned.control);
                 run_channel(id, spawned.control, rx, self.events.clone());
                 self.after(config.boot_timeout, Event::BootDeadline(id));
                 self.workers.insert(
@@ -250,6 +265,7 @@ impl Supervisor {
                         recycle_retry_after: None,
                         kill_when_replaced: false,
                         last_heartbeat: Instant::now(),
+                        control_fd,
                     },
                 );
                 Some(id)
@@ -313,6 +329,7 @@ impl Supervisor {
             }
             Event::Control(request, reply) => self.on_control(request, reply),
             Event::Trigger(trigger) => self.on_trigger(trigger),
+            Event::Exec(binary) => self.exec_upgrade(&binary),
             Event::KillStuck(id) => {
                 if let Some(w) = self.workers.get(&id) {
                     tracing::warn!(worker = %id, generation = w.generation, pid = w.pid.as_raw(), "killing the stuck worker");
@@ -920,6 +937,14 @@ impl Supervisor {
                     message: "stopping gracefully".into(),
                 });
             }
+            Request::Upgrade { binary } => {
+                let _ = reply.send(match self.upgrade(binary) {
+                    Ok(message) => Reply::Ok { message },
+                    Err(e) => Reply::Error {
+                        message: e.to_string(),
+                    },
+                });
+            }
             Request::Workers { delta } => {
                 let _ = reply.send(match self.scale(delta) {
                     Ok(message) => Reply::Ok { message },
@@ -1045,6 +1070,175 @@ impl Supervisor {
         self.drain(old, DrainReason::Recycle);
     }
 
+    /// Records the control socket's fd so an upgrade can hand it over.
+    pub fn set_control_fd(&mut self, fd: std::os::fd::RawFd) {
+        self.control_fd = Some(fd);
+    }
+
+    /// SIGUSR2, `segue upgrade`: checks the new binary now, then re-executes it in place a
+    /// moment later (after the caller's reply is on its way). The old master keeps running if
+    /// anything fails.
+    pub fn upgrade(&mut self, binary: Option<PathBuf>) -> Result<String, UpgradeError> {
+        if self.phase != Phase::Running
+            || self.reload.is_some()
+            || self
+                .workers
+                .values()
+                .any(|w| w.state == WorkerState::Starting)
+        {
+            return Err(UpgradeError::Busy);
+        }
+        let binary = binary.unwrap_or_else(|| self.exe.clone());
+        if let Err(e) = upgrade::preflight(&binary) {
+            tracing::error!("upgrade refused, this master keeps running: {e}");
+            self.upgrade_error = Some(e.to_string());
+            return Err(e);
+        }
+        tracing::info!(
+            "upgrade: re-executing {} in place (pid {})",
+            binary.display(),
+            std::process::id()
+        );
+        self.after(Duration::from_millis(100), Event::Exec(binary.clone()));
+        Ok(format!(
+            "upgrading: re-executing {} as pid {}",
+            binary.display(),
+            std::process::id()
+        ))
+    }
+
+    fn exec_upgrade(&mut self, binary: &std::path::Path) {
+        if self.phase != Phase::Running
+            || self.reload.is_some()
+            || self
+                .workers
+                .values()
+                .any(|w| w.state == WorkerState::Starting)
+        {
+            let message =
+                "upgrade abandoned: workers started or a reload began meanwhile; retry".to_string();
+            tracing::warn!("{message}");
+            self.upgrade_error = Some(message);
+            return;
+        }
+        let handover = self.handover();
+        self.notify("RELOADING=1\nSTATUS=upgrading the master binary in place");
+        let err = upgrade::exec(binary, &handover);
+        // Still here: exec failed and nothing changed.
+        tracing::error!("upgrade failed, this master keeps running: {err}");
+        self.notify(&format!(
+            "READY=1\nSTATUS={}; upgrade failed",
+            self.status_line()
+        ));
+        self.upgrade_error = Some(err.to_string());
+    }
+
+    /// The state the new image needs.
+    fn handover(&self) -> Handover {
+        Handover {
+            version: upgrade::HANDOVER_VERSION,
+            listeners: self
+                .listeners
+                .iter()
+                .map(|l| HandedListener {
+                    addr: l.addr.clone(),
+                    fd: l.raw_fd(),
+                    systemd_name: l.systemd_name.clone(),
+                })
+                .collect(),
+            control_fd: self.control_fd,
+            workers: self
+                .workers
+                .values()
+                .filter(|w| matches!(w.state, WorkerState::Ready | WorkerState::Draining { .. }))
+                .map(|w| HandedWorker {
+                    id: w.id.0,
+                    pid: w.pid.as_raw(),
+                    generation: w.generation,
+                    slot: w.slot,
+                    ready: w.state == WorkerState::Ready,
+                    control_fd: w.control_fd,
+                })
+                .collect(),
+            serving: self.serving,
+            next_id: self.next_id,
+            next_generation: self.next_generation,
+            next_reload: self.next_reload,
+            history: self.history.iter().cloned().collect(),
+            upgrades: self.upgrades + 1,
+        }
+    }
+
+    /// In the new image after an upgrade: takes over the running workers and the counters, then
+    /// replaces the workers with the new binary's through a gated chain reload.
+    pub fn adopt(&mut self, handover: Handover) -> Result<(), generation::ResolveError> {
+        let config = generation::snapshot(&self.base)?;
+        self.serving = handover.serving;
+        self.generations.insert(self.serving, config);
+        self.next_id = handover.next_id;
+        self.next_generation = handover.next_generation;
+        self.next_reload = handover.next_reload;
+        self.history = handover.history.into_iter().collect();
+        self.upgrades = handover.upgrades;
+        self.announced_ready = true;
+        for w in handover.workers {
+            let id = WorkerId(w.id);
+            // SAFETY: the old image passed this fd across exec for exactly this purpose;
+            // nothing else in this process owns it.
+            let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(w.control_fd) };
+            let _ = crate::protocol::set_cloexec(w.control_fd);
+            let stream = match std_stream
+                .set_nonblocking(true)
+                .and_then(|_| tokio::net::UnixStream::from_std(std_stream))
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(worker = %id, "cannot adopt its control channel: {e}; it will be replaced");
+                    continue;
+                }
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            run_channel(id, stream, rx, self.events.clone());
+            let ready = w.ready;
+            self.workers.insert(
+                id,
+                Worker {
+                    id,
+                    pid: Pid::from_raw(w.pid),
+                    generation: w.generation,
+                    slot: w.slot,
+                    state: if ready {
+                        WorkerState::Ready
+                    } else {
+                        WorkerState::Draining {
+                            since: Instant::now(),
+                        }
+                    },
+                    spawned_at: Instant::now(),
+                    stats: Default::default(),
+                    boot_failure: None,
+                    commands: tx,
+                    max_requests: None,
+                    retire_at: None,
+                    replacement: None,
+                    replaces: None,
+                    recycle_retry_after: None,
+                    kill_when_replaced: false,
+                    last_heartbeat: Instant::now(),
+                    control_fd: w.control_fd,
+                },
+            );
+        }
+        tracing::info!(
+            upgrades = self.upgrades,
+            workers = self.workers.len(),
+            generation = self.serving,
+            "upgrade: new master binary running; replacing the workers"
+        );
+        self.reload(ReloadStrategy::Chain, None);
+        Ok(())
+    }
+
     /// Signals, the touch file and the master FIFO end up here.
     pub fn on_trigger(&mut self, trigger: Trigger) {
         match trigger {
@@ -1092,6 +1286,8 @@ impl Supervisor {
                 .map(|r| format!("reload {} -> generation {}", r.id, r.target)),
             workers,
             reloads: self.history.iter().cloned().collect(),
+            upgrades: self.upgrades,
+            upgrade_error: self.upgrade_error.clone(),
             crash_loops: self
                 .slots
                 .iter()

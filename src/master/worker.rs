@@ -69,6 +69,8 @@ pub struct Worker {
     pub kill_when_replaced: bool,
     /// When it last sent a heartbeat (or was spawned).
     pub last_heartbeat: Instant,
+    /// The master's end of its control channel, handed over by an in-place upgrade.
+    pub control_fd: std::os::fd::RawFd,
 }
 
 impl Worker {

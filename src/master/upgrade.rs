@@ -1,0 +1,212 @@
+//! In-place binary upgrade: the master re-executes itself (the same PID, so systemd keeps
+//! tracking it) with the listening sockets, the control socket and every worker's control
+//! channel handed over as inherited fds, described by a [`Handover`] in the environment. The new
+//! image adopts the running workers and replaces them with a gated chain reload, so requests
+//! never stop being served and a new binary whose workers cannot start rolls back to the old
+//! workers.
+//!
+//! Before exec, the new binary is asked (`__upgrade-check`) whether it speaks this handover
+//! format and control protocol; if it cannot even answer, the old master keeps running.
+
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ListenAddr;
+use crate::control::ReloadReport;
+use crate::protocol::PROTOCOL_VERSION;
+
+/// The environment variable carrying the [`Handover`] to the new image.
+pub const HANDOVER_ENV: &str = "SEGUE_HANDOVER";
+/// Bumped when [`Handover`] changes shape.
+pub const HANDOVER_VERSION: u32 = 1;
+
+/// A listener crossing the exec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandedListener {
+    /// Its address.
+    pub addr: ListenAddr,
+    /// The fd number, valid in the new image.
+    pub fd: RawFd,
+    /// Its systemd name, if it came from systemd.
+    pub systemd_name: Option<String>,
+}
+
+/// A running worker crossing the exec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandedWorker {
+    /// Its id.
+    pub id: u64,
+    /// Its PID (still our child: exec keeps the PID).
+    pub pid: i32,
+    /// Its generation.
+    pub generation: u64,
+    /// Its slot.
+    pub slot: usize,
+    /// Ready (true) or already draining (false).
+    pub ready: bool,
+    /// The master's end of its control channel.
+    pub control_fd: RawFd,
+}
+
+/// Everything the new image needs to carry on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Handover {
+    /// Must equal [`HANDOVER_VERSION`].
+    pub version: u32,
+    /// Listening sockets, in order.
+    pub listeners: Vec<HandedListener>,
+    /// The control socket's listening fd.
+    pub control_fd: Option<RawFd>,
+    /// Running workers.
+    pub workers: Vec<HandedWorker>,
+    /// The serving generation.
+    pub serving: u64,
+    /// Counters that must keep increasing across the exec.
+    pub next_id: u64,
+    /// Next generation id.
+    pub next_generation: u64,
+    /// Next reload number.
+    pub next_reload: u64,
+    /// Finished reloads.
+    pub history: Vec<ReloadReport>,
+    /// Upgrades so far, this one included.
+    pub upgrades: u64,
+}
+
+/// Why an upgrade did not happen (the old master keeps running).
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// The new binary could not be run or answered wrongly.
+    #[error("the new binary '{}' failed its check: {why} (is it a segue build for this machine?)", path.display())]
+    Preflight {
+        /// The binary.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+    /// exec failed.
+    #[error("exec of '{}' failed: {source}", path.display())]
+    Exec {
+        /// The binary.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A reload is running.
+    #[error("a reload is running; upgrade after it finishes")]
+    Busy,
+}
+
+/// What `segue __upgrade-check` prints: the formats this binary understands.
+pub fn check_line() -> String {
+    format!("segue-upgrade {PROTOCOL_VERSION} {HANDOVER_VERSION}")
+}
+
+/// Runs `binary __upgrade-check` and compares its answer with ours.
+pub fn preflight(binary: &Path) -> Result<(), UpgradeError> {
+    let fail = |why: String| UpgradeError::Preflight {
+        path: binary.to_owned(),
+        why,
+    };
+    let mut child = Command::new(binary)
+        .arg("__upgrade-check")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    // The reaper must not steal this child's status: wait for it here, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail("no answer within 10 s".into()));
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+    }
+    if !status.success() || out.trim() != check_line() {
+        return Err(fail(format!(
+            "it answered {:?} ({status}), expected {:?}",
+            out.trim(),
+            check_line()
+        )));
+    }
+    Ok(())
+}
+
+fn set_cloexec(fd: RawFd, on: bool) {
+    // SAFETY: F_SETFD on an fd this process owns; no memory is involved.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) };
+}
+
+/// Re-executes `binary` in place with `handover`. Returns only if exec failed, with the fds'
+/// close-on-exec flags restored.
+pub fn exec(binary: &Path, handover: &Handover) -> UpgradeError {
+    let fds: Vec<RawFd> = handover
+        .listeners
+        .iter()
+        .map(|l| l.fd)
+        .chain(handover.control_fd)
+        .chain(handover.workers.iter().map(|w| w.control_fd))
+        .collect();
+    let json = match serde_json::to_string(handover) {
+        Ok(j) => j,
+        Err(e) => {
+            return UpgradeError::Exec {
+                path: binary.to_owned(),
+                source: std::io::Error::other(e),
+            };
+        }
+    };
+    for &fd in &fds {
+        set_cloexec(fd, false);
+    }
+    let mut cmd = Command::new(binary);
+    cmd.args(std::env::args_os().skip(1))
+        .env(HANDOVER_ENV, json);
+    for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        cmd.env_remove(var);
+    }
+    let source = cmd.exec();
+    for &fd in &fds {
+        set_cloexec(fd, true);
+    }
+    UpgradeError::Exec {
+        path: binary.to_owned(),
+        source,
+    }
+}
+
+/// Takes the handover from the environment, if this process is the new image of an upgrade.
+///
+/// # Safety
+/// Must run before any other thread exists (it edits the environment).
+pub unsafe fn take_from_env() -> Option<Result<Handover, String>> {
+    let json = std::env::var(HANDOVER_ENV).ok()?;
+    // SAFETY: the caller guarantees the process is single-threaded.
+    unsafe { std::env::remove_var(HANDOVER_ENV) };
+    Some(match serde_json::from_str::<Handover>(&json) {
+        Ok(h) if h.version == HANDOVER_VERSION => Ok(h),
+        Ok(h) => Err(format!(
+            "handover format {} from the old master, this binary reads {HANDOVER_VERSION}",
+            h.version
+        )),
+        Err(e) => Err(format!("unreadable handover from the old master: {e}")),
+    })
+}
