@@ -243,7 +243,9 @@ fn socket_activation_serves_the_first_connection_that_woke_it() {
     // The connection that starts segue waits in the kernel queue and is served.
     let r = get(listen.parse().unwrap(), "/");
     assert_eq!((r.status, r.text().as_str()), (200, "hello\n"));
-    s.wait_log(&[&format!("listening on http://{listen}")]);
+    s.wait_log(&[&format!(
+        "listening on http://{listen} (socket from systemd)"
+    )]);
     assert_eq!(s.log.count(&["cannot bind"]), 0);
 }
 

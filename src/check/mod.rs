@@ -91,7 +91,7 @@ impl Master {
                     if let Some(a) = line
                         .split("listening on http://")
                         .nth(1)
-                        .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+                        .and_then(|a| a.split_whitespace().next()?.parse::<SocketAddr>().ok())
                     {
                         addr = Some(a);
                     }

@@ -226,9 +226,14 @@ async fn serve(
         sup.set_control_fd(control.fd);
     }
     for l in sup.listeners() {
+        let origin = match l.systemd_name.as_deref() {
+            Some("") => " (socket from systemd)".to_string(),
+            Some(name) => format!(" (socket '{name}' from systemd)"),
+            None => String::new(),
+        };
         match &l.addr {
-            crate::config::ListenAddr::Tcp(a) => tracing::info!("listening on http://{a}"),
-            other => tracing::info!("listening on {other}"),
+            crate::config::ListenAddr::Tcp(a) => tracing::info!("listening on http://{a}{origin}"),
+            other => tracing::info!("listening on {other}{origin}"),
         }
     }
     tracing::info!(pid = std::process::id(), workers = config.workers, threads = config.threads, app = %config.app, "master started");

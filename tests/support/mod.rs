@@ -201,7 +201,13 @@ impl Builder {
                 .wait_for(&["listening on http://"], EVENT_TIMEOUT);
             let line = line
                 .unwrap_or_else(|| panic!("segue did not start listening:\n{}", server.log.all()));
-            let addr = line.rsplit("http://").next().unwrap().trim();
+            let addr = line
+                .rsplit("http://")
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
             server.addr = Some(
                 addr.parse()
                     .unwrap_or_else(|_| panic!("bad address in {line:?}")),
