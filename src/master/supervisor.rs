@@ -1075,17 +1075,21 @@ impl Supervisor {
         self.control_fd = Some(fd);
     }
 
-    /// SIGUSR2, `segue upgrade`: checks the new binary now, then re-executes it in place a
-    /// moment later (after the caller's reply is on its way). The old master keeps running if
-    /// anything fails.
-    pub fn upgrade(&mut self, binary: Option<PathBuf>) -> Result<String, UpgradeError> {
-        if self.phase != Phase::Running
+    /// An upgrade hands over a settled state only: no reload running, no worker booting.
+    fn upgrade_blocked(&self) -> bool {
+        self.phase != Phase::Running
             || self.reload.is_some()
             || self
                 .workers
                 .values()
                 .any(|w| w.state == WorkerState::Starting)
-        {
+    }
+
+    /// SIGUSR2, `segue upgrade`: checks the new binary now, then re-executes it in place a
+    /// moment later (after the caller's reply is on its way). The old master keeps running if
+    /// anything fails.
+    pub fn upgrade(&mut self, binary: Option<PathBuf>) -> Result<String, UpgradeError> {
+        if self.upgrade_blocked() {
             return Err(UpgradeError::Busy);
         }
         let binary = binary.unwrap_or_else(|| self.exe.clone());
@@ -1108,13 +1112,7 @@ impl Supervisor {
     }
 
     fn exec_upgrade(&mut self, binary: &std::path::Path) {
-        if self.phase != Phase::Running
-            || self.reload.is_some()
-            || self
-                .workers
-                .values()
-                .any(|w| w.state == WorkerState::Starting)
-        {
+        if self.upgrade_blocked() {
             let message =
                 "upgrade abandoned: workers started or a reload began meanwhile; retry".to_string();
             tracing::warn!("{message}");

@@ -97,8 +97,8 @@ pub enum UpgradeError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A reload is running.
-    #[error("a reload is running; upgrade after it finishes")]
+    /// A reload is running or workers are booting.
+    #[error("a reload is running or workers are starting; retry once the server is settled")]
     Busy,
 }
 
