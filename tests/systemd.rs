@@ -318,3 +318,27 @@ fn shipped_units_pass_systemd_analyze_verify() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sockets_back_from_the_fd_store_are_adopted_by_name() {
+    // After a restart systemd passes stored sockets as LISTEN_FDS with the FDNAME segue gave
+    // them; systemd-socket-activate --fdname plays that part.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let s = server("cases:application")
+        .via(&[
+            "systemd-socket-activate",
+            "-l",
+            &listen,
+            "--fdname=segue-listen-0",
+            "--",
+        ])
+        .no_default_listener()
+        .no_wait()
+        .start();
+    s.wait_log(&[&format!("Listening on {listen}")]);
+    assert_eq!(get(listen.parse().unwrap(), "/").status, 200);
+    s.wait_log(&[&format!(
+        "listening on http://{listen} (socket 'segue-listen-0' from systemd)"
+    )]);
+}
