@@ -169,7 +169,9 @@ async fn serve(
         }
     };
     let counters = Arc::new(Counters::new(boot.max_requests));
-    let requests = Arc::new(watchdog::Requests::default());
+    let requests = config
+        .harakiri
+        .map(|_| Arc::new(watchdog::Requests::default()));
     let pool = match pool::Pool::start(config.threads, Arc::new(app), requests.clone(), span) {
         Ok(p) => p,
         Err(e) => {
@@ -196,7 +198,7 @@ async fn serve(
     let _ = to_master.send(ToMaster::Ready {
         boot_ms: exec_at.elapsed().as_millis() as u64,
     });
-    if let Some(limit) = config.harakiri {
+    if let (Some(limit), Some(requests)) = (config.harakiri, requests) {
         tokio::spawn(harakiri_watch(requests, limit, to_master.clone()));
     }
     let pulse = Pulse {

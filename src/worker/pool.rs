@@ -23,7 +23,7 @@ impl Pool {
     pub fn start(
         threads: usize,
         app: Arc<App>,
-        requests: Arc<Requests>,
+        requests: Option<Arc<Requests>>,
         span: tracing::Span,
     ) -> std::io::Result<Pool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
@@ -36,7 +36,8 @@ impl Pool {
                     // Harakiri finds this thread's stack by its Python ident.
                     let ident: u64 = py.import("threading").and_then(|t| t.call_method0("get_ident")).and_then(|i| i.extract()).unwrap_or(0);
                     while let Ok(job) = py.detach(|| rx.recv()) {
-                        let _running = requests.begin(ident, format!("{} {}", job.request.method, job.request.uri));
+                        // Only with --harakiri: the registry costs an allocation and a lock per request.
+                        let _running = requests.as_ref().map(|r| r.begin(ident, format!("{} {}", job.request.method, job.request.uri)));
                         // A bug in segue must cost one request, not a thread of the pool.
                         if std::panic::catch_unwind(AssertUnwindSafe(|| wsgi::handle(py, &app, job))).is_err() {
                             tracing::error!("internal error while handling a request (a panic); the request got a 500");
