@@ -21,28 +21,29 @@ pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
-/// The CGI name of a header field, or `None` if the field must not appear in the environ.
-fn cgi_name(name: &HeaderName) -> Option<String> {
+/// Writes the CGI name of a header field into `key` (reused across a request's headers, so
+/// no allocation per header); false if the field must not appear in the environ.
+fn cgi_name(name: &HeaderName, key: &mut String) -> bool {
     let n = name.as_str();
     if n.contains('_') {
-        return None;
+        return false;
     }
+    key.clear();
     if name == header::CONTENT_TYPE {
-        return Some("CONTENT_TYPE".into());
+        key.push_str("CONTENT_TYPE");
+    } else if name == header::CONTENT_LENGTH {
+        key.push_str("CONTENT_LENGTH");
+    } else {
+        key.push_str("HTTP_");
+        key.extend(n.chars().map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        }));
     }
-    if name == header::CONTENT_LENGTH {
-        return Some("CONTENT_LENGTH".into());
-    }
-    let mut key = String::with_capacity(5 + n.len());
-    key.push_str("HTTP_");
-    key.extend(n.chars().map(|c| {
-        if c == '-' {
-            '_'
-        } else {
-            c.to_ascii_uppercase()
-        }
-    }));
-    Some(key)
+    true
 }
 
 /// Splits `host[:port]` (with `[v6]` literals) into name and port.
@@ -59,16 +60,21 @@ fn split_host(host: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Vec<u8> {
+/// A field's value for the environ: the bytes of a single value as they are, or all values
+/// joined (`, `, or `; ` for Cookie).
+fn joined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> std::borrow::Cow<'a, [u8]> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next().map_or(&b""[..], |v| v.as_bytes());
+    let Some(second) = values.next() else {
+        return std::borrow::Cow::Borrowed(first);
+    };
     let sep: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
-    let mut out = Vec::new();
-    for (i, v) in headers.get_all(name).iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(sep);
-        }
+    let mut out = first.to_vec();
+    for v in std::iter::once(second).chain(values) {
+        out.extend_from_slice(sep);
         out.extend_from_slice(v.as_bytes());
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// The environ for `request`; `body` becomes `wsgi.input`.
@@ -98,12 +104,13 @@ pub fn build<'py>(
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
 
+    let mut key = String::with_capacity(64);
     for name in request.headers.keys() {
         if name == header::HOST && request.uri.authority().is_some() {
             continue; // absolute-form: the target's authority wins (RFC 9112 section 3.2.2)
         }
-        if let Some(key) = cgi_name(name) {
-            env.set_item(key, latin1(py, &joined(&request.headers, name)))?;
+        if cgi_name(name, &mut key) {
+            env.set_item(key.as_str(), latin1(py, &joined(&request.headers, name)))?;
         }
     }
 
@@ -144,17 +151,34 @@ pub fn build<'py>(
 mod tests {
     use super::*;
 
+    fn cgi(name: &HeaderName) -> Option<String> {
+        let mut key = String::new();
+        cgi_name(name, &mut key).then_some(key)
+    }
+
     #[test]
     fn header_names_map_to_cgi_and_underscores_are_dropped() {
         assert_eq!(
-            cgi_name(&HeaderName::from_static("x-forwarded-for")).as_deref(),
+            cgi(&HeaderName::from_static("x-forwarded-for")).as_deref(),
             Some("HTTP_X_FORWARDED_FOR")
         );
-        assert_eq!(
-            cgi_name(&header::CONTENT_TYPE).as_deref(),
-            Some("CONTENT_TYPE")
-        );
-        assert_eq!(cgi_name(&HeaderName::from_static("x_user")), None);
+        assert_eq!(cgi(&header::CONTENT_TYPE).as_deref(), Some("CONTENT_TYPE"));
+        assert_eq!(cgi(&HeaderName::from_static("x_user")), None);
+    }
+
+    #[test]
+    fn single_values_are_borrowed_and_repeated_ones_joined() {
+        let mut h = HeaderMap::new();
+        h.append(header::ACCEPT, "a".parse().unwrap());
+        assert!(matches!(
+            joined(&h, &header::ACCEPT),
+            std::borrow::Cow::Borrowed(b"a")
+        ));
+        h.append(header::ACCEPT, "b".parse().unwrap());
+        h.append(header::COOKIE, "x=1".parse().unwrap());
+        h.append(header::COOKIE, "y=2".parse().unwrap());
+        assert_eq!(&*joined(&h, &header::ACCEPT), b"a, b");
+        assert_eq!(&*joined(&h, &header::COOKIE), b"x=1; y=2");
     }
 
     #[test]
