@@ -151,6 +151,23 @@ fn workers_plus_and_minus_and_ttin_ttou() {
 }
 
 #[test]
+fn control_socket_and_fifo_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Deploy::new("v1");
+    let (ctl, fifo) = (d.path("ctl.sock"), d.path("master.fifo"));
+    let _s = server_in(&d.root, "versioned:application")
+        .args(&["--control", &ctl, "--master-fifo", &fifo])
+        .start();
+    for path in [&ctl, &fifo] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "{path} is {mode:o}: other users could reload or stop the server"
+        );
+    }
+}
+
+#[test]
 fn stop_command_stops_gracefully_and_removes_the_socket() {
     let d = Deploy::new("v1");
     let ctl = d.path("ctl.sock");

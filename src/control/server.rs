@@ -32,6 +32,8 @@ pub fn serve(path: &Path, events: mpsc::UnboundedSender<Event>) -> std::io::Resu
         std::fs::remove_file(path)?;
     }
     let listener = std::os::unix::net::UnixListener::bind(path)?;
+    // Whoever can connect can reload or stop the server: owner only (like the master FIFO).
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     serve_listener(listener, path, events)
 }
 
