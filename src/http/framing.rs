@@ -81,6 +81,16 @@ impl HeadScanner {
                             return;
                         }
                     }
+                    if buf.is_empty() {
+                        // The usual case: the whole head arrived in one read. Judge it in place,
+                        // without copying it.
+                        if let Some(i) = find(data, b"\r\n\r\n") {
+                            let (head, rest) = data.split_at(i + 4);
+                            self.judge(head);
+                            data = rest;
+                            continue;
+                        }
+                    }
                     let start = buf.len().saturating_sub(3);
                     buf.extend_from_slice(data);
                     match find(&buf[start..], b"\r\n\r\n") {
