@@ -55,12 +55,10 @@ fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
     let mut s = server("cases:application")
         .args(&["--workers", "1", "--threads", "2"])
         .start();
-    let addr = s.addr();
-    let slow = std::thread::spawn(move || get(addr, "/sleep?s=1.5&id=term"));
-    s.wait_sleeping("term");
+    let slow = s.slow_request("term", 1.5);
     let stop_at = Instant::now();
     s.signal(libc::SIGTERM);
-    let r = slow.join().unwrap();
+    let r = slow.join().unwrap().expect("the in-flight request failed");
     assert_eq!(
         (r.status, r.text().as_str()),
         (200, "slept"),
@@ -107,13 +105,7 @@ fn graceful_timeout_kills_requests_that_run_too_long() {
     let mut s = server("cases:application")
         .args(&["--workers", "1", "--graceful-timeout", "1"])
         .start();
-    let addr = s.addr();
-    let slow = std::thread::spawn(move || {
-        let mut c = Conn::open(addr);
-        c.send(b"GET /sleep?s=30&id=long HTTP/1.1\r\nHost: x\r\n\r\n");
-        c.try_read_response(false)
-    });
-    s.wait_sleeping("long");
+    let slow = s.slow_request("long", 30.0);
     s.signal(libc::SIGTERM);
     let status = s
         .wait_exit(Duration::from_secs(10))
@@ -129,13 +121,7 @@ fn sigint_stops_at_once() {
     let mut s = server("cases:application")
         .args(&["--workers", "2"])
         .start();
-    let addr = s.addr();
-    let slow = std::thread::spawn(move || {
-        let mut c = Conn::open(addr);
-        c.send(b"GET /sleep?s=30&id=int HTTP/1.1\r\nHost: x\r\n\r\n");
-        c.try_read_response(false)
-    });
-    s.wait_sleeping("int");
+    let slow = s.slow_request("int", 30.0);
     let t = Instant::now();
     s.signal(libc::SIGINT);
     let status = s

@@ -261,6 +261,19 @@ impl Server {
         );
     }
 
+    /// Sends `GET /sleep?s=SECS&id=ID` from a thread and returns once the app is inside it;
+    /// the handle yields the response (or why there was none).
+    pub fn slow_request(
+        &self,
+        id: &str,
+        secs: f64,
+    ) -> std::thread::JoinHandle<Result<Response, String>> {
+        let (addr, path) = (self.addr(), format!("/sleep?s={secs}&id={id}"));
+        let handle = std::thread::spawn(move || try_get(addr, &path));
+        self.wait_sleeping(id);
+        handle
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on the PID of a child we started and have not reaped.
         unsafe { libc::kill(self.pid(), sig) };
