@@ -131,7 +131,7 @@ fn fails_with_the_reason_when_reloads_cannot_import() {
     assert_eq!(report["reloads"][0]["master"]["ok"], false);
     assert!(
         junit.contains("failures=\"2\"") && junit.contains("<failure message=\"rolled back"),
-        "{junit}"
+        "{junit}\n{out}"
     );
 }
 

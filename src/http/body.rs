@@ -2,17 +2,21 @@
 //!
 //! Request bodies are pumped lazily: nothing is read (and no `100 Continue` is sent) until the
 //! app first reads `wsgi.input`, and a bounded channel keeps at most a few chunks in memory, so a
-//! 1 GB upload streams through. Response bodies are either complete (one buffer, so hyper can
-//! send a Content-Length) or a bounded stream the Python thread feeds as the app yields.
+//! 1 GB upload streams through. Response bodies are complete (one buffer, so hyper can send a
+//! Content-Length), a file region the kernel sends ([`super::sendfile`]), or a bounded stream
+//! the Python thread feeds as the app yields.
 
 use std::any::Any;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
+
+use super::sendfile::{FileQueue, FileRegion, PLACEHOLDER_LEN, placeholder};
 
 /// Chunks in flight per response stream: enough to overlap Python and the socket, small enough
 /// that a slow client applies backpressure to the app rather than filling memory.
@@ -24,43 +28,89 @@ pub const STREAM_DEPTH: usize = 4;
 #[error("response aborted: {0}")]
 pub struct Abort(pub String);
 
-/// One response chunk or an abort.
-pub type Chunk = Result<Bytes, Abort>;
+/// One piece of a streamed response body.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Bytes the app produced.
+    Data(Bytes),
+    /// Part of a file, sent by the kernel.
+    File(FileRegion),
+    /// The body cannot be completed.
+    Abort(Abort),
+}
 
 enum Kind {
     Full(Option<Bytes>),
+    File(Option<FileRegion>),
     Stream(mpsc::Receiver<Chunk>),
 }
 
 /// A response body as hyper sees it.
 pub struct ResponseBody {
     kind: Kind,
+    /// Where file regions go while hyper carries their placeholders; set by the connection.
+    files: Option<Arc<FileQueue>>,
+    /// Placeholder bytes of the current file region not yet handed to hyper.
+    placeholders: u64,
+    /// Whether hyper may take the body's length as the response's. hyper trusts an exact
+    /// length over the Content-Length header, so a body shorter than the header must hide it.
+    exact: bool,
     /// Dropped when hyper is done with the body (sent, or the client went away): the worker uses
     /// it to count in-flight requests without hooking into hyper.
     _guard: Option<Box<dyn Any + Send + Sync>>,
 }
 
 impl ResponseBody {
-    /// A complete body; hyper derives Content-Length from it.
-    pub fn full(bytes: Bytes) -> Self {
+    fn new(kind: Kind) -> Self {
         ResponseBody {
-            kind: Kind::Full(Some(bytes)),
+            kind,
+            files: None,
+            placeholders: 0,
+            exact: true,
             _guard: None,
         }
     }
 
+    /// A complete body; hyper derives Content-Length from it.
+    pub fn full(bytes: Bytes) -> Self {
+        Self::new(Kind::Full(Some(bytes)))
+    }
+
+    /// A body that is one file region, of known length.
+    pub fn file(region: FileRegion) -> Self {
+        Self::new(Kind::File(Some(region)))
+    }
+
     /// A body fed chunk by chunk through `rx`.
     pub fn stream(rx: mpsc::Receiver<Chunk>) -> Self {
-        ResponseBody {
-            kind: Kind::Stream(rx),
-            _guard: None,
-        }
+        Self::new(Kind::Stream(rx))
     }
 
     /// Attaches a value dropped together with the body.
     pub fn with_guard(mut self, guard: impl Any + Send + Sync) -> Self {
         self._guard = Some(Box::new(guard));
         self
+    }
+
+    /// Hides the body's length from hyper, which then frames the response by the
+    /// Content-Length header and cuts the connection when the body falls short of it.
+    pub fn inexact(mut self) -> Self {
+        self.exact = false;
+        self
+    }
+
+    /// Lets the body carry file regions on the connection that owns `files`.
+    pub fn with_files(mut self, files: Arc<FileQueue>) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    fn next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
+        match &mut self.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(Chunk::Data)),
+            Kind::File(region) => Poll::Ready(region.take().map(Chunk::File)),
+            Kind::Stream(rx) => rx.poll_recv(cx),
+        }
     }
 }
 
@@ -71,6 +121,11 @@ impl std::fmt::Debug for ResponseBody {
                 f,
                 "ResponseBody::Full({:?} bytes)",
                 b.as_ref().map(Bytes::len)
+            ),
+            Kind::File(r) => write!(
+                f,
+                "ResponseBody::File({:?} bytes)",
+                r.as_ref().map(FileRegion::len)
             ),
             Kind::Stream(_) => f.write_str("ResponseBody::Stream"),
         }
@@ -85,22 +140,44 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Abort>>> {
-        match &mut self.kind {
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(rx) => rx
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|c| c.map(Frame::data))),
+        loop {
+            if self.placeholders > 0 {
+                let n = self.placeholders.min(PLACEHOLDER_LEN as u64);
+                self.placeholders -= n;
+                return Poll::Ready(Some(Ok(Frame::data(placeholder(n as usize)))));
+            }
+            return Poll::Ready(match ready!(self.next_chunk(cx)) {
+                None => None,
+                Some(Chunk::Data(bytes)) => Some(Ok(Frame::data(bytes))),
+                Some(Chunk::Abort(abort)) => Some(Err(abort)),
+                Some(Chunk::File(region)) if region.is_empty() => continue,
+                Some(Chunk::File(region)) => match self.files.clone() {
+                    Some(files) => {
+                        self.placeholders = region.len();
+                        files.push(region);
+                        continue;
+                    }
+                    None => Some(Err(Abort(
+                        "a file body on a connection that cannot send files".into(),
+                    ))),
+                },
+            });
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.kind, Kind::Full(None))
+        self.placeholders == 0 && matches!(self.kind, Kind::Full(None) | Kind::File(None))
     }
 
     fn size_hint(&self) -> SizeHint {
+        let queued = self.placeholders;
+        if !self.exact {
+            return SizeHint::default();
+        }
         match &self.kind {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::File(Some(r)) => SizeHint::with_exact(r.len()),
+            Kind::Full(None) | Kind::File(None) => SizeHint::with_exact(queued),
             Kind::Stream(_) => SizeHint::default(),
         }
     }

@@ -16,6 +16,7 @@ use super::acceptor;
 use super::drain::{ConnState, Drain, DrainWatch, drain_connection};
 use super::service::{Service, Shared};
 use crate::config::ListenAddr;
+use crate::http::sendfile::{self, FileQueue};
 use crate::wsgi::{Local, Peer};
 
 /// Starts one acceptor per listener. Each stops, and closes this worker's copy of the socket,
@@ -51,6 +52,9 @@ fn http_builder(shared: &Shared) -> http1::Builder {
     b.timer(TokioTimer::new())
         .header_read_timeout(shared.config.header_timeout)
         .keep_alive(true)
+        // Vectored writes hand body buffers to our I/O uncopied, which is what lets file bodies
+        // travel as placeholders (crate::http::sendfile). Never flatten.
+        .writev(true)
         // No `pipeline_flush`: with it, hyper defers the flush while unread bytes remain, and
         // its automatic 400 for a malformed head is never written before the close.
         // One more than the limit, so that exceeding it reaches our 431 with a clear reason.
@@ -141,9 +145,11 @@ async fn serve_connection(
         Conn::Unix(s) => s.as_raw_fd(),
     };
     shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+    let files = Arc::new(FileQueue::default());
     let service = Service {
         shared: shared.clone(),
         conn: state.clone(),
+        files: files.clone(),
         drain: watch.clone(),
         peer,
         local,
@@ -151,6 +157,7 @@ async fn serve_connection(
     let io = TokioIo::new(Watched {
         inner: conn,
         state: state.clone(),
+        files,
     });
     let connection = http.serve_connection(io, service);
     tokio::pin!(connection);
@@ -166,15 +173,24 @@ async fn serve_connection(
 
 fn log_result(r: hyper::Result<()>) {
     if let Err(e) = r {
+        // hyper's message names the step ("error writing a body"); the cause says why.
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            why = format!("{why}: {cause}");
+            source = cause.source();
+        }
         // Clients resetting or timing out are routine; these are for debugging only.
-        tracing::debug!("connection ended: {e}");
+        tracing::debug!("connection ended: {why}");
     }
 }
 
-/// The connection's I/O, reporting reads to the drain bookkeeping.
+/// The connection's I/O: reports reads to the drain bookkeeping, and sends file bodies' bytes
+/// with `sendfile` where hyper writes their placeholders.
 struct Watched {
     inner: Conn,
     state: Arc<ConnState>,
+    files: Arc<FileQueue>,
 }
 
 impl AsyncRead for Watched {
@@ -197,14 +213,11 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.inner {
-            Conn::Tcp(s) => Pin::new(s).poll_write(cx, data),
-            Conn::Unix(s) => Pin::new(s).poll_write(cx, data),
-        }
+        self.poll_write_vectored(cx, &[io::IoSlice::new(data)])
     }
 
     fn poll_write_vectored(
@@ -212,9 +225,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.inner {
-            Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        let this = &mut *self;
+        match &mut this.inner {
+            Conn::Tcp(s) => sendfile::poll_write_vectored(Pin::new(s), cx, bufs, &this.files),
+            Conn::Unix(s) => sendfile::poll_write_vectored(Pin::new(s), cx, bufs, &this.files),
         }
     }
 

@@ -17,6 +17,7 @@ use super::pool::Pool;
 use crate::config::Config;
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::framing::HeadVerdict;
+use crate::http::sendfile::FileQueue;
 use crate::http::validate;
 use crate::http::validate::Rejection;
 use crate::protocol::Stats;
@@ -112,6 +113,8 @@ pub struct Service {
     pub shared: Arc<Shared>,
     /// This connection's drain bookkeeping.
     pub conn: Arc<ConnState>,
+    /// Where this connection's file bodies wait for the socket.
+    pub files: Arc<FileQueue>,
     /// Whether the worker is draining (responses then close the connection).
     pub drain: DrainWatch,
     /// The client.
@@ -184,6 +187,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         };
         self.shared.pool.submit(Job { request, reply: tx });
         let drain = self.drain.clone();
+        let files = self.files.clone();
         let harakiri = self.shared.config.harakiri;
         Box::pin(async move {
             let answer = match harakiri {
@@ -203,12 +207,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
                 },
                 None => rx.await,
             };
-            let reply = answer.unwrap_or_else(|_| {
+            let mut reply = answer.unwrap_or_else(|_| {
                 wsgi::response::error_reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "500 Internal Server Error\n",
                 )
             });
+            reply.body = reply.body.with_files(files);
             Ok(into_response(
                 reply,
                 guard,

@@ -1,21 +1,16 @@
-//! `wsgi.file_wrapper`: when the app returns a wrapped real file, segue reads it in Rust with
-//! the GIL released and streams it in large blocks, instead of running Python once per block.
-//!
-//! hyper owns the socket, so the kernel's `sendfile` cannot be used on this path; reading with
-//! `pread` off the GIL removes the per-block interpreter cost, which is what dominates.
+//! `wsgi.file_wrapper`: when the app returns a wrapped real file, the kernel copies it to the
+//! socket with `sendfile(2)`; the Python thread is free as soon as it has handed the file over.
+//! Other file-likes are read with `read(blksize)` like any iterable.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::FileExt;
+use std::os::fd::BorrowedFd;
 use std::sync::Mutex;
 
-use bytes::Bytes;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use pyo3::prelude::*;
 
 use super::response::{self, Response};
-
-/// Block size for file bodies read in Rust.
-const FILE_BLOCK: usize = 256 * 1024;
+use crate::http::sendfile::FileRegion;
 
 /// The `wsgi.file_wrapper` type.
 #[pyclass(frozen, module = "segue")]
@@ -57,8 +52,9 @@ impl FileWrapper {
     }
 }
 
-/// Streams a wrapped regular file from Rust. `None` if the file-like has no usable fd, in which
-/// case the caller iterates it as any other iterable.
+/// Sends a wrapped regular file with `sendfile(2)`. `None` if the file-like has no usable fd
+/// (or is a regular file that does not know its size, as in /proc), in which case the caller
+/// iterates it as any other iterable.
 pub fn send_file(
     py: Python<'_>,
     resp: &Mutex<Response>,
@@ -73,9 +69,13 @@ pub fn send_file(
     // SAFETY: the file-like object keeps the fd open for the duration of this call; we only
     // duplicate it and never close the borrowed descriptor.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let file = File::from(borrowed.as_fd().try_clone_to_owned().ok()?);
+    // A descriptor of our own: the app closes its file object as soon as the body is handed
+    // over, long before the kernel has sent the last byte.
+    let file = File::from(borrowed.try_clone_to_owned().ok()?);
     let meta = file.metadata().ok()?;
-    if !meta.is_file() {
+    let mode = fcntl(&file, FcntlArg::F_GETFL).ok()?;
+    let write_only = OFlag::from_bits_truncate(mode) & OFlag::O_ACCMODE == OFlag::O_WRONLY;
+    if !meta.is_file() || meta.len() == 0 || write_only {
         return None;
     }
     // Start where the app left the file position; Python may have buffered ahead, so ask it.
@@ -85,28 +85,5 @@ pub fn send_file(
         .unwrap_or(0);
     let len = meta.len().saturating_sub(start);
     response::set_length_if_unknown(resp, len);
-    let mut offset = start;
-    let end = meta.len();
-    while offset < end {
-        let want = FILE_BLOCK.min((end - offset) as usize);
-        let block = py.detach(|| {
-            let mut buf = vec![0u8; want];
-            file.read_at(&mut buf, offset).map(|n| {
-                buf.truncate(n);
-                buf
-            })
-        });
-        let block = match block {
-            Ok(b) if b.is_empty() => break, // the file shrank under us
-            Ok(b) => b,
-            Err(e) => return Some(Err(e.into())),
-        };
-        offset += block.len() as u64;
-        match response::send_bytes(py, resp, Bytes::from(block)) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Some(Err(e)),
-        }
-    }
-    Some(Ok(()))
+    Some(response::send_file(py, resp, FileRegion::new(file, start, len)).map(drop))
 }

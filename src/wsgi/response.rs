@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http_body::Body as _;
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
@@ -19,6 +20,7 @@ use super::Reply;
 use super::app::format_exception;
 use super::input::{RequestBodyError, RequestBodyTooLarge};
 use crate::http::body::{Abort, Chunk, ResponseBody, STREAM_DEPTH};
+use crate::http::sendfile::FileRegion;
 
 /// Status line and headers as `start_response` received them, validated.
 #[derive(Debug)]
@@ -66,6 +68,17 @@ impl Response {
         let head = self.head.as_mut().ok_or_else(|| {
             PyAssertionError::new_err("the app sent a body before calling start_response()")
         })?;
+        let short = matches!(
+            (head.declared_len, body.size_hint().exact()),
+            (Some(declared), Some(len)) if len < declared
+        );
+        // HEAD bodies are empty by design; anything else short of its Content-Length must
+        // end in a cut connection, not in a response hyper frames as complete.
+        let body = if short && !self.is_head {
+            body.inexact()
+        } else {
+            body
+        };
         let reply = Reply {
             status: head.status,
             reason: head.reason.take(),
@@ -137,7 +150,30 @@ pub fn send_bytes(py: Python<'_>, resp: &Mutex<Response>, mut chunk: Bytes) -> P
         return Ok(true);
     }
     // Blocks while the client is slower than the app: backpressure, with the GIL released.
-    Ok(py.detach(|| tx.blocking_send(Ok(chunk)).is_ok()))
+    Ok(py.detach(|| tx.blocking_send(Chunk::Data(chunk)).is_ok()))
+}
+
+/// Sends a file region for the kernel to copy to the socket: as the whole body when nothing
+/// was sent yet, else as the next chunk of the stream. Returns `Ok(false)` when the client has
+/// gone away.
+pub fn send_file(py: Python<'_>, resp: &Mutex<Response>, mut region: FileRegion) -> PyResult<bool> {
+    let tx = {
+        let mut r = lock(resp);
+        let allowed = r.take_allowed(usize::try_from(region.len()).unwrap_or(usize::MAX));
+        region.truncate(allowed as u64);
+        if r.reply.is_some() {
+            r.reply(ResponseBody::file(region))?;
+            return Ok(true);
+        }
+        match &r.stream {
+            Some(tx) => tx.clone(),
+            None => return Ok(false),
+        }
+    };
+    if region.is_empty() {
+        return Ok(true);
+    }
+    Ok(py.detach(|| tx.blocking_send(Chunk::File(region)).is_ok()))
 }
 
 /// Declares the body length when the app did not (file bodies of known size), so the client
@@ -207,7 +243,7 @@ pub fn fail(py: Python<'_>, resp: &Mutex<Response>, err: PyErr) {
     } else if let Some(tx) = r.stream.take() {
         drop(r);
         py.detach(|| {
-            let _ = tx.blocking_send(Err(Abort(
+            let _ = tx.blocking_send(Chunk::Abort(Abort(
                 "the app raised after the response started".into(),
             )));
         });
