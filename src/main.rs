@@ -9,6 +9,12 @@ use segue::config::{Cli, Command, ControlArgs};
 use segue::control::{Request, client};
 use segue::master::Start;
 
+/// mimalloc instead of glibc's malloc for Rust's allocations (Python keeps its own). Buffers and
+/// bodies are allocated on the I/O thread and freed on a Python thread and back; glibc's arenas
+/// spent about a sixth of a worker's CPU on that in a hello-world profile (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // SAFETY: first thing in main, before any thread exists.
     let handover = unsafe { segue::master::upgrade::take_from_env() };
