@@ -20,12 +20,13 @@ use super::upgrade::{self, HandedListener, HandedWorker, Handover, UpgradeError}
 use super::worker::{Worker, WorkerId, WorkerState};
 use crate::config::{Config, ReloadStrategy};
 use crate::control::{CrashLoop, ReloadReport, Reply, Request, StatusReport, WorkerReport};
+use crate::protocol::scoreboard::Cells;
 use crate::protocol::{
     Boot, DrainReason, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker, read_frame, write_frame,
 };
 use crate::systemd::Notifier;
 use crate::systemd::notify::monotonic_usec;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 /// A worker that dies sooner than this after its start counts toward a crash loop.
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
@@ -148,6 +149,9 @@ pub struct Supervisor {
     upgrades: u64,
     /// Why the last upgrade attempt failed, for status.
     upgrade_error: Option<String>,
+    /// The page where workers post their connection counts to balance accepts; `None` if it
+    /// could not be created (workers then accept first-come first-served).
+    cells: Option<Cells>,
 }
 
 impl Supervisor {
@@ -183,6 +187,11 @@ impl Supervisor {
             control_fd: None,
             upgrades: 0,
             upgrade_error: None,
+            cells: Cells::new()
+                .inspect_err(|e| {
+                    tracing::warn!("cannot create the scoreboard ({e}): connections will not be balanced across workers")
+                })
+                .ok(),
         }
     }
 
@@ -224,8 +233,13 @@ impl Supervisor {
             config: (*config).clone(),
             listeners: self.listeners.iter().map(|l| l.addr.clone()).collect(),
             max_requests: None,
+            scoreboard_cell: None,
         };
-        let fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
+        let mut fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
+        let cell = self.cells.as_mut().and_then(Cells::take);
+        if let (Some(cells), Some(_)) = (&self.cells, cell) {
+            fds.push(cells.fd().as_raw_fd());
+        }
         let recycle = config.recycle;
         let max_requests = recycle
             .max_requests
@@ -237,6 +251,7 @@ impl Supervisor {
         });
         let boot = Boot {
             max_requests,
+            scoreboard_cell: cell,
             ..boot
         };
         match spawn_worker(&self.exe, &boot, &fds, &config.env) {
@@ -253,6 +268,7 @@ impl Supervisor {
                         pid: spawned.pid,
                         generation,
                         slot,
+                        cell,
                         state: WorkerState::Starting,
                         spawned_at: Instant::now(),
                         stats: Default::default(),
@@ -272,6 +288,7 @@ impl Supervisor {
             }
             Err(e) => {
                 tracing::error!(worker = %id, generation, "{e}");
+                self.release_cell(cell);
                 if self.reload.as_ref().is_some_and(|r| r.target == generation) {
                     self.abort_reload(format!("cannot start a worker: {e}"), None);
                 } else {
@@ -280,6 +297,12 @@ impl Supervisor {
                 }
                 None
             }
+        }
+    }
+
+    fn release_cell(&mut self, cell: Option<usize>) {
+        if let (Some(cells), Some(cell)) = (self.cells.as_mut(), cell) {
+            cells.release(cell);
         }
     }
 
@@ -487,6 +510,7 @@ impl Supervisor {
         let Some(worker) = self.workers.remove(&id) else {
             return;
         };
+        self.release_cell(worker.cell);
         let lifetime = worker.spawned_at.elapsed();
         let (generation, raw_pid) = (worker.generation, pid.as_raw());
         let why = worker.boot_failure.as_ref().map(|f| f.error.clone());
@@ -1205,6 +1229,7 @@ impl Supervisor {
                     pid: Pid::from_raw(w.pid),
                     generation: w.generation,
                     slot: w.slot,
+                    cell: None,
                     state: if ready {
                         WorkerState::Ready
                     } else {

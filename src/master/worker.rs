@@ -45,6 +45,9 @@ pub struct Worker {
     pub generation: u64,
     /// The slot (0..workers) it fills; a crashed worker's slot is refilled.
     pub slot: usize,
+    /// Its cell on the scoreboard, freed when it exits (none for workers adopted in an upgrade:
+    /// theirs are on the old master's page).
+    pub cell: Option<usize>,
     /// Where it is in its life.
     pub state: WorkerState,
     /// When it was spawned, for boot time and crash-loop detection.

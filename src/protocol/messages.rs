@@ -26,6 +26,9 @@ pub struct Boot {
     /// heartbeat at once, so the master starts the replacement without waiting a second.
     #[serde(default)]
     pub max_requests: Option<u64>,
+    /// This worker's cell on the scoreboard, whose fd follows the listeners' when set.
+    #[serde(default)]
+    pub scoreboard_cell: Option<usize>,
 }
 
 /// Why the master asks a worker to drain; logged by the worker.

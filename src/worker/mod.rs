@@ -27,6 +27,7 @@ use signal_hook_tokio::Signals;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::protocol::scoreboard;
 use crate::protocol::{
     Boot, BootFailure, CONTROL_FD, FrameError, ToMaster, ToWorker, read_boot, read_frame,
     set_cloexec, write_frame,
@@ -190,8 +191,13 @@ async fn serve(
         counters: counters.clone(),
     });
     let mut drain = Drain::default();
+    let mut fds = fds;
+    let cell = boot
+        .scoreboard_cell
+        .filter(|_| fds.len() > boot.listeners.len())
+        .and_then(|index| scoreboard_cell(fds.pop()?, index));
     let listeners = boot.listeners.into_iter().zip(fds).collect();
-    if let Err(e) = server::start(listeners, shared, &drain) {
+    if let Err(e) = server::start(listeners, shared, &drain, cell) {
         tracing::error!("cannot serve on the inherited listeners: {e}");
         return 2;
     }
@@ -319,4 +325,18 @@ fn channel(control: StdUnixStream) -> Result<Channel, FrameError> {
         }
     });
     Ok((out_tx, in_rx))
+}
+
+/// Maps the master's scoreboard; without it the worker still serves, unbalanced.
+fn scoreboard_cell(fd: OwnedFd, index: usize) -> Option<scoreboard::Cell> {
+    match scoreboard::Scoreboard::open(fd) {
+        Ok(board) => {
+            tracing::debug!(cell = index, "balancing accepts with the other workers");
+            Arc::new(board).cell(index)
+        }
+        Err(e) => {
+            tracing::warn!("cannot map the scoreboard ({e}): accepting without balancing");
+            None
+        }
+    }
 }

@@ -12,11 +12,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
-use super::acceptor;
+use super::acceptor::{self, Accepted};
 use super::drain::{ConnState, Drain, DrainWatch, drain_connection};
 use super::service::{Service, Shared};
 use crate::config::ListenAddr;
 use crate::http::sendfile::{self, FileQueue};
+use crate::protocol::scoreboard::{Cell, Tally};
 use crate::wsgi::{Local, Peer};
 
 /// Starts one acceptor per listener. Each stops, and closes this worker's copy of the socket,
@@ -25,11 +26,12 @@ pub fn start(
     listeners: Vec<(ListenAddr, OwnedFd)>,
     shared: Arc<Shared>,
     drain: &Drain,
+    cell: Option<Cell>,
 ) -> io::Result<()> {
     let http = Arc::new(http_builder(&shared));
     for (i, (addr, fd)) in listeners.into_iter().enumerate() {
         let stop = Arc::new(AtomicBool::new(false));
-        let accepted = acceptor::spawn(fd, i.to_string(), stop.clone())?;
+        let accepted = acceptor::spawn(fd, i.to_string(), stop.clone(), cell.clone())?;
         let local = match addr {
             ListenAddr::Tcp(a) => Local::Tcp(a),
             ListenAddr::Unix(_) => Local::Unix,
@@ -72,7 +74,7 @@ fn http_builder(shared: &Shared) -> http1::Builder {
 /// Turns accepted sockets into served connections. On drain it tells the acceptor thread to
 /// stop and keeps serving what it already accepted until the channel closes.
 async fn accept_loop(
-    mut accepted: mpsc::UnboundedReceiver<OwnedFd>,
+    mut accepted: mpsc::UnboundedReceiver<Accepted>,
     stop: Arc<AtomicBool>,
     local: Local,
     shared: Arc<Shared>,
@@ -81,7 +83,7 @@ async fn accept_loop(
 ) {
     let mut draining = false;
     loop {
-        let fd = tokio::select! {
+        let Accepted { fd, tally } = tokio::select! {
             biased;
             _ = watch.started(), if !draining => {
                 draining = true;
@@ -89,7 +91,7 @@ async fn accept_loop(
                 continue;
             }
             fd = accepted.recv() => match fd {
-                Some(fd) => fd,
+                Some(accepted) => accepted,
                 None => return,
             },
         };
@@ -97,6 +99,7 @@ async fn accept_loop(
             Ok((conn, peer)) => {
                 tokio::spawn(serve_connection(
                     conn,
+                    tally,
                     peer,
                     local.clone(),
                     shared.clone(),
@@ -133,6 +136,8 @@ fn into_conn(fd: OwnedFd, local: &Local) -> io::Result<(Conn, Peer)> {
 
 async fn serve_connection(
     conn: Conn,
+    // Held until the connection ends: this worker's count on the scoreboard.
+    _tally: Option<Tally>,
     peer: Peer,
     local: Local,
     shared: Arc<Shared>,
