@@ -111,6 +111,11 @@ fn call(
     let start_response = Bound::new(py, StartResponse::new(resp.clone()))?;
     let iterable = app.callable.bind(py).call1((environ, start_response))?;
     let outcome = drive(py, resp, &iterable);
+    // A plain list or tuple has no close(); asking would build and discard an AttributeError,
+    // a formatted message on every request of most frameworks.
+    if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
+        return outcome;
+    }
     // close() exactly once, whether iteration finished, failed, or the client went away.
     let closed = match iterable.getattr_opt(pyo3::intern!(py, "close")) {
         Ok(Some(close)) => close.call0().map(drop),
