@@ -77,9 +77,32 @@ fn a_stopped_worker_does_not_hold_connections_back() {
     // SAFETY: as above.
     unsafe { libc::kill(stopped, libc::SIGCONT) };
     assert_eq!(later.get(&stopped.to_string()), None, "{later:?}");
-    s.wait_log(&["for a less-loaded worker: accepting it here"]);
+    s.wait_log(&["for a better-placed worker: accepting it here"]);
     assert!(
         elapsed < std::time::Duration::from_secs(2),
         "10 connections took {elapsed:?}"
     );
+}
+
+#[test]
+fn new_connections_go_around_a_worker_busy_with_a_slow_request() {
+    let s = server("cases:application")
+        .args(&["--workers", "2", "--threads", "1"])
+        .start();
+    // One worker's only Python thread is now busy for 5 s.
+    let slow = s.slow_request("slow", 5.0);
+    let started = std::time::Instant::now();
+    let mut split = HashMap::new();
+    let _conns = burst(s.addr(), 3, &mut split);
+    let elapsed = started.elapsed();
+    assert_eq!(
+        split.len(),
+        1,
+        "a connection went to the busy worker: {split:?}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(3),
+        "the new connections waited behind the slow request: {elapsed:?}"
+    );
+    assert_eq!(slow.join().unwrap().unwrap().text(), "slept");
 }

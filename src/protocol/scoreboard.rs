@@ -1,14 +1,20 @@
-//! The scoreboard: one shared page where each worker posts how many client connections it holds,
-//! so that workers sharing a listener split a burst of new connections evenly.
+//! The scoreboard: shared memory where each worker posts how many client connections it holds
+//! and whether a Python thread of its is free, so that new connections go where they are served
+//! soonest.
 //!
 //! The kernel hands queued connections to whichever acceptor runs first, and a keep-alive
 //! connection then stays with that worker for its whole life: a benchmark or a load balancer
 //! opening its pool at once could land every connection on one worker (one GIL) while the others
-//! idle (measured: 37 of 40). With the scoreboard, a worker that holds more connections than an
-//! accepting peer (plus a slack of one) waits a moment before accepting again, so that the peer
-//! takes the next connections. Only peers whose acceptor runs count (not a draining peer, nor
-//! one backing off from fd exhaustion), and the wait is bounded, so a peer that stopped without
-//! saying so costs milliseconds, once.
+//! idle (measured: 37 of 40), and a new connection could queue behind a slow request while
+//! another worker has nothing to do. With the scoreboard, a worker steps aside for a moment when
+//! an accepting peer is better placed: this worker's Python threads have all been busy for 10 ms
+//! or more (a slow request) and the peer's have not, or both are alike and the peer holds fewer
+//! connections (by more than a slack of one). Busy spells shorter than that are the normal
+//! rhythm of a loaded worker and do not count.
+//! gunicorn's sync workers get the first half for free, as they accept only when idle.
+//! Only peers whose acceptor runs count (not a draining peer, nor one backing off from fd
+//! exhaustion), and the wait is bounded, so a peer that stopped without saying so costs
+//! milliseconds, once.
 //!
 //! The master creates the page (a memfd), gives each worker a cell with `Boot`, and clears a
 //! cell when its worker exits, so a crashed worker's count never lingers.
@@ -23,18 +29,52 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
 /// Cells on the page; workers beyond this many (alive at once) run without balancing.
 pub const CELLS: usize = 256;
-const SIZE: usize = CELLS * std::mem::size_of::<u64>();
-/// A cell's low 32 bits count the worker's open connections; the high 32 its acceptor threads
-/// that are running.
-const COUNT: u64 = u32::MAX as u64;
+const SIZE: usize = std::mem::size_of::<Page>();
+/// A cell's word: bits 0-31 count the worker's open connections, bits 32-47 its running
+/// acceptor threads, bits 48-63 its Python threads waiting for work.
+const CONNECTIONS: u64 = (1 << 32) - 1;
 const ACCEPTOR: u64 = 1 << 32;
-/// How many more connections than the least-loaded peer a worker may take before it defers.
+const ACCEPTORS: u64 = 0xffff << 32;
+const IDLE: u64 = 1 << 48;
+/// How many more connections than a like peer a worker may take before it defers.
 const SLACK: u64 = 1;
+/// How many more connections a worker with a free Python thread may hold than a busy one and
+/// still be preferred: enough to route around a slow request, small enough that a busy spell
+/// while connections open does not leave the split lopsided for the connections' life.
+const SKEW: u64 = 2;
+
+/// A worker whose Python threads have all been busy this long is serving a slow request.
+const SLOW: u64 = 10;
+
+/// One cell, alone on its cache line: the Python threads update it on every request, and
+/// sharing a line would make every worker's updates evict the others'.
+#[repr(C, align(64))]
+struct Slot {
+    word: AtomicU64,
+    /// When the worker's last idle Python thread took a job (CLOCK_MONOTONIC, ms); 0 while a
+    /// thread is idle.
+    busy_since: AtomicU64,
+}
+
+/// The shared memory's layout.
+#[repr(C)]
+struct Page {
+    /// One more than the highest cell in use, kept by the master: workers look no further.
+    in_use: Slot,
+    cells: [Slot; CELLS],
+}
+
+/// CLOCK_MONOTONIC in milliseconds: one clock for every process on the machine.
+fn now_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+        .unwrap_or(0)
+}
 
 /// The shared page, mapped into this process.
 #[derive(Debug)]
 pub struct Scoreboard {
-    cells: NonNull<AtomicU64>,
+    page: NonNull<Page>,
     fd: OwnedFd,
 }
 
@@ -80,7 +120,7 @@ impl Scoreboard {
             )?
         };
         Ok(Scoreboard {
-            cells: ptr.cast(),
+            page: ptr.cast(),
             fd,
         })
     }
@@ -90,16 +130,27 @@ impl Scoreboard {
         self.fd.as_fd()
     }
 
-    fn cells(&self) -> &[AtomicU64] {
-        // SAFETY: the mapping holds CELLS u64s, is suitably aligned (page-aligned), and
-        // outlives the borrow of self.
-        unsafe { std::slice::from_raw_parts(self.cells.as_ptr(), CELLS) }
+    fn page(&self) -> &Page {
+        // SAFETY: the mapping is exactly one Page, page-aligned (so 64-byte aligned), and
+        // outlives the borrow of self; a Page is plain atomics, for which zeroes are valid.
+        unsafe { self.page.as_ref() }
+    }
+
+    fn cells(&self) -> &[Slot] {
+        &self.page().cells
+    }
+
+    /// The cells that may belong to live workers.
+    fn cells_in_use(&self) -> &[Slot] {
+        let n = self.page().in_use.word.load(Ordering::Relaxed) as usize;
+        &self.cells()[..n.min(CELLS)]
     }
 
     /// Master side: forgets whatever a worker that has exited left in `cell`.
     pub fn clear(&self, cell: usize) {
         if let Some(c) = self.cells().get(cell) {
-            c.store(0, Ordering::Relaxed);
+            c.word.store(0, Ordering::Relaxed);
+            c.busy_since.store(0, Ordering::Relaxed);
         }
     }
 
@@ -112,7 +163,7 @@ impl Scoreboard {
 impl Drop for Scoreboard {
     fn drop(&mut self) {
         // SAFETY: the mapping was created in `map` with this size and is not used after this.
-        let _ = unsafe { munmap(self.cells.cast(), SIZE) };
+        let _ = unsafe { munmap(self.page.cast(), SIZE) };
     }
 }
 
@@ -137,6 +188,7 @@ impl Cells {
         let cell = self.taken.iter().position(|t| !t)?;
         self.taken[cell] = true;
         self.board.clear(cell);
+        self.publish_in_use();
         Some(cell)
     }
 
@@ -146,6 +198,16 @@ impl Cells {
         if let Some(t) = self.taken.get_mut(cell) {
             *t = false;
         }
+        self.publish_in_use();
+    }
+
+    fn publish_in_use(&self) {
+        let n = self.taken.iter().rposition(|t| *t).map_or(0, |i| i + 1);
+        self.board
+            .page()
+            .in_use
+            .word
+            .store(n as u64, Ordering::Relaxed);
     }
 
     /// The page's descriptor, sent to each worker with `Boot`.
@@ -154,7 +216,7 @@ impl Cells {
     }
 }
 
-/// One worker's cell: its connection count and its running acceptors.
+/// One worker's cell: its connections, running acceptors and idle Python threads.
 #[derive(Debug, Clone)]
 pub struct Cell {
     board: Arc<Scoreboard>,
@@ -162,8 +224,12 @@ pub struct Cell {
 }
 
 impl Cell {
-    fn mine(&self) -> &AtomicU64 {
+    fn slot(&self) -> &Slot {
         &self.board.cells()[self.index]
+    }
+
+    fn mine(&self) -> &AtomicU64 {
+        &self.slot().word
     }
 
     /// Counts a running acceptor thread; the guard uncounts it when dropped.
@@ -178,20 +244,67 @@ impl Cell {
         Tally(self.clone())
     }
 
-    /// The connections held by the least-loaded accepting peer, if it holds fewer than this
-    /// worker by more than the slack: the next connection should go to it.
-    pub fn behind_peer(&self) -> Option<u64> {
-        let mine = self.mine().load(Ordering::Relaxed) & COUNT;
+    /// Counts a Python thread waiting for work; the guard uncounts it when dropped.
+    pub fn idle(&self) -> Idle<'_> {
+        self.mine().fetch_add(IDLE, Ordering::Relaxed);
+        self.slot().busy_since.store(0, Ordering::Relaxed);
+        Idle(self)
+    }
+
+    /// If an accepting peer is better placed for the next connection, the connections it holds
+    /// (a change in them shows that it is taking its share).
+    pub fn better_peer(&self) -> Option<u64> {
+        let now = now_ms();
+        let mine = Load::of(self.slot(), now);
         self.board
-            .cells()
+            .cells_in_use()
             .iter()
             .enumerate()
-            .filter(|&(i, _)| i != self.index)
-            .map(|(_, c)| c.load(Ordering::Relaxed))
-            .filter(|v| v >> 32 > 0)
-            .map(|v| v & COUNT)
+            .filter(|&(i, c)| i != self.index && c.word.load(Ordering::Relaxed) & ACCEPTORS != 0)
+            .map(|(_, c)| Load::of(c, now))
+            .filter(|peer| peer.better_than(&mine))
+            .map(|peer| peer.connections)
             .min()
-            .filter(|&least| mine > least + SLACK)
+    }
+}
+
+/// What a cell says about its worker, for comparing two.
+struct Load {
+    /// No Python thread has been free for [`SLOW`] ms: a new request would wait.
+    saturated: bool,
+    connections: u64,
+}
+
+impl Load {
+    fn of(slot: &Slot, now: u64) -> Load {
+        let word = slot.word.load(Ordering::Relaxed);
+        let since = slot.busy_since.load(Ordering::Relaxed);
+        Load {
+            saturated: word < IDLE && since != 0 && now.saturating_sub(since) >= SLOW,
+            connections: word & CONNECTIONS,
+        }
+    }
+
+    fn better_than(&self, other: &Load) -> bool {
+        match (self.saturated, other.saturated) {
+            (false, true) => self.connections <= other.connections + SKEW,
+            (true, false) => self.connections + SKEW < other.connections,
+            _ => self.connections + SLACK < other.connections,
+        }
+    }
+}
+
+/// A Python thread waiting for work, on the scoreboard.
+#[derive(Debug)]
+pub struct Idle<'a>(&'a Cell);
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        let before = self.0.mine().fetch_sub(IDLE, Ordering::Relaxed);
+        if before >> 48 == 1 {
+            // The last free thread took a job (the clock never reads 0 on a running system).
+            self.0.slot().busy_since.store(now_ms(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -219,42 +332,98 @@ impl Drop for Tally {
 mod tests {
     use super::*;
 
-    fn worker(board: &Arc<Scoreboard>, index: usize) -> Cell {
-        // What a worker does: map the master's page through its own descriptor.
-        let fd = board.fd().try_clone_to_owned().unwrap();
+    /// What the master and a new worker do: take a cell, and map the page through the
+    /// worker's own descriptor.
+    fn worker(cells: &mut Cells) -> Cell {
+        let index = cells.take().unwrap();
+        let fd = cells.fd().try_clone_to_owned().unwrap();
         Arc::new(Scoreboard::open(fd).unwrap()).cell(index).unwrap()
     }
 
     #[test]
     fn a_worker_defers_only_to_an_accepting_peer_with_fewer_connections() {
-        let board = Arc::new(Scoreboard::create().unwrap());
-        let (a, b) = (worker(&board, 0), worker(&board, 7));
+        let mut cells = Cells::new().unwrap();
+        let (a, b) = (worker(&mut cells), worker(&mut cells));
         let held: Vec<Tally> = (0..2).map(|_| a.opened()).collect();
         assert_eq!(
-            a.behind_peer(),
+            a.better_peer(),
             None,
             "b does not accept: it would take nothing"
         );
         let accepting = b.accepting();
         assert_eq!(
-            a.behind_peer(),
+            a.better_peer(),
             Some(0),
             "2 against 0 is more than the slack"
         );
-        assert_eq!(b.behind_peer(), None);
+        assert_eq!(b.better_peer(), None);
         let b1 = b.opened();
-        assert_eq!(a.behind_peer(), None, "2 against 1 is within the slack");
+        assert_eq!(a.better_peer(), None, "2 against 1 is within the slack");
         drop(b1);
-        assert_eq!(a.behind_peer(), Some(0));
-        board.clear(7);
+        assert_eq!(a.better_peer(), Some(0));
+        cells.release(b.index);
         assert_eq!(
-            a.behind_peer(),
+            a.better_peer(),
             None,
             "the master cleared the exited peer's cell"
         );
         std::mem::forget(accepting); // its cell was cleared under it, as after a crash
         drop(held);
         assert_eq!(a.mine().load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_worker_busy_with_a_slow_request_yields_to_an_idle_one() {
+        let mut cells = Cells::new().unwrap();
+        let (a, b) = (worker(&mut cells), worker(&mut cells));
+        let (_a_acc, _b_acc) = (a.accepting(), b.accepting());
+        let mut a_conns: Vec<Tally> = (0..3).map(|_| a.opened()).collect();
+        let _b_conn = b.opened();
+        let a_idle = a.idle();
+        drop(b.idle()); // b's only thread took a job...
+        assert_eq!(
+            a.better_peer(),
+            Some(1),
+            "...but a busy spell of under 10 ms does not count"
+        );
+        b.slot().busy_since.fetch_sub(SLOW, Ordering::Relaxed); // ...10 ms ago
+        // b's only thread is busy (a slow request): a, idle, keeps accepting at 3 to 1...
+        assert_eq!(a.better_peer(), None);
+        assert_eq!(
+            b.better_peer(),
+            Some(3),
+            "b steps aside for the idle worker"
+        );
+        // ...but not without limit.
+        a_conns.extend((0..2).map(|_| a.opened()));
+        assert_eq!(a.better_peer(), Some(1));
+        assert_eq!(b.better_peer(), None);
+        // Both busy: connections alone decide.
+        drop(a_idle);
+        a.slot().busy_since.fetch_sub(SLOW, Ordering::Relaxed);
+        assert_eq!(a.better_peer(), Some(1));
+        let _b_idle = b.idle();
+        assert_eq!(a.better_peer(), Some(1));
+    }
+
+    #[test]
+    fn workers_look_only_at_cells_in_use() {
+        let mut cells = Cells::new().unwrap();
+        let a = worker(&mut cells);
+        let _a_acc = a.accepting();
+        assert_eq!(a.board.cells_in_use().len(), 1);
+        let b = worker(&mut cells);
+        let c = worker(&mut cells);
+        assert_eq!(a.board.cells_in_use().len(), 3);
+        cells.release(c.index);
+        assert_eq!(a.board.cells_in_use().len(), 2);
+        cells.release(a.index);
+        assert_eq!(
+            b.board.cells_in_use().len(),
+            2,
+            "b, in the second cell, still counts"
+        );
+        assert_eq!(cells.take(), Some(a.index), "a freed cell is reused first");
     }
 
     #[test]

@@ -9,9 +9,12 @@
 //! the sockets to its tokio runtime over a channel.
 //!
 //! That spreads a steady trickle, not a burst: a running acceptor drains a full queue before a
-//! woken peer is scheduled. With the scoreboard ([`crate::protocol::scoreboard`]) a worker that
-//! holds more connections than an accepting peer steps aside (waits in `poll`) until the peer
-//! has caught up, and takes a waiting connection itself only if the peer leaves it for 5 ms.
+//! woken peer is scheduled, and it knows nothing of how busy each worker is. So with the
+//! scoreboard ([`crate::protocol::scoreboard`]) the acceptor waits in `poll` instead, and when a
+//! connection is waiting it first looks at its peers: if an accepting peer is better placed (a
+//! free Python thread, or fewer connections) it steps aside until that changes, and takes the
+//! connection itself only if the peer leaves it waiting for 5 ms. (A decision made before
+//! blocking in `accept` would be stale by the time a connection arrives.)
 //!
 //! `SO_RCVTIMEO` makes the blocking accept return every 100 ms, so the thread notices a drain
 //! without signals. It and the blocking mode are properties of the shared socket, identical for
@@ -32,7 +35,7 @@ use crate::protocol::scoreboard::{Accepting, Cell, Tally};
 
 /// How often a waiting acceptor checks for the drain.
 const STOP_CHECK: Duration = Duration::from_millis(100);
-/// How long a waiting connection is left for a less-loaded peer before this worker takes it,
+/// How long a waiting connection is left for a better-placed peer before this worker takes it,
 /// and how often it looks again meanwhile.
 const MAX_DEFER: Duration = Duration::from_millis(5);
 const DEFER_STEP: Duration = Duration::from_micros(200);
@@ -88,6 +91,9 @@ fn accept_until_stopped(
     });
     while !stop.load(Ordering::Relaxed) {
         if let Some(balance) = &mut balance {
+            if !connection_waiting(listener, STOP_CHECK) {
+                continue;
+            }
             balance.defer(listener, stop);
         }
         match accept4(
@@ -130,7 +136,7 @@ fn accept_until_stopped(
     drop(accepting);
 }
 
-/// Stepping aside for less-loaded peers, with a limit for peers that do not take their share.
+/// Stepping aside for better-placed peers, with a limit for peers that do not take their share.
 struct Balance<'a> {
     cell: &'a Cell,
     /// After a peer left connections waiting, no stepping aside until then.
@@ -138,8 +144,8 @@ struct Balance<'a> {
 }
 
 impl Balance<'_> {
-    /// Returns once this worker should accept: it is no longer ahead of every accepting peer,
-    /// the drain started, or a connection has waited [`MAX_DEFER`] while the least-loaded peer
+    /// Returns once this worker should accept: no accepting peer is better placed any more,
+    /// the drain started, or a connection has waited [`MAX_DEFER`] while the better peer
     /// took nothing (then it accepts normally for [`PATIENCE`]).
     fn defer(&mut self, listener: &OwnedFd, stop: &AtomicBool) {
         if self.skip_until.is_some_and(|t| Instant::now() < t) {
@@ -147,19 +153,19 @@ impl Balance<'_> {
         }
         let mut last = None;
         let mut stalled_since = None;
-        while let Some(least) = self.cell.behind_peer() {
+        while let Some(peer) = self.cell.better_peer() {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            if last != Some(least) {
-                last = Some(least);
+            if last != Some(peer) {
+                last = Some(peer);
                 stalled_since = None; // the peer took one (or lost one): it is alive
             }
             if connection_waiting(listener, STOP_CHECK) {
                 let since = *stalled_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= MAX_DEFER {
                     tracing::debug!(
-                        "a connection waited {MAX_DEFER:?} for a less-loaded worker: accepting it here"
+                        "a connection waited {MAX_DEFER:?} for a better-placed worker: accepting it here"
                     );
                     self.skip_until = Some(Instant::now() + PATIENCE);
                     return;

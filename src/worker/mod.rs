@@ -173,7 +173,18 @@ async fn serve(
     let requests = config
         .harakiri
         .map(|_| Arc::new(watchdog::Requests::default()));
-    let pool = match pool::Pool::start(config.threads, Arc::new(app), requests.clone(), span) {
+    let mut fds = fds;
+    let cell = boot
+        .scoreboard_cell
+        .filter(|_| fds.len() > boot.listeners.len())
+        .and_then(|index| scoreboard_cell(fds.pop()?, index));
+    let pool = match pool::Pool::start(
+        config.threads,
+        Arc::new(app),
+        requests.clone(),
+        span,
+        cell.clone(),
+    ) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("cannot start Python threads: {e}");
@@ -191,11 +202,6 @@ async fn serve(
         counters: counters.clone(),
     });
     let mut drain = Drain::default();
-    let mut fds = fds;
-    let cell = boot
-        .scoreboard_cell
-        .filter(|_| fds.len() > boot.listeners.len())
-        .and_then(|index| scoreboard_cell(fds.pop()?, index));
     let listeners = boot.listeners.into_iter().zip(fds).collect();
     if let Err(e) = server::start(listeners, shared, &drain, cell) {
         tracing::error!("cannot serve on the inherited listeners: {e}");

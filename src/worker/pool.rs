@@ -10,6 +10,7 @@ use http::StatusCode;
 use pyo3::prelude::*;
 
 use super::watchdog::Requests;
+use crate::protocol::scoreboard::Cell;
 use crate::wsgi::{self, App, Job};
 
 /// Hands jobs to the Python threads.
@@ -19,23 +20,32 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `threads` Python threads serving `app`; each enters `span` so its logs carry the
-    /// worker's fields.
+    /// worker's fields, and shows on the scoreboard `cell` while it waits for work.
     pub fn start(
         threads: usize,
         app: Arc<App>,
         requests: Option<Arc<Requests>>,
         span: tracing::Span,
+        cell: Option<Cell>,
     ) -> std::io::Result<Pool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         for i in 0..threads {
-            let (rx, app, span, requests) =
-                (rx.clone(), app.clone(), span.clone(), requests.clone());
+            let (rx, app, span, requests, cell) = (
+                rx.clone(),
+                app.clone(),
+                span.clone(),
+                requests.clone(),
+                cell.clone(),
+            );
             std::thread::Builder::new().name(format!("segue-python-{i}")).spawn(move || {
                 let _enter = span.enter();
                 Python::attach(|py| {
                     // Harakiri finds this thread's stack by its Python ident.
                     let ident: u64 = py.import("threading").and_then(|t| t.call_method0("get_ident")).and_then(|i| i.extract()).unwrap_or(0);
-                    while let Ok(job) = py.detach(|| rx.recv()) {
+                    while let Ok(job) = py.detach(|| {
+                        let _idle = cell.as_ref().map(Cell::idle);
+                        rx.recv()
+                    }) {
                         // Only with --harakiri: the registry costs an allocation and a lock per request.
                         let _running = requests.as_ref().map(|r| r.begin(ident, format!("{} {}", job.request.method, job.request.uri)));
                         // A bug in segue must cost one request, not a thread of the pool.
