@@ -359,6 +359,27 @@ fn bad_configuration_is_refused_with_the_fix() {
     assert!(run(&["--virtualenv", "/tmp", "app"]).contains("has no bin/python"));
     assert!(run(&["bad app"]).contains("invalid APP"));
     assert!(run(&["--env", "NOEQUALS", "app"]).contains("expected KEY=VALUE"));
+    assert!(run(&["--chmod-socket", "999", "app"]).contains("expected octal permission bits"));
+}
+
+#[test]
+fn chmod_socket_sets_the_unix_socket_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("segue-chmod-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (mode, want) in [("660", 0o660), ("0606", 0o606)] {
+        let sock = dir.join(format!("{mode}.sock"));
+        let spec = format!("unix:{}", sock.display());
+        let _s = server("cases:application")
+            .no_default_listener()
+            .args(&["--http", &spec, "--chmod-socket", mode])
+            .start();
+        let got = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(got, want, "--chmod-socket {mode} gave {got:o}");
+        // Still a working socket.
+        assert!(std::os::unix::net::UnixStream::connect(&sock).is_ok());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

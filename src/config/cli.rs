@@ -185,6 +185,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub backlog: u32,
 
+    /// Permissions of the unix sockets segue creates, in octal (e.g. 660 so that a web server
+    /// in the socket's group can connect) [default: from the umask].
+    #[arg(long, value_name = "MODE")]
+    pub chmod_socket: Option<String>,
+
     /// Seconds a stopping worker may finish its requests before it is killed.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub graceful_timeout: f64,

@@ -85,6 +85,9 @@ pub struct Config {
     pub env: Vec<(String, String)>,
     /// Accept-queue length of each listener.
     pub backlog: u32,
+    /// Permission bits for the unix sockets segue binds (`--chmod-socket`).
+    #[serde(default)]
+    pub socket_mode: Option<u32>,
     /// How long draining workers get before they are killed.
     pub graceful_timeout: Duration,
     /// Where the master writes its PID.
@@ -166,6 +169,17 @@ pub enum Error {
     /// A duration is negative or not finite.
     #[error("--{0} must be a non-negative number of seconds")]
     BadDuration(&'static str),
+    /// `--chmod-socket` is not an octal mode.
+    #[error("invalid --chmod-socket '{0}': expected octal permission bits such as 660 or 0666")]
+    BadSocketMode(String),
+}
+
+/// Octal permission bits, as chmod(1) takes them.
+fn socket_mode(mode: &str) -> Result<u32, Error> {
+    u32::from_str_radix(mode, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| Error::BadSocketMode(mode.to_owned()))
 }
 
 fn seconds(option: &'static str, secs: f64) -> Result<Duration, Error> {
@@ -260,6 +274,7 @@ impl ServeArgs {
             virtualenv,
             env,
             backlog: self.backlog,
+            socket_mode: self.chmod_socket.map(|m| socket_mode(&m)).transpose()?,
             graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
             pidfile: self.pidfile.map(|p| absolute(&p)),
             log: LogConfig {

@@ -61,8 +61,11 @@ pub enum Error {
     },
 }
 
-fn hint(err: &io::Error) -> &'static str {
+fn hint(addr: &ListenAddr, err: &io::Error) -> &'static str {
     match err.kind() {
+        io::ErrorKind::PermissionDenied if matches!(addr, ListenAddr::Unix(_)) => {
+            " (the socket's directory must be writable by this user)"
+        }
         io::ErrorKind::PermissionDenied => " (use a port above 1024, or systemd socket activation)",
         io::ErrorKind::AddrInUse => {
             " (another process listens there: stop it or pick another port; `ss -ltnp` shows who)"
@@ -73,11 +76,12 @@ fn hint(err: &io::Error) -> &'static str {
 }
 
 impl Listener {
-    /// Binds `addr` with SO_REUSEADDR and an explicit backlog.
-    pub fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener, Error> {
+    /// Binds `addr` with SO_REUSEADDR and an explicit backlog; a unix socket gets `mode` as
+    /// its permissions before it listens.
+    pub fn bind(addr: &ListenAddr, backlog: u32, mode: Option<u32>) -> Result<Listener, Error> {
         let fail = |source: io::Error| Error::Bind {
             addr: addr.clone(),
-            hint: hint(&source),
+            hint: hint(addr, &source),
             source,
         };
         match addr {
@@ -109,6 +113,11 @@ impl Listener {
                 socket
                     .bind(&SockAddr::unix(path).map_err(fail)?)
                     .map_err(fail)?;
+                if let Some(mode) = mode {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                        .map_err(fail)?;
+                }
                 socket.listen(backlog_i32(backlog)).map_err(fail)?;
                 Ok(Listener {
                     addr: addr.clone(),

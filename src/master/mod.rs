@@ -101,7 +101,7 @@ pub fn run(config: Config, start: Start) -> Result<(), Error> {
         let bound = config
             .listen
             .iter()
-            .map(|addr| Listener::bind(addr, config.backlog))
+            .map(|addr| Listener::bind(addr, config.backlog, config.socket_mode))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(n) = &notifier {
             store_with_systemd(n, &bound);
