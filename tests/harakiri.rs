@@ -25,11 +25,9 @@ fn harakiri_answers_504_logs_the_stack_and_replaces_the_worker() {
     );
     let line = s.wait_log(&["harakiri: GET /sleep?s=60&id=stuck has run"]);
     assert!(line.contains("--harakiri 1.0s"), "{line}");
-    let log = s.log.all();
-    assert!(
-        log.contains("time.sleep(float(q.get(\"s\", \"1\")))") && log.contains("cases.py"),
-        "no Python stack in:\n{log}"
-    );
+    // The stack's lines follow the first; the frame of the app's call to time.sleep is there.
+    // (Its source text comes from linecache, which once came back empty under load: not ours.)
+    s.wait_log(&["cases.py\", line", "in application"]);
     s.wait_log(&["recycled: the replacement is ready"]);
     // The stuck worker is gone (drained at once, or killed a second later if it hangs).
     assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 1

@@ -437,3 +437,53 @@ fn large_upload_streams_without_buffering() {
         "worker peak RSS {hwm_kb} kB for a 512 MB upload: the body was buffered"
     );
 }
+
+fn environ_with(s: &support::Server, extra_headers: &str) -> support::Response {
+    let mut c = Conn::open(s.addr());
+    c.send(
+        format!("GET /environ HTTP/1.1\r\nHost: example.test\r\n{extra_headers}Connection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    c.read_response(false)
+}
+
+#[test]
+fn a_trusted_proxy_sets_the_url_scheme() {
+    let s = cases();
+    // From 127.0.0.1, trusted by default (as in gunicorn).
+    let env = environ_with(&s, "X-Forwarded-Proto: https\r\n").json();
+    assert_eq!(env["wsgi.url_scheme"], "https");
+    assert_eq!(
+        env["SERVER_PORT"], "443",
+        "no port in Host: the scheme's default"
+    );
+    assert_eq!(
+        env["REMOTE_ADDR"], "127.0.0.1",
+        "REMOTE_ADDR stays the proxy's"
+    );
+    let env = environ_with(&s, "X-Forwarded-Ssl: on\r\n").json();
+    assert_eq!(env["wsgi.url_scheme"], "https");
+    let env = environ_with(&s, "").json();
+    assert_eq!(env["wsgi.url_scheme"], "http");
+    assert_eq!(env["SERVER_PORT"], "80");
+
+    let r = environ_with(&s, "X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("contradictory scheme headers"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn an_untrusted_client_cannot_claim_https() {
+    let s = server("cases:application")
+        .args(&["--forwarded-allow-ips", "10.0.0.0/8"])
+        .start();
+    let env = environ_with(&s, "X-Forwarded-Proto: https\r\n").json();
+    assert_eq!(env["wsgi.url_scheme"], "http");
+    // Nor can it get a 400 out of headers it is not trusted to send.
+    let r = environ_with(&s, "X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n");
+    assert_eq!(r.status, 200);
+}

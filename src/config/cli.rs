@@ -185,6 +185,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub backlog: u32,
 
+    /// Addresses or networks (comma-separated, or '*') whose X-Forwarded-Proto, -Protocol and
+    /// -Ssl headers set wsgi.url_scheme; unix-socket clients are always trusted.
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "FORWARDED_ALLOW_IPS",
+        default_value = "127.0.0.1,::1"
+    )]
+    pub forwarded_allow_ips: String,
+
     /// Permissions of the unix sockets segue creates, in octal (e.g. 660 so that a web server
     /// in the socket's group can connect) [default: from the umask].
     #[arg(long, value_name = "MODE")]

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::http::forwarded::{BadProxies, TrustedProxies};
+
 pub use address::ListenAddr;
 pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy, ServeArgs};
 
@@ -88,6 +90,9 @@ pub struct Config {
     /// Permission bits for the unix sockets segue binds (`--chmod-socket`).
     #[serde(default)]
     pub socket_mode: Option<u32>,
+    /// Peers whose scheme headers are believed (`--forwarded-allow-ips`).
+    #[serde(default)]
+    pub forwarded_allow_ips: TrustedProxies,
     /// How long draining workers get before they are killed.
     pub graceful_timeout: Duration,
     /// Where the master writes its PID.
@@ -169,6 +174,9 @@ pub enum Error {
     /// A duration is negative or not finite.
     #[error("--{0} must be a non-negative number of seconds")]
     BadDuration(&'static str),
+    /// `--forwarded-allow-ips` has an entry that is not an address or network.
+    #[error(transparent)]
+    BadProxies(#[from] BadProxies),
     /// `--chmod-socket` is not an octal mode.
     #[error("invalid --chmod-socket '{0}': expected octal permission bits such as 660 or 0666")]
     BadSocketMode(String),
@@ -275,6 +283,7 @@ impl ServeArgs {
             env,
             backlog: self.backlog,
             socket_mode: self.chmod_socket.map(|m| socket_mode(&m)).transpose()?,
+            forwarded_allow_ips: self.forwarded_allow_ips.parse()?,
             graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
             pidfile: self.pidfile.map(|p| absolute(&p)),
             log: LogConfig {

@@ -36,6 +36,7 @@ pub async fn check(pool: &Pool, path: &str, timeout: Duration) -> Result<(), Boo
         headers,
         peer: Peer::Tcp(([127, 0, 0, 1], 0).into()),
         local: Local::Tcp(([127, 0, 0, 1], 0).into()),
+        https: false,
         body: None,
     };
     let (tx, rx) = oneshot::channel();

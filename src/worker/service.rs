@@ -16,6 +16,7 @@ use super::drain::{ConnState, DrainWatch};
 use super::pool::Pool;
 use crate::config::Config;
 use crate::http::body::{RequestBody, ResponseBody};
+use crate::http::forwarded;
 use crate::http::framing::HeadVerdict;
 use crate::http::sendfile::FileQueue;
 use crate::http::validate;
@@ -160,18 +161,32 @@ impl hyper::service::Service<Request<Incoming>> for Service {
                 limits,
             ),
         };
-        if let Err(rejection) = checked {
-            tracing::debug!(
-                status = rejection.status.as_u16(),
-                "rejected request: {}",
-                rejection.reason
-            );
-            let body = format!("{} {}\n", rejection.status, rejection.reason);
-            let reply = wsgi::response::error_reply(rejection.status, body);
-            // The stream position is unknown after a bad head; never reuse the connection.
-            let response = into_response(reply, guard, true, access, received);
-            return Box::pin(std::future::ready(Ok(response)));
-        }
+        let checked = checked.and_then(|()| {
+            forwarded::is_https(
+                &parts.headers,
+                &self.peer,
+                &self.shared.config.forwarded_allow_ips,
+            )
+            .map_err(|_| Rejection {
+                status: StatusCode::BAD_REQUEST,
+                reason: "contradictory scheme headers (X-Forwarded-Proto, -Protocol, -Ssl)",
+            })
+        });
+        let https = match checked {
+            Ok(https) => https,
+            Err(rejection) => {
+                tracing::debug!(
+                    status = rejection.status.as_u16(),
+                    "rejected request: {}",
+                    rejection.reason
+                );
+                let body = format!("{} {}\n", rejection.status, rejection.reason);
+                let reply = wsgi::response::error_reply(rejection.status, body);
+                // The stream position is unknown after a bad head; never reuse the connection.
+                let response = into_response(reply, guard, true, access, received);
+                return Box::pin(std::future::ready(Ok(response)));
+            }
+        };
 
         let body = validate::has_body(&parts.headers)
             .then(|| RequestBody::spawn(incoming, limits.request_body));
@@ -183,6 +198,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             headers: parts.headers,
             peer: self.peer.clone(),
             local: self.local.clone(),
+            https,
             body,
         };
         self.shared.pool.submit(Job { request, reply: tx });

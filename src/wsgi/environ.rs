@@ -129,7 +129,8 @@ pub fn build<'py>(
     let (server_name, server_port) = match (&host, &request.local) {
         (Some(h), _) => {
             let (name, port) = split_host(h);
-            (name.to_owned(), port.unwrap_or("80").to_owned())
+            let default = if request.https { "443" } else { "80" };
+            (name.to_owned(), port.unwrap_or(default).to_owned())
         }
         (None, Local::Tcp(addr)) => (addr.ip().to_string(), addr.port().to_string()),
         (None, Local::Unix) => ("localhost".to_owned(), "0".to_owned()),
@@ -142,6 +143,9 @@ pub fn build<'py>(
             env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
         }
         Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+    }
+    if request.https {
+        env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
     }
     env.set_item(intern!(py, "wsgi.input"), Bound::new(py, Input::new(body))?)?;
     Ok(env)

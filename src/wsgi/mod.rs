@@ -58,6 +58,8 @@ pub struct Request {
     pub peer: Peer,
     /// The listener.
     pub local: Local,
+    /// A trusted proxy says the client used HTTPS (`wsgi.url_scheme`).
+    pub https: bool,
     /// The body, if the request has one.
     pub body: Option<RequestBody>,
 }
