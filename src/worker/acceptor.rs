@@ -94,7 +94,11 @@ fn accept_until_stopped(
             if !connection_waiting(listener, STOP_CHECK) {
                 continue;
             }
-            balance.defer(listener, stop);
+            // After stepping aside, the connection that woke us is likely the peer's now: do
+            // not block in accept for the next one on a decision that may be stale by then.
+            if balance.defer(listener, stop) && !connection_waiting(listener, Duration::ZERO) {
+                continue;
+            }
         }
         match accept4(
             listener.as_raw_fd(),
@@ -146,16 +150,16 @@ struct Balance<'a> {
 impl Balance<'_> {
     /// Returns once this worker should accept: no accepting peer is better placed any more,
     /// the drain started, or a connection has waited [`MAX_DEFER`] while the better peer
-    /// took nothing (then it accepts normally for [`PATIENCE`]).
-    fn defer(&mut self, listener: &OwnedFd, stop: &AtomicBool) {
+    /// took nothing (then it accepts normally for [`PATIENCE`]). True if it stepped aside.
+    fn defer(&mut self, listener: &OwnedFd, stop: &AtomicBool) -> bool {
         if self.skip_until.is_some_and(|t| Instant::now() < t) {
-            return;
+            return false;
         }
         let mut last = None;
         let mut stalled_since = None;
         while let Some(peer) = self.cell.better_peer() {
             if stop.load(Ordering::Relaxed) {
-                return;
+                return true;
             }
             if last != Some(peer) {
                 last = Some(peer);
@@ -168,7 +172,7 @@ impl Balance<'_> {
                         "a connection waited {MAX_DEFER:?} for a better-placed worker: accepting it here"
                     );
                     self.skip_until = Some(Instant::now() + PATIENCE);
-                    return;
+                    return true;
                 }
                 // Give the peer's acceptor, woken by the kernel, time to run.
                 std::thread::sleep(DEFER_STEP);
@@ -176,6 +180,7 @@ impl Balance<'_> {
                 stalled_since = None;
             }
         }
+        last.is_some()
     }
 }
 
