@@ -342,6 +342,14 @@ fn help_lists_every_option_and_version_prints() {
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
+    // One line per option: the flag, its value name and what it does, together.
+    for line in help.lines().filter(|l| l.trim_start().starts_with('-')) {
+        let words = line.split_whitespace().count();
+        assert!(
+            words >= 3,
+            "option without its description on its line: {line:?}"
+        );
+    }
     let out = Command::new(segue_bin()).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("segue "));
 }

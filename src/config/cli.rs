@@ -15,7 +15,11 @@ use super::address::ListenAddr;
     version,
     about = "A WSGI application server whose reloads never drop a request",
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    // `--help` prints one line per option, like `-h`; no wrapping, so no option's text moves
+    // to a line of its own.
+    disable_help_flag = true,
+    term_width = 0
 )]
 pub struct Cli {
     /// A control subcommand; none means "serve".
@@ -24,6 +28,9 @@ pub struct Cli {
     /// The server options used when no subcommand is given.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Print help (one line per option).
+    #[arg(short = 'h', long = "help", action = clap::ArgAction::HelpShort, global = true)]
+    help: Option<bool>,
 }
 
 /// Where and how long to ask a running master.
