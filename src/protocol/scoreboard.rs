@@ -260,9 +260,9 @@ impl Cell {
             .cells_in_use()
             .iter()
             .enumerate()
-            .filter(|&(i, c)| i != self.index && c.word.load(Ordering::Relaxed) & ACCEPTORS != 0)
+            .filter(|&(i, _)| i != self.index)
             .map(|(_, c)| Load::of(c, now))
-            .filter(|peer| peer.better_than(&mine))
+            .filter(|peer| peer.accepting && peer.better_than(&mine))
             .map(|peer| peer.connections)
             .min()
     }
@@ -270,6 +270,8 @@ impl Cell {
 
 /// What a cell says about its worker, for comparing two.
 struct Load {
+    /// An acceptor of the worker runs: it can take the next connection.
+    accepting: bool,
     /// No Python thread has been free for [`SLOW`] ms: a new request would wait.
     saturated: bool,
     connections: u64,
@@ -279,7 +281,9 @@ impl Load {
     fn of(slot: &Slot, now: u64) -> Load {
         let word = slot.word.load(Ordering::Relaxed);
         let since = slot.busy_since.load(Ordering::Relaxed);
+        // One load of the word, so that its fields describe the same moment.
         Load {
+            accepting: word & ACCEPTORS != 0,
             saturated: word < IDLE && since != 0 && now.saturating_sub(since) >= SLOW,
             connections: word & CONNECTIONS,
         }
