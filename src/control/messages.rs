@@ -81,6 +81,14 @@ pub struct StatusReport {
     pub serving: u64,
     /// Configured worker count.
     pub workers_wanted: usize,
+    /// True once every slot of the first generation has been ready (systemd's `READY=1`):
+    /// from then on the server serves, whatever reloads do. Tests and deploy tools wait on this.
+    #[serde(default)]
+    pub ready: bool,
+    /// The listening sockets as bound, e.g. `127.0.0.1:41234` (a requested port 0 shows the
+    /// kernel's choice) or `unix:/run/app.sock`.
+    #[serde(default)]
+    pub listeners: Vec<String>,
     /// A reload in progress, as "reload N -> generation G".
     pub reloading: Option<String>,
     /// Every worker process.

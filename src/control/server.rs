@@ -1,5 +1,6 @@
 //! The master's side of the control socket: accepts connections, reads one request each and
-//! hands it to the supervisor with a channel for the reply.
+//! hands it on as a [`Call`] with a channel for the reply. It knows nothing of the master's
+//! internals: whoever reads the calls decides what they mean.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,15 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{Reply, Request};
-use crate::master::supervisor::Event;
+
+/// One request from a control client and where its reply goes.
+#[derive(Debug)]
+pub struct Call {
+    /// What the client asked.
+    pub request: Request,
+    /// Where the answer goes; dropped unanswered, the client is told the master is stopping.
+    pub reply: oneshot::Sender<Reply>,
+}
 
 /// The bound control socket; its file is removed when this is dropped.
 pub struct ControlSocket {
@@ -25,7 +34,7 @@ impl Drop for ControlSocket {
 }
 
 /// Binds `path` (replacing a stale socket file) and serves it until the runtime ends.
-pub fn serve(path: &Path, events: mpsc::UnboundedSender<Event>) -> std::io::Result<ControlSocket> {
+pub fn serve(path: &Path, calls: mpsc::UnboundedSender<Call>) -> std::io::Result<ControlSocket> {
     if std::fs::symlink_metadata(path).is_ok()
         && std::os::unix::net::UnixStream::connect(path).is_err()
     {
@@ -34,14 +43,14 @@ pub fn serve(path: &Path, events: mpsc::UnboundedSender<Event>) -> std::io::Resu
     let listener = std::os::unix::net::UnixListener::bind(path)?;
     // Whoever can connect can reload or stop the server: owner only (like the master FIFO).
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    serve_listener(listener, path, events)
+    serve_listener(listener, path, calls)
 }
 
 /// Serves an already bound control socket (one an in-place upgrade handed over).
 pub fn serve_listener(
     listener: std::os::unix::net::UnixListener,
     path: &Path,
-    events: mpsc::UnboundedSender<Event>,
+    calls: mpsc::UnboundedSender<Call>,
 ) -> std::io::Result<ControlSocket> {
     listener.set_nonblocking(true)?;
     let fd = listener.as_raw_fd();
@@ -51,7 +60,7 @@ pub fn serve_listener(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            tokio::spawn(answer(stream, events.clone()));
+            tokio::spawn(answer(stream, calls.clone()));
         }
     });
     Ok(ControlSocket {
@@ -60,7 +69,7 @@ pub fn serve_listener(
     })
 }
 
-async fn answer(stream: tokio::net::UnixStream, events: mpsc::UnboundedSender<Event>) {
+async fn answer(stream: tokio::net::UnixStream, calls: mpsc::UnboundedSender<Call>) {
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
     if BufReader::new(rd).read_line(&mut line).await.is_err() {
@@ -69,7 +78,7 @@ async fn answer(stream: tokio::net::UnixStream, events: mpsc::UnboundedSender<Ev
     let reply = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
             let (tx, rx) = oneshot::channel();
-            if events.send(Event::Control(request, tx)).is_err() {
+            if calls.send(Call { request, reply: tx }).is_err() {
                 return;
             }
             match rx.await {

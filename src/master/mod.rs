@@ -191,6 +191,7 @@ async fn serve(
     ])
     .map_err(Error::Signals)?;
     let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (calls_tx, mut calls) = mpsc::unbounded_channel::<crate::control::server::Call>();
     // Held until the master exits; dropping them removes the socket and FIFO files.
     let control_error = |path: &PathBuf| {
         let path = path.clone();
@@ -205,12 +206,12 @@ async fn serve(
             let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
             let _ = crate::protocol::set_cloexec(fd);
             Some(
-                crate::control::server::serve_listener(listener, path, events_tx.clone())
+                crate::control::server::serve_listener(listener, path, calls_tx.clone())
                     .map_err(control_error(path))?,
             )
         }
         (Some(path), None) => Some(
-            crate::control::server::serve(path, events_tx.clone()).map_err(control_error(path))?,
+            crate::control::server::serve(path, calls_tx.clone()).map_err(control_error(path))?,
         ),
         (None, _) => None,
     };
@@ -262,6 +263,7 @@ async fn serve(
                 _ => {}
             },
             Some(event) = events.recv() => sup.on_event(event),
+            Some(call) = calls.recv() => sup.on_event(supervisor::Event::Control(call.request, call.reply)),
             _ = sweep.tick() => {
                 sup.on_reap();
                 sup.check_heartbeats();

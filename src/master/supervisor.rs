@@ -1303,6 +1303,8 @@ impl Supervisor {
             pid: std::process::id(),
             serving: self.serving,
             workers_wanted: self.slots.len(),
+            ready: self.announced_ready,
+            listeners: self.listeners.iter().map(|l| l.addr.to_string()).collect(),
             reloading: self
                 .reload
                 .as_ref()
