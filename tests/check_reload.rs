@@ -144,3 +144,30 @@ fn refuses_urls_that_are_not_paths() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be a path starting with '/'"));
 }
+
+#[test]
+fn an_app_that_never_becomes_ready_is_reported_with_its_log() {
+    // The private master never reports `ready` (every import fails); the check gives up after
+    // --boot-timeout plus 10 s and shows why from the server's log.
+    let out = Command::new(segue_bin())
+        .args([
+            "check-reload",
+            "--chdir",
+            apps_dir().to_str().unwrap(),
+            "--boot-timeout",
+            "1",
+            "--duration",
+            "1",
+            "no_such_module:app",
+        ])
+        .env_remove("VIRTUAL_ENV")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the app did not start serving: not ready within")
+            && err.contains("cannot import 'no_such_module:app'"),
+        "{err}"
+    );
+}

@@ -191,7 +191,7 @@ fn touch_reload_file_triggers_a_reload() {
         .start();
     d.version("v2");
     std::fs::write(&touch, "").unwrap();
-    s.wait_log(&["reload 1: generation 2 is serving"]);
+    assert_eq!(s.wait_promoted(1)["generation"], 2);
     assert!(eventually(EVENT_TIMEOUT, || get(s.addr(), "/").text() == "v2"));
 }
 
@@ -212,11 +212,11 @@ fn master_fifo_letters_reload_scale_and_stop() {
             .unwrap()
     };
     send("c");
-    s.wait_log(&["reload 1: starting generation 2", "Chain"]);
-    s.wait_log(&["reload 1: generation 2 is serving"]);
+    let r = s.wait_promoted(1);
+    assert!(r["strategy"] == "Chain" && r["generation"] == 2, "{r}");
     send("r");
-    s.wait_log(&["reload 2: starting generation 3", "Respawn"]);
-    s.wait_log(&["reload 2: generation 3 is serving"]);
+    let r = s.wait_promoted(2);
+    assert!(r["strategy"] == "Respawn" && r["generation"] == 3, "{r}");
     send("+");
     assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 2));
     send("q");

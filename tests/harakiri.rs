@@ -13,6 +13,7 @@ fn harakiri_answers_504_logs_the_stack_and_replaces_the_worker() {
         .args(&["--workers", "1", "--threads", "2", "--harakiri", "1"])
         .start();
     let first = s.worker_pids();
+    let newest = support::newest_worker(&s.status());
     let t = Instant::now();
     let mut c = Conn::open(s.addr());
     c.send(b"GET /sleep?s=60&id=stuck HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -28,7 +29,7 @@ fn harakiri_answers_504_logs_the_stack_and_replaces_the_worker() {
     // The stack's lines follow the first; the frame of the app's call to time.sleep is there.
     // (Its source text comes from linecache, which once came back empty under load: not ours.)
     s.wait_log(&["cases.py\", line", "in application"]);
-    s.wait_log(&["recycled: the replacement is ready"]);
+    s.wait_replaced(1, newest);
     // The stuck worker is gone (drained at once, or killed a second later if it hangs).
     assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 1
         && s.worker_pids() != first));

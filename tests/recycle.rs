@@ -36,13 +36,9 @@ fn max_requests_recycles_under_load_without_losing_a_request() {
         ])
         .start();
     let first = s.worker_pids();
+    let newest = support::newest_worker(&s.status());
     let load = Load::start(s.addr(), "/", 4, 2, Duration::from_secs(60));
-    assert!(
-        s.log
-            .wait_count(&["recycled: the replacement is ready"], 4, EVENT_TIMEOUT),
-        "{}",
-        s.log.all()
-    );
+    wait_replacements_ready(&s, newest, 4);
     let report = load.stop();
     assert_clean(&report, &s.log.all());
     assert!(s.log.count(&["recycling: served"]) >= 4);
@@ -53,6 +49,16 @@ fn max_requests_recycles_under_load_without_losing_a_request() {
         "the first workers were never replaced"
     );
     assert!(s.zombies().is_empty());
+}
+
+/// Waits until the `n`th worker spawned after worker `newest` is ready. Nothing but recycling
+/// spawns workers in these tests, so that is `n` replacements.
+fn wait_replacements_ready(s: &support::Server, newest: u64, n: u64) {
+    s.wait_status(&format!("{n} replacements ready"), |st| {
+        support::workers_in(st, "ready")
+            .iter()
+            .any(|&id| id >= newest + n)
+    });
 }
 
 /// Surge-style, never exit-then-respawn: each replacement reported ready before the worker it
@@ -103,13 +109,9 @@ fn max_worker_lifetime_recycles_without_losing_a_request() {
             "1",
         ])
         .start();
+    let newest = support::newest_worker(&s.status());
     let load = Load::start(s.addr(), "/", 2, 2, Duration::from_secs(60));
-    assert!(
-        s.log
-            .wait_count(&["recycled: the replacement is ready"], 3, EVENT_TIMEOUT),
-        "{}",
-        s.log.all()
-    );
+    wait_replacements_ready(&s, newest, 3);
     let report = load.stop();
     assert_clean(&report, &s.log.all());
     s.wait_log(&["(--max-worker-lifetime)"]);
@@ -121,11 +123,12 @@ fn reload_on_rss_replaces_a_worker_that_grew() {
         .args(&["--workers", "1", "--reload-on-rss", "120"])
         .start();
     let before = s.worker_pids();
+    let newest = support::newest_worker(&s.status());
     for _ in 0..6 {
         assert_eq!(get(s.addr(), "/grow?mb=20").status, 200);
     }
     s.wait_log(&["recycling: resident memory", "over --reload-on-rss 120 MiB"]);
-    s.wait_log(&["recycled: the replacement is ready"]);
+    s.wait_replaced(1, newest);
     assert!(eventually(EVENT_TIMEOUT, || s.worker_pids().len() == 1
         && s.worker_pids() != before));
     // The replacement starts small again.

@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Deploy, EVENT_TIMEOUT, Load, eventually, get, segue_bin, server_in};
+use support::{Deploy, Load, eventually, get, segue_bin, server_in};
 
 #[test]
 fn upgrade_under_load_keeps_the_pid_replaces_the_workers_and_loses_nothing() {
@@ -42,11 +42,15 @@ fn upgrade_under_load_keeps_the_pid_replaces_the_workers_and_loses_nothing() {
     );
     // Again, by signal.
     s.signal(libc::SIGUSR2);
-    assert!(
-        s.log
-            .wait_count(&["upgrade: new master binary running"], 2, EVENT_TIMEOUT)
-    );
-    s.wait_log(&["reload 2: generation 3 is serving"]);
+    // The control socket is handed over across the exec: a refused status in between is retried.
+    s.wait_status("the second upgrade", |st| st["upgrades"] == 2);
+    assert_eq!(s.wait_promoted(2)["generation"], 3);
+    // As `upgrade --wait` does: over once the replaced workers have exited and been reaped.
+    s.wait_status("generation 2's workers gone", |st| {
+        st["workers"]
+            .as_array()
+            .is_some_and(|ws| ws.iter().all(|w| w["generation"] == 3))
+    });
     let report = load.stop();
     assert!(
         report.failures.is_empty(),
@@ -97,7 +101,6 @@ fn a_binary_that_fails_its_check_leaves_the_old_master_serving() {
     assert_eq!(get(s.addr(), "/").text(), "v1");
     assert_eq!(s.worker_pids(), workers);
     assert!(!eventually(Duration::from_millis(500), || s
-        .log
-        .count(&["upgrade: new master binary running"])
-        > 0));
+        .try_status()
+        .is_ok_and(|st| st["upgrades"] != 0)));
 }

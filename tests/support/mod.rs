@@ -1,9 +1,11 @@
-//! Test harness: starts the real `segue` binary, waits on its log events (never fixed sleeps),
-//! and speaks raw HTTP/1.1 over loopback.
+//! Test harness: starts the real `segue` binary, learns its address and readiness from its
+//! control socket (`status`: `listeners`, `ready`), waits on status or log events (never fixed
+//! sleeps), and speaks raw HTTP/1.1 over loopback.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -132,13 +134,16 @@ impl Builder {
         self
     }
 
-    /// Do not wait for "segue ready" (for apps that cannot boot).
+    /// Do not wait for `ready` in the status (for apps that cannot boot). The harness still
+    /// waits for the control socket to answer, and takes the address from it.
     pub fn no_wait(mut self) -> Self {
         self.wait_ready = false;
         self
     }
 
-    /// Start segue through another program (`systemd-socket-activate -l ADDR --`).
+    /// Start segue through another program (`systemd-socket-activate -l ADDR --`). segue only
+    /// starts when the activator's first connection arrives, so the harness waits for nothing:
+    /// the test knows the address and wakes it.
     pub fn via(mut self, prefix: &[&str]) -> Self {
         self.via = prefix.iter().map(|s| s.to_string()).collect();
         self
@@ -169,6 +174,14 @@ impl Builder {
         if self.listen {
             cmd.args(["--http", "127.0.0.1:0"]);
         }
+        let control = match control_arg(&self.args) {
+            Some(path) => path,
+            None => {
+                let path = marks.join("control.sock");
+                cmd.arg("--control").arg(&path);
+                path
+            }
+        };
         cmd.args(&self.args)
             .env("SEGUE_TEST_DIR", &marks)
             .env_remove("VIRTUAL_ENV")
@@ -192,38 +205,97 @@ impl Builder {
         let mut server = Server {
             child: Some(child),
             addr: None,
+            control,
             log,
             marks,
         };
-        if self.listen {
-            let line = server
-                .log
-                .wait_for(&["listening on http://"], EVENT_TIMEOUT);
-            let line = line
-                .unwrap_or_else(|| panic!("segue did not start listening:\n{}", server.log.all()));
-            let addr = line
-                .rsplit("http://")
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap_or("");
-            server.addr = Some(
-                addr.parse()
-                    .unwrap_or_else(|_| panic!("bad address in {line:?}")),
-            );
-        }
-        if self.wait_ready {
-            server.wait_log(&["segue ready"]);
+        if self.via.is_empty() {
+            server.await_start(self.wait_ready, self.listen);
         }
         server
     }
+}
+
+/// The path after `--control` (or in `--control=PATH`) among a test's own arguments.
+fn control_arg(args: &[String]) -> Option<PathBuf> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--control" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(path) = a.strip_prefix("--control=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    None
+}
+
+/// One `status` call on the control socket at `path`: the reply as JSON (`{"reply": "status",
+/// "ready": ..., "listeners": [...], "workers": [...], ...}`), or why there was none.
+pub fn control_status(path: &Path) -> Result<serde_json::Value, String> {
+    let mut stream =
+        UnixStream::connect(path).map_err(|e| format!("connect {}: {e}", path.display()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"{\"cmd\":\"status\"}\n")
+        .map_err(|e| format!("send: {e}"))?;
+    // Read to EOF, not just the line: the master shuts the connection down and closes it right
+    // after its one reply, so when this returns the master is (all but) done with it.
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let line = answer.lines().next().unwrap_or("");
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("bad reply {line:?}: {e}"))?;
+    if v["reply"] != "status" {
+        return Err(format!("not a status reply: {v}"));
+    }
+    Ok(v)
+}
+
+/// The ids of the workers in a status reply whose state is `state` (`starting`, `ready`,
+/// `draining`, `discarded`).
+pub fn workers_in(status: &serde_json::Value, state: &str) -> Vec<u64> {
+    status["workers"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .filter(|w| w["state"] == state)
+                .filter_map(|w| w["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The highest worker id in a status reply. Ids are never reused, so a worker with a higher id
+/// was spawned later.
+pub fn newest_worker(status: &serde_json::Value) -> u64 {
+    status["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["id"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Reload `n`'s record in a status reply, once it is over.
+pub fn reload_record(status: &serde_json::Value, n: u64) -> Option<&serde_json::Value> {
+    status["reloads"]
+        .as_array()?
+        .iter()
+        .find(|r| r["reload"].as_u64() == Some(n))
 }
 
 /// A running segue master (and its workers), killed with its process group on drop.
 pub struct Server {
     child: Option<Child>,
     addr: Option<SocketAddr>,
+    /// The master's control socket: the test's own `--control`, or one in `marks`.
+    pub control: PathBuf,
     pub log: Arc<Log>,
     /// A directory the app may write markers to (`$SEGUE_TEST_DIR`).
     pub marks: PathBuf,
@@ -237,6 +309,131 @@ impl Server {
 
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Polls the control socket until it answers (and, with `ready`, until `ready` is true),
+    /// then takes the first TCP listener as the address. While the master starts the socket
+    /// file is missing or refuses: that is expected, not an error.
+    fn await_start(&mut self, ready: bool, listen: bool) {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        let mut last;
+        let status = loop {
+            match self.try_status() {
+                Ok(st) if !ready || st["ready"] == true => break Some(st),
+                Ok(st) => last = st.to_string(),
+                Err(e) => last = e,
+            }
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            if let Some(code) = exited {
+                if ready || listen {
+                    panic!(
+                        "segue exited ({code}) before it was {}:\n{}",
+                        if ready { "ready" } else { "listening" },
+                        self.log.all()
+                    );
+                }
+                break None;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "segue was not {} within {EVENT_TIMEOUT:?} (last status: {last}):\n{}",
+                    if ready { "ready" } else { "answering status" },
+                    self.log.all()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.addr = status.as_ref().and_then(|st| {
+            st["listeners"]
+                .as_array()?
+                .iter()
+                .find_map(|l| l.as_str()?.parse().ok())
+        });
+        if listen && self.addr.is_none() {
+            panic!(
+                "segue reports no TCP listener: {}\n{}",
+                status.map(|s| s.to_string()).unwrap_or_default(),
+                self.log.all()
+            );
+        }
+    }
+
+    /// One `status` call, reporting failure (the master not up yet, or gone) instead of
+    /// panicking.
+    pub fn try_status(&self) -> Result<serde_json::Value, String> {
+        control_status(&self.control)
+    }
+
+    /// The master's status reply, retried while the control socket is briefly unreachable (as
+    /// across an in-place upgrade).
+    pub fn status(&self) -> serde_json::Value {
+        self.wait_status("a status reply", |_| true)
+    }
+
+    /// Polls `status` every 20 ms until `cond` holds for a reply and returns that reply; fails
+    /// the test with the last reply and the log after `EVENT_TIMEOUT`. Refused connections in
+    /// between are retried.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        mut cond: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let (mut hit, mut last) = (None, String::from("no answer"));
+        let found = eventually(EVENT_TIMEOUT, || match self.try_status() {
+            Ok(st) if cond(&st) => {
+                hit = Some(st);
+                true
+            }
+            Ok(st) => {
+                last = st.to_string();
+                false
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        });
+        assert!(
+            found,
+            "status never showed {what} within {EVENT_TIMEOUT:?}; last: {last}\n{}",
+            self.log.all()
+        );
+        hit.unwrap()
+    }
+
+    /// Waits until reload `n` is over (promoted or rolled back) and returns its record from
+    /// `status.reloads` (`ok`, `generation`, `strategy`, `reason`, ...).
+    pub fn wait_reload(&self, n: u64) -> serde_json::Value {
+        let st = self.wait_status(&format!("reload {n} finished"), |st| {
+            reload_record(st, n).is_some()
+        });
+        reload_record(&st, n).unwrap().clone()
+    }
+
+    /// Waits until reload `n` has promoted its generation; fails the test if it rolled back.
+    pub fn wait_promoted(&self, n: u64) -> serde_json::Value {
+        let r = self.wait_reload(n);
+        assert_eq!(
+            r["ok"],
+            true,
+            "reload {n} was rolled back: {r}\n{}",
+            self.log.all()
+        );
+        r
+    }
+
+    /// Waits until exactly `n` workers are left, all ready, and one of them is newer than
+    /// worker `newer_than`: a slot was refilled or a worker replaced.
+    pub fn wait_replaced(&self, n: usize, newer_than: u64) -> serde_json::Value {
+        self.wait_status(
+            &format!("{n} ready workers, one newer than worker {newer_than}"),
+            |st| {
+                let ready = workers_in(st, "ready");
+                st["workers"].as_array().is_some_and(|w| w.len() == n)
+                    && ready.len() == n
+                    && ready.iter().any(|&id| id > newer_than)
+            },
+        )
     }
 
     /// Waits for a log line containing all `needles`, failing the test with the log if it
