@@ -12,10 +12,10 @@ pub mod report;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -58,7 +58,7 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
-/// The child master and what its log revealed.
+/// The child master: its process, the address its status reported, and its log file.
 struct Master {
     child: Child,
     addr: SocketAddr,
@@ -66,7 +66,13 @@ struct Master {
 }
 
 impl Master {
-    fn start(config: &Config, dir: &std::path::Path) -> Result<Master, Error> {
+    /// Starts `segue __master` with `config` (whose `control` is set) and returns once its
+    /// status says it is ready.
+    fn start(config: &Config, dir: &Path) -> Result<Master, Error> {
+        let control = config
+            .control
+            .clone()
+            .ok_or_else(|| Error::NoStart("no control socket configured".into()))?;
         let log_path = dir.join("server.log");
         let mut log = std::fs::File::create(&log_path)?;
         let mut child = Command::new(std::env::current_exe()?)
@@ -82,43 +88,64 @@ impl Master {
             .stderr
             .take()
             .ok_or_else(|| Error::NoStart("no stderr".into()))?;
-        let (tx, rx) = mpsc::channel();
+        // The log is for the person reading the report; readiness comes from the control socket.
         std::thread::spawn(move || {
-            let mut addr = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(log, "{line}");
-                if addr.is_none() {
-                    if let Some(a) = line
-                        .split("listening on http://")
-                        .nth(1)
-                        .and_then(|a| a.split_whitespace().next()?.parse::<SocketAddr>().ok())
-                    {
-                        addr = Some(a);
-                    }
-                }
-                if line.contains("segue ready") {
-                    let _ = tx.send(addr);
-                }
             }
         });
-        let deadline = config.boot_timeout + Duration::from_secs(10);
-        match rx.recv_timeout(deadline) {
-            Ok(Some(addr)) => Ok(Master {
+        let within = config.boot_timeout + Duration::from_secs(10);
+        match wait_ready(&mut child, &control, within) {
+            Ok(addr) => Ok(Master {
                 child,
                 addr,
                 log_path,
             }),
-            _ => {
+            Err(why) => {
                 let _ = kill_group(&mut child);
                 let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(30).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 Err(Error::NoStart(format!(
-                    "not ready within {deadline:?}; its log ends with:\n{}",
+                    "{why}; its log ends with:\n{}",
                     tail.join("\n")
                 )))
             }
         }
+    }
+}
+
+/// Polls the master's `status` until it reports `ready` (every worker of the first generation
+/// has been ready), and returns the TCP address it reports as bound. Why not, otherwise.
+fn wait_ready(child: &mut Child, control: &Path, within: Duration) -> Result<SocketAddr, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        // Until the master has bound the socket, connecting fails: expected while it starts.
+        if let Ok(Reply::Status(status)) =
+            client::call(control, &Request::Status, Duration::from_secs(5))
+        {
+            if status.ready {
+                return status
+                    .listeners
+                    .iter()
+                    .find_map(|l| l.parse::<SocketAddr>().ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "it reports no TCP listener (listeners: {})",
+                            status.listeners.join(", ")
+                        )
+                    });
+            }
+        }
+        match child.try_wait() {
+            Ok(Some(exit)) => return Err(format!("it exited ({exit}) before it was ready")),
+            Ok(None) => {}
+            Err(e) => return Err(format!("cannot watch it: {e}")),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("not ready within {within:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -171,6 +198,8 @@ fn tree_rss_kib(root: u32) -> u64 {
 pub fn run(mut config: Config, plan: Plan) -> Result<i32, Error> {
     let dir = std::env::temp_dir().join(format!("segue-check-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    // Always a private socket, even if the user's options name one: that path may be the
+    // production server's, and a deploy script's `segue reload` must never reach this check.
     let control = dir.join("control.sock");
     config.listen = vec![crate::config::ListenAddr::Tcp(([127, 0, 0, 1], 0).into())];
     config.control = Some(control.clone());
