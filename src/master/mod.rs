@@ -1,15 +1,25 @@
 //! The master process: pure Rust, never initialises Python.
 //!
 //! It binds (or inherits) the listening sockets and keeps them for life, starts worker processes
-//! and passes them the sockets, reaps them, replaces the ones that die, and turns signals into
-//! supervisor actions. Signals are handled in [`run`]; everything else lives in [`supervisor`].
+//! and passes them the sockets, reaps them, replaces the ones that die, and carries out reloads.
+//!
+//! Three layers: this module's loop turns signals, control calls, channel messages and timers
+//! into [`effect::Event`]s (signals become [`command::Command`]s); the [`supervisor`] decides and
+//! returns [`effect::Effect`]s; the [`executor`] carries them out and reports back.
 
+pub mod command;
+pub mod effect;
+pub mod executor;
 pub mod generation;
+mod handover;
 pub mod listener;
 pub mod reaper;
+mod recycle;
 pub mod reload;
 pub mod spawn;
+mod status;
 pub mod supervisor;
+pub mod table;
 pub mod triggers;
 pub mod upgrade;
 pub mod worker;
@@ -17,6 +27,8 @@ pub mod worker;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use std::collections::VecDeque;
 
 use futures_util::StreamExt;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2};
@@ -26,8 +38,11 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::systemd::{Inherited, Notifier};
+use command::{Command, Responder};
+use effect::Event;
+use executor::Executor;
 use listener::Listener;
-use supervisor::{Supervisor, Trigger};
+use supervisor::Supervisor;
 
 /// Why the master could not start.
 #[derive(Debug, thiserror::Error)]
@@ -222,11 +237,11 @@ async fn serve(
     if let Some(path) = &config.touch_reload {
         triggers::watch_touch_file(path.clone(), config.reload_strategy, events_tx.clone());
     }
-    let mut sup = Supervisor::new(config.clone(), exe, listeners, events_tx, notifier);
-    if let Some(control) = &_control {
-        sup.set_control_fd(control.fd);
-    }
-    for l in sup.listeners() {
+    let control_fd = _control.as_ref().map(|c| c.fd);
+    let addrs = listeners.iter().map(|l| l.addr.to_string()).collect();
+    let mut exec = Executor::new(exe.clone(), listeners, events_tx, notifier, control_fd);
+    let mut sup = Supervisor::new(config.clone(), exe, addrs);
+    for l in exec.listeners() {
         let origin = match l.systemd_name.as_deref() {
             Some("") => " (socket from systemd)".to_string(),
             Some(name) => format!(" (socket '{name}' from systemd)"),
@@ -238,39 +253,40 @@ async fn serve(
         }
     }
     tracing::info!(pid = std::process::id(), workers = config.workers, threads = config.threads, app = %config.app, "master started");
-    match handover {
-        Some(h) => sup.adopt(h).map_err(Error::Generation)?,
+    let first = match handover {
+        Some(h) => {
+            let adopted = exec.adopt(&h);
+            sup.adopt(&h, &adopted).map_err(Error::Generation)?
+        }
         None => sup.start().map_err(Error::Generation)?,
-    }
+    };
+    carry_out(&mut sup, &mut exec, first, Vec::new());
 
     // Signals coalesce, so a periodic sweep catches exits whose SIGCHLD merged with another.
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     loop {
-        tokio::select! {
+        let inputs = tokio::select! {
             Some(sig) = signals.next() => match sig {
-                SIGCHLD => sup.on_reap(),
-                SIGTERM => sup.stop_graceful(),
-                SIGINT | SIGQUIT => sup.stop_quick(),
-                SIGHUP => sup.on_trigger(Trigger::Reload(config.reload_strategy)),
-                SIGTTIN => sup.on_trigger(Trigger::Scale(1)),
-                SIGTTOU => sup.on_trigger(Trigger::Scale(-1)),
-                SIGUSR2 => {
-                    if let Err(e) = sup.upgrade(None) {
-                        tracing::warn!("SIGUSR2: {e}");
-                    }
-                }
-                _ => {}
+                SIGCHLD => exec.reap(),
+                sig => Command::from_signal(sig)
+                    .map(|c| Event::Command(c, None))
+                    .into_iter()
+                    .collect(),
             },
-            Some(event) = events.recv() => sup.on_event(event),
-            Some(call) = calls.recv() => sup.on_event(supervisor::Event::Control(call.request, call.reply)),
+            Some(event) = events.recv() => vec![event],
+            Some(call) = calls.recv() => vec![Event::Command(
+                call.request.into(),
+                Some(Responder::new(call.reply)),
+            )],
             _ = sweep.tick() => {
-                sup.on_reap();
-                sup.check_heartbeats();
-                sup.extend_start_timeout();
+                let mut inputs = exec.reap();
+                inputs.push(Event::Tick);
+                inputs
             }
-            _ = watchdog.tick(), if watchdog_every.is_some() => sup.watchdog(),
-        }
+            _ = watchdog.tick(), if watchdog_every.is_some() => vec![Event::Watchdog],
+        };
+        carry_out(&mut sup, &mut exec, Vec::new(), inputs);
         if sup.finished() {
             break;
         }
@@ -278,3 +294,25 @@ async fn serve(
     tracing::info!("master exiting");
     Ok(())
 }
+
+/// Runs `effects`, then feeds each event (and whatever the executor learns on the way) to the
+/// supervisor until nothing is left to do.
+fn carry_out(
+    sup: &mut Supervisor,
+    exec: &mut Executor,
+    effects: Vec<effect::Effect>,
+    events: Vec<Event>,
+) {
+    let mut queue: VecDeque<Event> = events.into();
+    for effect in effects {
+        queue.extend(exec.execute(effect, sup));
+    }
+    while let Some(event) = queue.pop_front() {
+        for effect in sup.handle(event) {
+            queue.extend(exec.execute(effect, sup));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use super::supervisor::{Event, Trigger};
+use super::command::Command;
+use super::effect::Event;
 use crate::config::ReloadStrategy;
 
 /// How often the touch file is checked.
@@ -35,7 +36,13 @@ pub fn watch_touch_file(
             if now.is_some() && now != last {
                 tracing::info!("{} was touched: reloading", path.display());
                 if events
-                    .send(Event::Trigger(Trigger::Reload(strategy)))
+                    .send(Event::Command(
+                        Command::Reload {
+                            strategy: Some(strategy),
+                            wait: false,
+                        },
+                        None,
+                    ))
                     .is_err()
                 {
                     return;
@@ -99,24 +106,18 @@ pub fn serve_fifo(
                 Ok(n) => n,
             };
             for &b in &buf[..n] {
-                let trigger = match b {
-                    b'r' => Trigger::Reload(ReloadStrategy::Respawn),
-                    b'c' => Trigger::Reload(ReloadStrategy::Chain),
-                    b'q' => Trigger::Stop { quick: false },
-                    b'Q' => Trigger::Stop { quick: true },
-                    b'+' => Trigger::Scale(1),
-                    b'-' => Trigger::Scale(-1),
-                    b'\n' | b'\r' | b' ' => continue,
-                    other => {
-                        tracing::warn!(
-                            "master fifo: unknown command {:?} (known: r c q Q + -)",
-                            other as char
-                        );
-                        continue;
-                    }
+                if matches!(b, b'\n' | b'\r' | b' ') {
+                    continue;
+                }
+                let Some(command) = Command::from_fifo(b) else {
+                    tracing::warn!(
+                        "master fifo: unknown command {:?} (known: r c q Q + -)",
+                        b as char
+                    );
+                    continue;
                 };
                 tracing::info!("master fifo: {:?}", b as char);
-                if events.send(Event::Trigger(trigger)).is_err() {
+                if events.send(Event::Command(command, None)).is_err() {
                     return;
                 }
             }

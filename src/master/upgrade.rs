@@ -12,10 +12,12 @@ use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::reaper::ExitKind;
 use crate::config::ListenAddr;
 use crate::control::ReloadReport;
 use crate::protocol::PROTOCOL_VERSION;
@@ -79,7 +81,7 @@ pub struct Handover {
 }
 
 /// Why an upgrade did not happen (the old master keeps running).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpgradeError {
     /// The new binary could not be run or answered wrongly.
     #[error("the new binary '{}' failed its check: {why} (is it a segue build for this machine?)", path.display())]
@@ -95,57 +97,54 @@ pub enum UpgradeError {
         /// The binary.
         path: std::path::PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
-    /// A reload is running or workers are booting.
-    #[error("a reload is running or workers are starting; retry once the server is settled")]
+    /// A reload is running, workers are booting or another upgrade is under way.
+    #[error(
+        "a reload is running, workers are starting or an upgrade is under way; retry once the server is settled"
+    )]
     Busy,
 }
+
+/// How long the new binary has to answer `__upgrade-check`.
+pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `segue __upgrade-check` prints: the formats this binary understands.
 pub fn check_line() -> String {
     format!("segue-upgrade {PROTOCOL_VERSION} {HANDOVER_VERSION}")
 }
 
-/// Runs `binary __upgrade-check` and compares its answer with ours.
-pub fn preflight(binary: &Path) -> Result<(), UpgradeError> {
-    let fail = |why: String| UpgradeError::Preflight {
-        path: binary.to_owned(),
-        why,
-    };
-    let mut child = Command::new(binary)
+/// Starts `binary __upgrade-check` with its stdout piped. It is not waited for here: the
+/// master's one reaper collects its exit status and the executor pairs it with the output.
+pub fn start_preflight(binary: &Path) -> Result<std::process::Child, UpgradeError> {
+    Command::new(binary)
         .arg("__upgrade-check")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map_err(|e| fail(e.to_string()))?;
-    // The reaper must not steal this child's status: wait for it here, bounded.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail("no answer within 10 s".into()));
-            }
-            Err(e) => return Err(fail(e.to_string())),
-        }
-    };
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+        .map_err(|e| preflight_failed(binary, e.to_string()))
+}
+
+/// The check's error for `binary`.
+pub fn preflight_failed(binary: &Path, why: String) -> UpgradeError {
+    UpgradeError::Preflight {
+        path: binary.to_owned(),
+        why,
     }
-    if !status.success() || out.trim() != check_line() {
-        return Err(fail(format!(
-            "it answered {:?} ({status}), expected {:?}",
-            out.trim(),
-            check_line()
-        )));
+}
+
+/// Judges the check's answer: it must exit 0 having printed exactly our [`check_line`].
+pub fn judge_preflight(binary: &Path, exit: ExitKind, out: &str) -> Result<(), UpgradeError> {
+    if exit != ExitKind::Code(0) || out.trim() != check_line() {
+        return Err(preflight_failed(
+            binary,
+            format!(
+                "it answered {:?} ({exit}), expected {:?}",
+                out.trim(),
+                check_line()
+            ),
+        ));
     }
     Ok(())
 }
@@ -170,7 +169,7 @@ pub fn exec(binary: &Path, handover: &Handover) -> UpgradeError {
         Err(e) => {
             return UpgradeError::Exec {
                 path: binary.to_owned(),
-                source: std::io::Error::other(e),
+                source: Arc::new(std::io::Error::other(e)),
             };
         }
     };
@@ -189,7 +188,7 @@ pub fn exec(binary: &Path, handover: &Handover) -> UpgradeError {
     }
     UpgradeError::Exec {
         path: binary.to_owned(),
-        source,
+        source: Arc::new(source),
     }
 }
 

@@ -1,13 +1,14 @@
-//! The master's view of one worker process: its state machine and its control channel.
+//! The supervisor's record of one worker process: where it is in its life and what the master
+//! knows about it. Pure data: the OS side (its pid's signals, its channel, its scoreboard cell)
+//! belongs to the executor, so every decision about a worker can be tested without a process.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
-use nix::unistd::Pid;
-use tokio::sync::mpsc;
+use super::generation::GenerationId;
+use crate::protocol::{BootFailure, Stats};
 
-use crate::protocol::{BootFailure, Stats, ToWorker};
-
-/// A worker's id, unique over the master's life; logged as `worker`.
+/// A worker's id, unique over the master's life (carried across in-place upgrades); logged as
+/// `worker`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkerId(pub u64);
 
@@ -17,8 +18,9 @@ impl std::fmt::Display for WorkerId {
     }
 }
 
-/// A worker's life. Transitions happen only in `Supervisor` (starting -> ready -> draining,
-/// any -> exited when the reaper reports it).
+/// A worker's life. Transitions happen only in the supervisor: starting -> ready -> draining,
+/// starting -> discarded when its reload is rolled back, and out of the table when the reaper
+/// reports its exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerState {
     /// Spawned, importing the app.
@@ -27,27 +29,36 @@ pub enum WorkerState {
     Ready,
     /// Told to drain; it finishes in-flight requests and exits.
     Draining {
-        /// When the drain was ordered.
+        /// When the drain was ordered, for the log and the status.
         since: Instant,
     },
     /// Killed because the reload that started it was rolled back.
     Discarded,
 }
 
-/// One live worker process.
-#[derive(Debug)]
+impl WorkerState {
+    /// The name `segue status` shows.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Ready => "ready",
+            WorkerState::Draining { .. } => "draining",
+            WorkerState::Discarded => "discarded",
+        }
+    }
+}
+
+/// One live worker process, as the supervisor sees it.
+#[derive(Debug, Clone)]
 pub struct Worker {
     /// Unique id.
     pub id: WorkerId,
-    /// OS process id, matched against the reaper's reports.
-    pub pid: Pid,
+    /// OS process id, once the executor has started it (for status and the handover).
+    pub pid: Option<i32>,
     /// The generation it was started for.
-    pub generation: u64,
+    pub generation: GenerationId,
     /// The slot (0..workers) it fills; a crashed worker's slot is refilled.
     pub slot: usize,
-    /// Its cell on the scoreboard, freed when it exits (none for workers adopted in an upgrade:
-    /// theirs are on the old master's page).
-    pub cell: Option<usize>,
     /// Where it is in its life.
     pub state: WorkerState,
     /// When it was spawned, for boot time and crash-loop detection.
@@ -56,8 +67,6 @@ pub struct Worker {
     pub stats: Stats,
     /// Why it failed to boot, if it said so before exiting.
     pub boot_failure: Option<BootFailure>,
-    /// Commands to it, written by its channel task; closed when the worker is gone.
-    pub commands: mpsc::UnboundedSender<ToWorker>,
     /// Its request limit, jitter applied (`--max-requests`).
     pub max_requests: Option<u64>,
     /// When it is due for replacement by age (`--max-worker-lifetime`, jitter applied).
@@ -72,14 +81,33 @@ pub struct Worker {
     pub kill_when_replaced: bool,
     /// When it last sent a heartbeat (or was spawned).
     pub last_heartbeat: Instant,
-    /// The master's end of its control channel, handed over by an in-place upgrade.
-    pub control_fd: std::os::fd::RawFd,
 }
 
 impl Worker {
-    /// Sends a command; a worker whose channel is gone is about to be reaped, so a failed send
-    /// needs no handling.
-    pub fn send(&self, msg: ToWorker) {
-        let _ = self.commands.send(msg);
+    /// A worker that has just been asked for, in `slot` of `generation`.
+    pub fn starting(id: WorkerId, generation: GenerationId, slot: usize) -> Worker {
+        let now = Instant::now();
+        Worker {
+            id,
+            pid: None,
+            generation,
+            slot,
+            state: WorkerState::Starting,
+            spawned_at: now,
+            stats: Stats::default(),
+            boot_failure: None,
+            max_requests: None,
+            retire_at: None,
+            replacement: None,
+            replaces: None,
+            recycle_retry_after: None,
+            kill_when_replaced: false,
+            last_heartbeat: now,
+        }
+    }
+
+    /// Serving or on its way to serve: it fills its slot.
+    pub fn fills_slot(&self) -> bool {
+        matches!(self.state, WorkerState::Starting | WorkerState::Ready)
     }
 }

@@ -1,0 +1,117 @@
+//! What goes into the supervisor ([`Event`]) and what comes out ([`Effect`]).
+//!
+//! The supervisor never touches a process, a socket or a clock's sleep: it turns events into
+//! effects, and the executor ([`super::executor`]) carries them out and reports back with more
+//! events. That split is what lets every rule be unit-tested with paused time and no processes,
+//! and what keeps the master's loop from ever blocking.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::command::{Command, Outcome, Responder};
+use super::generation::GenerationId;
+use super::reaper::ExitKind;
+use super::upgrade::UpgradeError;
+use super::worker::WorkerId;
+use crate::config::Config;
+use crate::protocol::{DrainReason, ToMaster};
+
+/// Something the supervisor reacts to.
+#[derive(Debug)]
+pub enum Event {
+    /// An operator's command, with the caller to answer if there is one.
+    Command(Command, Option<Responder>),
+    /// The executor started a worker asked for by [`Effect::Spawn`].
+    Spawned {
+        /// Which.
+        id: WorkerId,
+        /// Its process id.
+        pid: i32,
+    },
+    /// The executor could not start a worker (exec failed, fds ran out).
+    SpawnFailed {
+        /// Which.
+        id: WorkerId,
+        /// Why, in words that name the fix.
+        error: String,
+    },
+    /// A worker said something.
+    FromWorker(WorkerId, ToMaster),
+    /// A worker's control channel closed (it is exiting or dead; the reaper will tell).
+    ChannelClosed(WorkerId),
+    /// The reaper collected a worker.
+    Exited {
+        /// Which.
+        id: WorkerId,
+        /// How it ended.
+        kind: ExitKind,
+    },
+    /// A timer the supervisor set went off.
+    Timer(Timer),
+    /// The once-a-second sweep: heartbeats, systemd start-timeout extension.
+    Tick,
+    /// Time to tell systemd's watchdog we are alive (if we are).
+    Watchdog,
+    /// The new binary's `__upgrade-check` finished.
+    PreflightDone {
+        /// The binary checked.
+        binary: PathBuf,
+        /// Whether it passed.
+        result: Result<(), UpgradeError>,
+    },
+    /// The in-place exec failed; this image keeps running.
+    ExecFailed(UpgradeError),
+}
+
+/// A timer's purpose. Every timer names what it is about; one naming a worker, slot or run that
+/// is gone by the time it fires is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timer {
+    /// A slot's respawn backoff elapsed.
+    Respawn {
+        /// Which slot.
+        slot: usize,
+        /// The slot's pending-respawn token when the timer was set.
+        token: u64,
+    },
+    /// A worker's `--boot-timeout` elapsed.
+    BootDeadline(WorkerId),
+    /// A draining worker's `--graceful-timeout` elapsed.
+    DrainDeadline(WorkerId),
+    /// A stuck worker's grace after its replacement became ready elapsed.
+    KillStuck(WorkerId),
+    /// The upgrade's reply has had time to leave: re-execute now.
+    Exec(PathBuf),
+}
+
+/// Something the executor must do.
+#[derive(Debug)]
+pub enum Effect {
+    /// Start a worker process for `generation` in `slot`.
+    Spawn {
+        /// Its id (already in the table, `Starting`).
+        id: WorkerId,
+        /// Its generation.
+        generation: GenerationId,
+        /// The generation's configuration, with the live worker count filled in.
+        config: Arc<Config>,
+        /// Its request limit with jitter (`--max-requests`).
+        max_requests: Option<u64>,
+    },
+    /// Tell a worker to drain.
+    Drain(WorkerId, DrainReason),
+    /// SIGKILL a worker.
+    Kill(WorkerId),
+    /// Send [`Event::Timer`] after a delay.
+    After(Duration, Timer),
+    /// A message for systemd's notify socket (`READY=1`, `STATUS=...`).
+    Notify(String),
+    /// Answer a caller.
+    Reply(Responder, Outcome),
+    /// Run `binary __upgrade-check` off the loop; the answer comes back as
+    /// [`Event::PreflightDone`].
+    Preflight(PathBuf),
+    /// Re-execute `binary` in place with the supervisor's handover.
+    Exec(PathBuf),
+}

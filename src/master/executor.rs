@@ -1,0 +1,398 @@
+//! The executor: carries out the supervisor's [`Effect`]s and owns everything that is not a
+//! decision: worker processes and their control channels, the scoreboard cells, timers, the
+//! systemd socket, the upgrade check and exec. What it learns (a pid, a failed spawn, a reaped
+//! child) goes back to the supervisor as an [`Event`].
+//!
+//! Nothing here waits on the loop: timers, channel I/O and the upgrade check run as tasks that
+//! report back through the event channel.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::effect::{Effect, Event};
+use super::listener::Listener;
+use super::reaper::{ExitKind, reap};
+use super::spawn::spawn_worker;
+use super::supervisor::Supervisor;
+use super::upgrade::{self, HandedListener, Handover, PREFLIGHT_TIMEOUT};
+use super::worker::WorkerId;
+use crate::protocol::scoreboard::Cells;
+use crate::protocol::{Boot, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker};
+use crate::systemd::Notifier;
+
+/// The OS side of one worker.
+struct Process {
+    /// Its pid, signalled by [`Effect::Kill`].
+    pid: Pid,
+    /// Commands to it, written by its channel task.
+    commands: mpsc::UnboundedSender<ToWorker>,
+    /// The master's end of its channel, handed over by an in-place upgrade.
+    control_fd: RawFd,
+    /// Its scoreboard cell, freed when it exits (none for workers adopted in an upgrade: theirs
+    /// are on the old master's page).
+    cell: Option<usize>,
+}
+
+/// Who a child process is, so the one reaper can route its exit.
+enum Owner {
+    /// A worker.
+    Worker(WorkerId),
+    /// The new binary's `__upgrade-check`, whose exit its checking task awaits.
+    Preflight(oneshot::Sender<ExitKind>),
+}
+
+/// Performs effects; see the module doc.
+pub struct Executor {
+    /// This binary, re-executed as each worker.
+    exe: PathBuf,
+    /// The sockets held for life; their fds are sent to every worker.
+    listeners: Vec<Listener>,
+    /// The page where workers post their load to balance accepts; `None` if it could not be
+    /// created (workers then accept first-come first-served).
+    cells: Option<Cells>,
+    /// Live workers' OS handles.
+    processes: HashMap<WorkerId, Process>,
+    /// Every child by pid.
+    owners: HashMap<i32, Owner>,
+    /// Where tasks and timers send their events.
+    events: mpsc::UnboundedSender<Event>,
+    /// systemd's notify socket, when running under systemd.
+    notifier: Option<Notifier>,
+    /// The control socket's fd, handed over by an upgrade.
+    control_fd: Option<RawFd>,
+}
+
+impl Executor {
+    /// An executor starting workers from `exe` on `listeners`.
+    pub fn new(
+        exe: PathBuf,
+        listeners: Vec<Listener>,
+        events: mpsc::UnboundedSender<Event>,
+        notifier: Option<Notifier>,
+        control_fd: Option<RawFd>,
+    ) -> Executor {
+        Executor {
+            exe,
+            listeners,
+            cells: Cells::new()
+                .inspect_err(|e| {
+                    tracing::warn!("cannot create the scoreboard ({e}): connections will not be balanced across workers")
+                })
+                .ok(),
+            processes: HashMap::new(),
+            owners: HashMap::new(),
+            events,
+            notifier,
+            control_fd,
+        }
+    }
+
+    /// Carries out one effect; returns what it learned at once (to be handled before anything
+    /// else happens).
+    pub fn execute(&mut self, effect: Effect, sup: &Supervisor) -> Option<Event> {
+        match effect {
+            Effect::Spawn {
+                id,
+                generation,
+                config,
+                max_requests,
+            } => return Some(self.spawn(id, generation, &config, max_requests)),
+            Effect::Drain(id, reason) => {
+                if let Some(p) = self.processes.get(&id) {
+                    // A worker whose channel is gone is about to be reaped: nothing to do.
+                    let _ = p.commands.send(ToWorker::Drain { reason });
+                }
+            }
+            Effect::Kill(id) => {
+                if let Some(p) = self.processes.get(&id) {
+                    signal(p.pid, Signal::SIGKILL);
+                }
+            }
+            Effect::After(delay, timer) => {
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = events.send(Event::Timer(timer));
+                });
+            }
+            Effect::Notify(message) => {
+                if let Some(n) = &self.notifier {
+                    n.send(&message);
+                }
+            }
+            Effect::Reply(responder, outcome) => responder.send(outcome),
+            Effect::Preflight(binary) => {
+                if let Some(event) = self.preflight(binary) {
+                    return Some(event);
+                }
+            }
+            Effect::Exec(binary) => {
+                let handover = self.complete(sup.handover());
+                return Some(Event::ExecFailed(upgrade::exec(&binary, &handover)));
+            }
+        }
+        None
+    }
+
+    fn spawn(
+        &mut self,
+        id: WorkerId,
+        generation: u64,
+        config: &crate::config::Config,
+        max_requests: Option<u64>,
+    ) -> Event {
+        let mut fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
+        let cell = self.cells.as_mut().and_then(Cells::take);
+        if let (Some(cells), Some(_)) = (&self.cells, cell) {
+            fds.push(cells.fd().as_raw_fd());
+        }
+        let boot = Boot {
+            protocol: PROTOCOL_VERSION,
+            worker_id: id.0,
+            generation,
+            config: config.clone(),
+            listeners: self.listeners.iter().map(|l| l.addr.clone()).collect(),
+            max_requests,
+            scoreboard_cell: cell,
+        };
+        match spawn_worker(&self.exe, &boot, &fds, &config.env) {
+            Ok(spawned) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let control_fd = spawned.control.as_raw_fd();
+                run_channel(id, spawned.control, rx, self.events.clone());
+                self.owners.insert(spawned.pid.as_raw(), Owner::Worker(id));
+                self.processes.insert(
+                    id,
+                    Process {
+                        pid: spawned.pid,
+                        commands: tx,
+                        control_fd,
+                        cell,
+                    },
+                );
+                Event::Spawned {
+                    id,
+                    pid: spawned.pid.as_raw(),
+                }
+            }
+            Err(e) => {
+                self.release_cell(cell);
+                Event::SpawnFailed {
+                    id,
+                    error: e.to_string(),
+                }
+            }
+        }
+    }
+
+    fn release_cell(&mut self, cell: Option<usize>) {
+        if let (Some(cells), Some(cell)) = (self.cells.as_mut(), cell) {
+            cells.release(cell);
+        }
+    }
+
+    /// Collects exited children: workers become [`Event::Exited`]; the upgrade check's exit
+    /// goes to its task; anything else is an orphaned grandchild (we are a subreaper).
+    pub fn reap(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (pid, kind) in reap() {
+            match self.owners.remove(&pid.as_raw()) {
+                Some(Owner::Worker(id)) => {
+                    if let Some(p) = self.processes.remove(&id) {
+                        self.release_cell(p.cell);
+                    }
+                    out.push(Event::Exited { id, kind });
+                }
+                Some(Owner::Preflight(tx)) => {
+                    let _ = tx.send(kind);
+                }
+                None => {
+                    tracing::debug!(pid = pid.as_raw(), "reaped orphaned descendant: {kind}")
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts the upgrade check; its verdict arrives as [`Event::PreflightDone`]. Returns the
+    /// verdict at once if the binary cannot even be started.
+    fn preflight(&mut self, binary: PathBuf) -> Option<Event> {
+        let mut child = match upgrade::start_preflight(&binary) {
+            Ok(c) => c,
+            Err(e) => {
+                return Some(Event::PreflightDone {
+                    binary,
+                    result: Err(e),
+                });
+            }
+        };
+        let pid = child.id() as i32;
+        let (exit_tx, exit_rx) = oneshot::channel();
+        self.owners.insert(pid, Owner::Preflight(exit_tx));
+        let stdout = child.stdout.take();
+        // The reaper collects its status; the handle is dropped unwaited.
+        drop(child);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(
+                PREFLIGHT_TIMEOUT,
+                check_output(stdout, exit_rx),
+            )
+            .await
+            {
+                Ok(Ok((exit, out))) => upgrade::judge_preflight(&binary, exit, &out),
+                Ok(Err(why)) => Err(upgrade::preflight_failed(&binary, why)),
+                Err(_) => {
+                    signal(Pid::from_raw(pid), Signal::SIGKILL);
+                    Err(upgrade::preflight_failed(
+                        &binary,
+                        format!("no answer within {}s", PREFLIGHT_TIMEOUT.as_secs()),
+                    ))
+                }
+            };
+            let _ = events.send(Event::PreflightDone { binary, result });
+        });
+        None
+    }
+
+    /// Adds the fds to the supervisor's handover.
+    fn complete(&self, mut handover: Handover) -> Handover {
+        handover.listeners = self
+            .listeners
+            .iter()
+            .map(|l| HandedListener {
+                addr: l.addr.clone(),
+                fd: l.raw_fd(),
+                systemd_name: l.systemd_name.clone(),
+            })
+            .collect();
+        handover.control_fd = self.control_fd;
+        handover
+            .workers
+            .retain_mut(|w| match self.processes.get(&WorkerId(w.id)) {
+                Some(p) => {
+                    w.control_fd = p.control_fd;
+                    true
+                }
+                None => false,
+            });
+        handover
+    }
+
+    /// In the new image of an upgrade: takes over the running workers' channels. Returns the
+    /// workers it could adopt; the others are left to the reaper and replaced by the reload.
+    pub fn adopt(&mut self, handover: &Handover) -> Vec<WorkerId> {
+        let mut adopted = Vec::new();
+        for w in &handover.workers {
+            let id = WorkerId(w.id);
+            // SAFETY: the old image passed this fd across exec for exactly this purpose;
+            // nothing else in this process owns it.
+            let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(w.control_fd) };
+            let _ = crate::protocol::set_cloexec(w.control_fd);
+            let stream = match std_stream
+                .set_nonblocking(true)
+                .and_then(|_| tokio::net::UnixStream::from_std(std_stream))
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(worker = %id, "cannot adopt its control channel: {e}; it will be replaced");
+                    continue;
+                }
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            run_channel(id, stream, rx, self.events.clone());
+            self.owners.insert(w.pid, Owner::Worker(id));
+            self.processes.insert(
+                id,
+                Process {
+                    pid: Pid::from_raw(w.pid),
+                    commands: tx,
+                    control_fd: w.control_fd,
+                    cell: None,
+                },
+            );
+            adopted.push(id);
+        }
+        adopted
+    }
+
+    /// The listeners, for logging at startup.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// This binary.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+}
+
+/// Reads the check's whole output (bounded), then its exit status from the reaper.
+async fn check_output(
+    stdout: Option<std::process::ChildStdout>,
+    exit: oneshot::Receiver<ExitKind>,
+) -> Result<(ExitKind, String), String> {
+    let mut out = Vec::new();
+    if let Some(stdout) = stdout {
+        let fd = std::os::fd::OwnedFd::from(stdout);
+        let pipe =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(|e| e.to_string())?;
+        // A check line is short; anything past 4 KiB is not an answer.
+        pipe.take(4096)
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let exit = exit
+        .await
+        .map_err(|_| "its exit status was lost".to_string())?;
+    Ok((exit, String::from_utf8_lossy(&out).into_owned()))
+}
+
+fn signal(pid: Pid, sig: Signal) {
+    if let Err(e) = kill(pid, sig) {
+        tracing::debug!(pid = pid.as_raw(), "kill({sig}) failed: {e}");
+    }
+}
+
+/// Runs a worker's control channel: one task reads its messages into the supervisor's queue,
+/// one writes the supervisor's commands.
+fn run_channel(
+    id: WorkerId,
+    stream: tokio::net::UnixStream,
+    mut commands: mpsc::UnboundedReceiver<ToWorker>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    tokio::spawn(async move {
+        loop {
+            match crate::protocol::read_frame::<_, ToMaster>(&mut rd).await {
+                Ok(msg) => {
+                    if events.send(Event::FromWorker(id, msg)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if !matches!(e, FrameError::Closed) {
+                        tracing::warn!(worker = %id, "control channel: {e}");
+                    }
+                    let _ = events.send(Event::ChannelClosed(id));
+                    return;
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(msg) = commands.recv().await {
+            if crate::protocol::write_frame(&mut wr, &msg).await.is_err() {
+                return;
+            }
+        }
+    });
+}

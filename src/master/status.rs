@@ -1,0 +1,109 @@
+//! What the master tells the outside about itself: the `segue status` report and the text
+//! systemd gets (`READY=1`, `STATUS=`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC=`).
+
+use super::effect::Effect;
+use super::supervisor::{Phase, Supervisor};
+use super::worker::WorkerState;
+use crate::control::{CrashLoop, StatusReport, WorkerReport};
+
+impl Supervisor {
+    /// What `segue status` shows.
+    pub fn status(&self) -> StatusReport {
+        let workers = self
+            .table
+            .workers()
+            .map(|w| WorkerReport {
+                id: w.id.0,
+                pid: w.pid.unwrap_or(0),
+                generation: w.generation,
+                state: w.state.name().into(),
+                requests: w.stats.requests_finished,
+                uptime_s: w.spawned_at.elapsed().as_secs_f64(),
+            })
+            .collect();
+        StatusReport {
+            pid: std::process::id(),
+            serving: self.serving,
+            workers_wanted: self.table.wanted(),
+            ready: self.announced_ready,
+            listeners: self.listeners.clone(),
+            reloading: self
+                .reload
+                .as_ref()
+                .map(|r| format!("reload {} -> generation {}", r.id, r.target)),
+            workers,
+            reloads: self.history.iter().cloned().collect(),
+            upgrades: self.upgrades,
+            upgrade_error: self.upgrade_error.clone(),
+            crash_loops: self
+                .table
+                .slots()
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.failures >= 2)
+                .map(|(i, s)| CrashLoop {
+                    slot: i,
+                    failures: s.failures,
+                    last_error: s.last_failure.clone().unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// `STATUS=` for systemd: what serves, and what is happening.
+    pub(super) fn status_line(&self) -> String {
+        let ready = self.table.ready_count(self.serving);
+        let mut line = format!(
+            "generation {} serving with {ready}/{} workers",
+            self.serving,
+            self.table.wanted()
+        );
+        if let Some(run) = &self.reload {
+            line += &format!(
+                "; reload {} starting generation {} ({:?})",
+                run.id, run.target, run.strategy
+            );
+        }
+        line
+    }
+
+    /// Once every slot of the first generation is ready: `READY=1` and the log line operators
+    /// wait for. Said once; reloads announce their own promotion.
+    pub(super) fn maybe_announce_ready(&mut self) {
+        if self.announced_ready {
+            return;
+        }
+        let ready = self.table.ready_count(self.serving);
+        if ready >= self.table.wanted() {
+            self.announced_ready = true;
+            let status = self.status_line();
+            self.emit(Effect::Notify(format!("READY=1\nSTATUS={status}")));
+            tracing::info!(
+                generation = self.serving,
+                workers = ready,
+                "segue ready: all workers serving"
+            );
+        }
+    }
+
+    /// `WATCHDOG=1`, but only while the server can serve: at least one ready worker of the
+    /// serving generation, or the first generation still booting without a crash loop.
+    pub(super) fn watchdog(&mut self) {
+        let booting = !self.announced_ready && self.table.slots().iter().all(|s| s.failures < 2);
+        if self.table.ready_count(self.serving) > 0 || booting {
+            self.emit(Effect::Notify("WATCHDOG=1".into()));
+        }
+    }
+
+    /// While the first generation boots (a slow import), asks systemd for more start time, so
+    /// `TimeoutStartSec=` measures a hung start, not a slow app.
+    pub(super) fn extend_start_timeout(&mut self) {
+        let booting = self
+            .table
+            .workers()
+            .any(|w| w.state == WorkerState::Starting);
+        if !self.announced_ready && booting && self.phase == Phase::Running {
+            self.emit(Effect::Notify("EXTEND_TIMEOUT_USEC=5000000".into()));
+        }
+    }
+}
