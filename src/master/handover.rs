@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use tokio::time::Instant;
 
 use super::command::{Outcome, Responder};
-use super::effect::Effect;
+use super::effect::{Effect, Timer};
 use super::supervisor::{PendingUpgrade, Phase, Supervisor};
 use super::upgrade::{HANDOVER_VERSION, HandedWorker, Handover, UpgradeError};
 use super::worker::{Worker, WorkerId, WorkerState};
@@ -158,5 +158,47 @@ impl Supervisor {
         );
         self.reload(ReloadStrategy::Chain, false, None);
         Ok(self.take())
+    }
+
+    pub(super) fn on_preflight(&mut self, binary: PathBuf, result: Result<(), UpgradeError>) {
+        let waiters = match self.upgrade.take() {
+            Some(PendingUpgrade::Checking { binary: b, waiters }) if b == binary => waiters,
+            other => {
+                self.upgrade = other;
+                return;
+            }
+        };
+        let result = result.and_then(|()| {
+            if self.upgrade_blocked() {
+                Err(UpgradeError::Busy)
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            Ok(()) => {
+                tracing::info!(
+                    "upgrade: re-executing {} in place (pid {})",
+                    binary.display(),
+                    std::process::id()
+                );
+                self.upgrade = Some(PendingUpgrade::Executing);
+                for w in waiters {
+                    self.emit(Effect::Reply(w, Outcome::Upgrade(Ok(binary.clone()))));
+                }
+                // Exec a moment later, so the replies are on their way first.
+                self.emit(Effect::After(
+                    std::time::Duration::from_millis(100),
+                    Timer::Exec(binary),
+                ));
+            }
+            Err(e) => {
+                tracing::error!("upgrade refused, this master keeps running: {e}");
+                self.upgrade_error = Some(e.to_string());
+                for w in waiters {
+                    self.emit(Effect::Reply(w, Outcome::Upgrade(Err(e.clone()))));
+                }
+            }
+        }
     }
 }

@@ -151,3 +151,31 @@ impl Supervisor {
         }
     }
 }
+
+/// A pseudo-random number in `0..=max` (splitmix64 over the clock and `salt`): enough to
+/// spread workers' recycling apart, no cryptography needed.
+pub(super) fn jitter(max: u64, salt: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % (max + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        assert_eq!(jitter(0, 7), 0);
+        let draws: std::collections::HashSet<u64> = (0..200).map(|i| jitter(10, i)).collect();
+        assert!(draws.iter().all(|&d| d <= 10));
+        assert!(draws.len() > 5, "{draws:?}");
+    }
+}

@@ -5,7 +5,8 @@
 //!
 //! This file routes events; the rules live beside it by concept: [`super::reload`] (a reload
 //! run), [`super::recycle`] (replacing workers past their limits), [`super::handover`] (in-place
-//! upgrades), [`super::status`] (status and systemd text), [`super::table`] (workers and slots).
+//! upgrades), [`super::respawn`] (refilling slots, crash-loop backoff), [`super::stop`],
+//! [`super::status`] (status and systemd text), [`super::table`] (workers and slots).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -16,10 +17,9 @@ use tokio::time::Instant;
 use super::command::{Command, Outcome, Responder, ScaleError};
 use super::effect::{Effect, Event, Timer};
 use super::generation::{self, GenerationId};
-use super::reaper::ExitKind;
+use super::recycle::jitter;
 use super::reload::{QueuedReload, ReloadRun};
-use super::table::{CRASH_WINDOW, Table, backoff};
-use super::upgrade::UpgradeError;
+use super::table::Table;
 use super::worker::{Worker, WorkerId, WorkerState};
 use crate::config::Config;
 use crate::control::ReloadReport;
@@ -212,30 +212,6 @@ impl Supervisor {
         Some(id)
     }
 
-    fn on_spawn_failed(&mut self, id: WorkerId, error: String) {
-        let Some(w) = self.table.remove(id) else {
-            return;
-        };
-        tracing::error!(worker = %id, generation = w.generation, "{error}");
-        if self
-            .reload
-            .as_ref()
-            .is_some_and(|r| r.target == w.generation)
-        {
-            self.abort_reload(format!("cannot start a worker: {error}"), None);
-            return;
-        }
-        self.replacement_failed(&w);
-        if self.phase != Phase::Running || w.generation != self.serving {
-            return;
-        }
-        if let Some(slot) = self.table.slot_mut(w.slot) {
-            slot.failures += 1;
-            slot.last_failure = Some(error);
-            self.schedule_respawn(w.slot);
-        }
-    }
-
     fn on_timer(&mut self, timer: Timer) {
         match timer {
             Timer::Respawn { slot, token } => {
@@ -350,103 +326,6 @@ impl Supervisor {
         }
     }
 
-    fn on_exit(&mut self, id: WorkerId, kind: ExitKind) {
-        let Some(worker) = self.table.remove(id) else {
-            return;
-        };
-        let lifetime = worker.spawned_at.elapsed();
-        let (generation, pid) = (worker.generation, worker.pid);
-        let why = worker.boot_failure.as_ref().map(|f| f.error.clone());
-        match worker.state {
-            WorkerState::Draining { since } => {
-                tracing::info!(worker = %id, generation, pid, drain_ms = since.elapsed().as_millis() as u64, "worker exited after draining ({kind})");
-            }
-            WorkerState::Discarded => {
-                tracing::info!(worker = %id, generation, pid, "worker of the rolled-back generation stopped ({kind})");
-            }
-            _ if matches!(self.phase, Phase::Stopping { .. }) => {
-                tracing::info!(worker = %id, generation, pid, "worker stopped ({kind})");
-            }
-            WorkerState::Starting => {
-                let why = why.as_deref().unwrap_or("it exited before reporting ready");
-                tracing::error!(worker = %id, generation, pid, "worker died while booting ({kind}): {why}");
-            }
-            WorkerState::Ready => {
-                tracing::error!(worker = %id, generation, pid, uptime_ms = lifetime.as_millis() as u64, "worker died unexpectedly ({kind})");
-            }
-        }
-        if matches!(
-            worker.state,
-            WorkerState::Draining { .. } | WorkerState::Discarded
-        ) {
-            self.forget_idle_generations();
-            self.answer_promoted_waiters();
-            return;
-        }
-        if self.phase != Phase::Running {
-            return;
-        }
-        if self.reload.as_ref().is_some_and(|r| r.target == generation) {
-            let reason = match (&worker.state, why) {
-                (_, Some(why)) => why,
-                (WorkerState::Starting, None) => {
-                    format!("a new worker exited while booting ({kind})")
-                }
-                _ => format!("a new worker died before the generation was promoted ({kind})"),
-            };
-            let traceback = worker.boot_failure.and_then(|f| f.traceback);
-            self.abort_reload(reason, traceback);
-            return;
-        }
-        self.replacement_failed(&worker);
-        if generation != self.serving {
-            return; // an old generation's worker: its replacement is under way
-        }
-        let Some(slot) = self.table.slot_mut(worker.slot) else {
-            return; // its slot was scaled away
-        };
-        if lifetime < CRASH_WINDOW {
-            slot.failures += 1;
-            slot.last_failure =
-                Some(why.unwrap_or_else(|| {
-                    format!("died after {:.1}s ({kind})", lifetime.as_secs_f64())
-                }));
-        } else {
-            slot.failures = 0;
-            slot.last_failure = None;
-        }
-        self.schedule_respawn(worker.slot);
-    }
-
-    /// Respawns a slot at once after an isolated crash, and with exponential backoff while it
-    /// keeps dying young, so a broken app is retried forever without spinning.
-    pub(super) fn schedule_respawn(&mut self, slot: usize) {
-        let filled = self.table.slot_filled(slot, self.serving);
-        let Some(s) = self.table.slot_mut(slot) else {
-            return;
-        };
-        if s.respawn.is_some() || filled {
-            return;
-        }
-        let failures = s.failures;
-        let delay = backoff(failures);
-        if delay.is_zero() {
-            self.spawn(slot, self.serving);
-            return;
-        }
-        tracing::warn!(
-            slot,
-            failures,
-            "worker keeps dying young: respawning in {:.1}s",
-            delay.as_secs_f64()
-        );
-        let token = self.table.next_token();
-        if let Some(s) = self.table.slot_mut(slot) {
-            s.respawn = Some(token);
-        }
-        self.emit(Effect::After(delay, Timer::Respawn { slot, token }));
-    }
-
     /// Tells a worker to drain; each drain has its own `--graceful-timeout`, whatever caused
     /// it (stop, reload, scale-down), after which the worker is killed.
     pub(super) fn drain(&mut self, id: WorkerId, reason: DrainReason) {
@@ -547,133 +426,5 @@ impl Supervisor {
         let n = self.table.wanted();
         tracing::info!("workers: {n}");
         Ok(n)
-    }
-
-    /// SIGTERM: drain every worker, kill what is left after the graceful timeout.
-    fn stop_graceful(&mut self) {
-        if self.phase != Phase::Running {
-            return;
-        }
-        self.fail_waiters();
-        tracing::info!(
-            workers = self.table.len(),
-            "stopping gracefully (timeout {:?})",
-            self.base.graceful_timeout
-        );
-        self.phase = Phase::Stopping { graceful: true };
-        self.emit(Effect::Notify(
-            "STOPPING=1\nSTATUS=stopping gracefully".into(),
-        ));
-        self.reload = None;
-        for id in self.table.ids(|_| true) {
-            self.drain(id, DrainReason::Shutdown);
-        }
-    }
-
-    /// SIGINT/SIGQUIT: kill every worker now.
-    fn stop_quick(&mut self) {
-        self.fail_waiters();
-        tracing::info!(workers = self.table.len(), "stopping now");
-        self.phase = Phase::Stopping { graceful: false };
-        self.emit(Effect::Notify("STOPPING=1\nSTATUS=stopping now".into()));
-        self.reload = None;
-        for id in self.table.ids(|_| true) {
-            self.emit(Effect::Kill(id));
-        }
-    }
-
-    /// Everyone waiting for a reload or an upgrade learns that the server is stopping.
-    fn fail_waiters(&mut self) {
-        let run = self
-            .reload
-            .as_mut()
-            .map(|r| std::mem::take(&mut r.waiters))
-            .unwrap_or_default();
-        let queued = self.queued.take().map(|q| q.waiters).unwrap_or_default();
-        let promoted = std::mem::take(&mut self.promoted_waiters)
-            .into_iter()
-            .map(|(_, w)| w);
-        let upgrading = match self.upgrade.take() {
-            Some(PendingUpgrade::Checking { waiters, .. }) => waiters,
-            _ => Vec::new(),
-        };
-        for w in run
-            .into_iter()
-            .chain(queued)
-            .chain(promoted)
-            .chain(upgrading)
-        {
-            self.emit(Effect::Reply(w, Outcome::Stopped));
-        }
-    }
-
-    fn on_preflight(&mut self, binary: PathBuf, result: Result<(), UpgradeError>) {
-        let waiters = match self.upgrade.take() {
-            Some(PendingUpgrade::Checking { binary: b, waiters }) if b == binary => waiters,
-            other => {
-                self.upgrade = other;
-                return;
-            }
-        };
-        let result = result.and_then(|()| {
-            if self.upgrade_blocked() {
-                Err(UpgradeError::Busy)
-            } else {
-                Ok(())
-            }
-        });
-        match result {
-            Ok(()) => {
-                tracing::info!(
-                    "upgrade: re-executing {} in place (pid {})",
-                    binary.display(),
-                    std::process::id()
-                );
-                self.upgrade = Some(PendingUpgrade::Executing);
-                for w in waiters {
-                    self.emit(Effect::Reply(w, Outcome::Upgrade(Ok(binary.clone()))));
-                }
-                // Exec a moment later, so the replies are on their way first.
-                self.emit(Effect::After(
-                    std::time::Duration::from_millis(100),
-                    Timer::Exec(binary),
-                ));
-            }
-            Err(e) => {
-                tracing::error!("upgrade refused, this master keeps running: {e}");
-                self.upgrade_error = Some(e.to_string());
-                for w in waiters {
-                    self.emit(Effect::Reply(w, Outcome::Upgrade(Err(e.clone()))));
-                }
-            }
-        }
-    }
-}
-
-/// A pseudo-random number in `0..=max` (splitmix64 over the clock and `salt`): enough to
-/// spread workers' recycling apart, no cryptography needed.
-fn jitter(max: u64, salt: u64) -> u64 {
-    if max == 0 {
-        return 0;
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut z = nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) % (max + 1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_in_range_and_varies() {
-        assert_eq!(jitter(0, 7), 0);
-        let draws: std::collections::HashSet<u64> = (0..200).map(|i| jitter(10, i)).collect();
-        assert!(draws.iter().all(|&d| d <= 10));
-        assert!(draws.len() > 5, "{draws:?}");
     }
 }
