@@ -204,7 +204,7 @@ async fn serve(
         (Some(path), Some(fd)) => {
             // SAFETY: the old image handed this fd over across exec; nothing else owns it.
             let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
-            let _ = crate::protocol::set_cloexec(fd);
+            let _ = crate::protocol::set_cloexec(fd, true);
             Some(
                 crate::control::server::serve_listener(listener, path, calls_tx.clone())
                     .map_err(control_error(path))?,

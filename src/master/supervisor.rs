@@ -22,7 +22,7 @@ use crate::config::{Config, ReloadStrategy};
 use crate::control::{CrashLoop, ReloadReport, Reply, Request, StatusReport, WorkerReport};
 use crate::protocol::scoreboard::Cells;
 use crate::protocol::{
-    Boot, DrainReason, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker, read_frame, write_frame,
+    Boot, Channel, DrainReason, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker,
 };
 use crate::systemd::Notifier;
 use crate::systemd::notify::monotonic_usec;
@@ -1208,7 +1208,7 @@ impl Supervisor {
             // SAFETY: the old image passed this fd across exec for exactly this purpose;
             // nothing else in this process owns it.
             let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(w.control_fd) };
-            let _ = crate::protocol::set_cloexec(w.control_fd);
+            let _ = crate::protocol::set_cloexec(w.control_fd, true);
             let stream = match std_stream
                 .set_nonblocking(true)
                 .and_then(|_| tokio::net::UnixStream::from_std(std_stream))
@@ -1460,10 +1460,10 @@ fn run_channel(
     mut commands: mpsc::UnboundedReceiver<ToWorker>,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut from_worker, mut to_worker) = Channel::<ToMaster, ToWorker>::new(stream).split();
     tokio::spawn(async move {
         loop {
-            match read_frame::<_, ToMaster>(&mut rd).await {
+            match from_worker.recv().await {
                 Ok(msg) => {
                     if events.send(Event::FromWorker(id, msg)).is_err() {
                         return;
@@ -1481,7 +1481,7 @@ fn run_channel(
     });
     tokio::spawn(async move {
         while let Some(msg) = commands.recv().await {
-            if write_frame(&mut wr, &msg).await.is_err() {
+            if to_worker.send(&msg).await.is_err() {
                 return;
             }
         }
