@@ -248,6 +248,11 @@ async fn serve(
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     loop {
         tokio::select! {
+            // Worker messages first: a worker exits only once its last word is queued here (see
+            // `run_channel`), so taking the queue before SIGCHLD and the sweep means a reap
+            // never overtakes the `BootFailed` or `Bye` that explains it.
+            biased;
+            Some(event) = events.recv() => sup.on_event(event),
             Some(sig) = signals.next() => match sig {
                 SIGCHLD => sup.on_reap(),
                 SIGTERM => sup.stop_graceful(),
@@ -262,7 +267,6 @@ async fn serve(
                 }
                 _ => {}
             },
-            Some(event) = events.recv() => sup.on_event(event),
             Some(call) = calls.recv() => sup.on_event(supervisor::Event::Control(call.request, call.reply)),
             _ = sweep.tick() => {
                 sup.on_reap();

@@ -1454,6 +1454,10 @@ fn backoff(failures: u32) -> Duration {
 
 /// Runs a worker's control channel: one task reads its messages into the supervisor's queue,
 /// one writes the supervisor's commands.
+///
+/// Once the worker's last word (`Bye`, `BootFailed`) is in the supervisor's queue, the writer
+/// stops, closing our side: that is the worker's cue to exit, so its exit (and the reap) always
+/// comes after its last word.
 fn run_channel(
     id: WorkerId,
     stream: tokio::net::UnixStream,
@@ -1461,12 +1465,19 @@ fn run_channel(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let (mut from_worker, mut to_worker) = Channel::<ToMaster, ToWorker>::new(stream).split();
+    // Dropped when the last word is queued, or when the reader stops.
+    let (taken, mut last_word_taken) = oneshot::channel::<()>();
     tokio::spawn(async move {
+        let mut taken = Some(taken);
         loop {
             match from_worker.recv().await {
                 Ok(msg) => {
+                    let last = msg.is_last_word();
                     if events.send(Event::FromWorker(id, msg)).is_err() {
                         return;
+                    }
+                    if last {
+                        taken = None;
                     }
                 }
                 Err(e) => {
@@ -1474,15 +1485,24 @@ fn run_channel(
                         tracing::warn!(worker = %id, "control channel: {e}");
                     }
                     let _ = events.send(Event::ChannelClosed(id));
+                    drop(taken);
                     return;
                 }
             }
         }
     });
     tokio::spawn(async move {
-        while let Some(msg) = commands.recv().await {
-            if to_worker.send(&msg).await.is_err() {
-                return;
+        loop {
+            tokio::select! {
+                msg = commands.recv() => match msg {
+                    Some(msg) => {
+                        if to_worker.send(&msg).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                _ = &mut last_word_taken => return,
             }
         }
     });

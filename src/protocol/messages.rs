@@ -126,3 +126,12 @@ pub enum ToMaster {
         age_ms: u64,
     },
 }
+
+impl ToMaster {
+    /// `Bye` and `BootFailed`: the worker exits right after sending one. The master closes its
+    /// side of the channel once it has queued one for the supervisor, and the worker exits only
+    /// then, so its exit cannot overtake its last word in the master.
+    pub fn is_last_word(&self) -> bool {
+        matches!(self, ToMaster::Bye(_) | ToMaster::BootFailed(_))
+    }
+}

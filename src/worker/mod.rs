@@ -4,9 +4,9 @@
 //! Order matters: the control fd and listeners get FD_CLOEXEC before any app code runs; the
 //! worker's own signal handlers are installed after the app import, because app code that
 //! calls `signal.signal` would otherwise replace them silently. The listeners and the
-//! scoreboard are taken from `Boot`'s fds by the role the master declared for each, and the
-//! last message to the master (`Bye`, `BootFailed`) is awaited until written, so exiting right
-//! after it cannot lose it.
+//! scoreboard are taken from `Boot`'s fds by the role the master declared for each, and after
+//! its last message to the master (`Bye`, `BootFailed`) the worker waits until the master has
+//! taken it (the master then closes its side), so exiting cannot lose it or overtake it.
 
 pub mod acceptor;
 pub mod drain;
@@ -31,8 +31,8 @@ use signal_hook_tokio::Signals;
 use crate::config::{Config, ListenAddr};
 use crate::protocol::scoreboard;
 use crate::protocol::{
-    Boot, BootFailure, CONTROL_FD, Channel, FdRole, Fds, FrameError, Sender, ToMaster, ToWorker,
-    read_boot, set_cloexec,
+    Boot, BootFailure, CONTROL_FD, Channel, FdRole, Fds, FrameError, Receiver, Sender, ToMaster,
+    ToWorker, read_boot, set_cloexec,
 };
 use drain::Drain;
 use service::{Counters, Shared};
@@ -44,9 +44,8 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const GIL_PROBE: Duration = Duration::from_millis(250);
 /// A worker whose GIL probe has not succeeded for this long stops heartbeating.
 const GIL_STALE: Duration = Duration::from_secs(3);
-/// Longest wait for the last message to be written: only a master that stopped reading (and let
-/// the socket buffer fill) makes it wait at all, and such a master must not keep a finished
-/// worker alive.
+/// Longest wait for the master to take the last message: only a master that stopped reading
+/// makes it wait this long, and such a master must not keep a finished worker alive.
 const LAST_WORD: Duration = Duration::from_secs(1);
 
 /// Sends heartbeats, but only while the interpreter is responsive: a worker wedged holding the
@@ -174,7 +173,7 @@ async fn serve(
     let config = Arc::new(boot.config);
     let app = match boot_app(&config) {
         Ok(app) => app,
-        Err(failure) => return boot_failed(&to_master, failure).await,
+        Err(failure) => return boot_failed(&to_master, &mut from_master, failure).await,
     };
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT]) {
         Ok(s) => s,
@@ -205,7 +204,7 @@ async fn serve(
     };
     if let Some(path) = &config.ready_check {
         if let Err(failure) = ready::check(&pool, path, config.boot_timeout).await {
-            return boot_failed(&to_master, failure).await;
+            return boot_failed(&to_master, &mut from_master, failure).await;
         }
     }
     let shared = Arc::new(Shared {
@@ -274,29 +273,44 @@ async fn serve(
     }
     let stats = counters.snapshot();
     tracing::info!(served = stats.requests_finished, "drained");
-    last_word(&to_master, ToMaster::Bye(stats)).await;
+    last_word(&to_master, &mut from_master, ToMaster::Bye(stats)).await;
     run_atexit();
     0
 }
 
 /// Logs why the worker cannot serve, tells the master, and gives the exit code.
-async fn boot_failed(to_master: &Sender<ToMaster>, failure: BootFailure) -> i32 {
+async fn boot_failed(
+    to_master: &Sender<ToMaster>,
+    from_master: &mut Receiver<ToWorker>,
+    failure: BootFailure,
+) -> i32 {
     match &failure.traceback {
         Some(tb) => tracing::error!("{}\n{}", failure.error, tb.trim_end()),
         None => tracing::error!("{}", failure.error),
     }
-    last_word(to_master, ToMaster::BootFailed(failure)).await;
+    last_word(to_master, from_master, ToMaster::BootFailed(failure)).await;
     EXIT_BOOT_FAILED
 }
 
-/// Sends the worker's last message and returns once it is written to the socket, where the
-/// master reads it even after this process has exited.
-async fn last_word(to_master: &Sender<ToMaster>, msg: ToMaster) {
-    match tokio::time::timeout(LAST_WORD, to_master.deliver(msg)).await {
+/// Sends the worker's last message, waits until it is written, then until the master closes
+/// its side, which it does once the message is in its supervisor's queue: exiting earlier would
+/// let the master reap this process before it has read why it exits.
+async fn last_word(
+    to_master: &Sender<ToMaster>,
+    from_master: &mut Receiver<ToWorker>,
+    msg: ToMaster,
+) {
+    let handshake = async {
+        to_master.deliver(msg).await?;
+        // Orders that crossed the last word no longer matter.
+        while from_master.recv().await.is_ok() {}
+        Ok::<(), FrameError>(())
+    };
+    match tokio::time::timeout(LAST_WORD, handshake).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!("the master did not get our last message: {e}"),
         Err(_) => tracing::warn!(
-            "the master has not read the control channel for {}s: exiting without our last message",
+            "the master has not taken our last message within {}s: exiting anyway",
             LAST_WORD.as_secs()
         ),
     }
@@ -348,5 +362,69 @@ fn scoreboard_cell(fd: Option<OwnedFd>, index: usize) -> Option<scoreboard::Cell
             tracing::warn!("cannot map the scoreboard ({e}): accepting without balancing");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Stats;
+
+    #[tokio::test]
+    async fn last_word_waits_until_the_master_closes_its_side() {
+        let (w, m) = tokio::net::UnixStream::pair().unwrap();
+        let (to_master, mut from_master) = Channel::<ToWorker, ToMaster>::new(w).spawn();
+        let (mut from_worker, to_worker) = Channel::<ToMaster, ToWorker>::new(m).split();
+        let worker = tokio::spawn(async move {
+            last_word(
+                &to_master,
+                &mut from_master,
+                ToMaster::Bye(Stats::default()),
+            )
+            .await;
+        });
+        assert!(matches!(
+            from_worker.recv().await.unwrap(),
+            ToMaster::Bye(_)
+        ));
+        tokio::task::yield_now().await;
+        assert!(
+            !worker.is_finished(),
+            "the worker left before the master closed"
+        );
+        drop(to_worker);
+        worker.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn last_word_gives_up_on_a_master_that_never_closes() {
+        let (w, m) = tokio::net::UnixStream::pair().unwrap();
+        let (to_master, mut from_master) = Channel::<ToWorker, ToMaster>::new(w).spawn();
+        let started = tokio::time::Instant::now();
+        last_word(
+            &to_master,
+            &mut from_master,
+            ToMaster::Bye(Stats::default()),
+        )
+        .await;
+        assert_eq!(started.elapsed(), LAST_WORD);
+        drop(m);
+    }
+
+    #[tokio::test]
+    async fn last_word_to_a_master_that_is_gone_returns_at_once() {
+        let (w, m) = tokio::net::UnixStream::pair().unwrap();
+        drop(m);
+        let (to_master, mut from_master) = Channel::<ToWorker, ToMaster>::new(w).spawn();
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            last_word(
+                &to_master,
+                &mut from_master,
+                ToMaster::Bye(Stats::default()),
+            ),
+        )
+        .await
+        .expect("no wait for a master that has closed");
     }
 }
