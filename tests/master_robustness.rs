@@ -93,7 +93,11 @@ fn a_slow_upgrade_check_does_not_stall_the_master() {
     let t = Instant::now();
     let out = segue(&["status", "--json"], &s.control);
     assert!(out.status.success());
-    assert!(t.elapsed() < Duration::from_secs(1), "status took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "status took {:?}",
+        t.elapsed()
+    );
 
     // A killed worker is reaped and replaced at once.
     let before = s.status();
@@ -102,7 +106,11 @@ fn a_slow_upgrade_check_does_not_stall_the_master() {
     let t = Instant::now();
     unsafe { libc::kill(victim, libc::SIGKILL) };
     s.wait_replaced(2, newest);
-    assert!(t.elapsed() < Duration::from_secs(3), "respawn took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "respawn took {:?}",
+        t.elapsed()
+    );
 
     // A reload goes through.
     s.signal(libc::SIGHUP);
@@ -121,7 +129,12 @@ fn a_slow_upgrade_check_does_not_stall_the_master() {
     assert!(err.contains("failed its check"), "{err}");
     let st = s.status();
     assert_eq!(workers_in(&st, "ready"), after_reload, "{st}");
-    assert!(st["upgrade_error"].as_str().unwrap().contains("failed its check"));
+    assert!(
+        st["upgrade_error"]
+            .as_str()
+            .unwrap()
+            .contains("failed its check")
+    );
     assert_eq!(get(s.addr(), "/").status, 200);
 }
 

@@ -23,7 +23,7 @@ use super::supervisor::Supervisor;
 use super::upgrade::{self, HandedListener, Handover, PREFLIGHT_TIMEOUT};
 use super::worker::WorkerId;
 use crate::protocol::scoreboard::Cells;
-use crate::protocol::{Boot, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker};
+use crate::protocol::{Boot, Channel, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker};
 use crate::systemd::Notifier;
 
 /// The OS side of one worker.
@@ -294,7 +294,7 @@ impl Executor {
             // SAFETY: the old image passed this fd across exec for exactly this purpose;
             // nothing else in this process owns it.
             let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(w.control_fd) };
-            let _ = crate::protocol::set_cloexec(w.control_fd);
+            let _ = crate::protocol::set_cloexec(w.control_fd, true);
             let stream = match std_stream
                 .set_nonblocking(true)
                 .and_then(|_| tokio::net::UnixStream::from_std(std_stream))
@@ -363,19 +363,30 @@ fn signal(pid: Pid, sig: Signal) {
 
 /// Runs a worker's control channel: one task reads its messages into the supervisor's queue,
 /// one writes the supervisor's commands.
+///
+/// Once the worker's last word (`Bye`, `BootFailed`) is in the supervisor's queue, the writer
+/// stops, closing our side: that is the worker's cue to exit, so its exit (and the reap) always
+/// comes after its last word.
 fn run_channel(
     id: WorkerId,
     stream: tokio::net::UnixStream,
     mut commands: mpsc::UnboundedReceiver<ToWorker>,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut from_worker, mut to_worker) = Channel::<ToMaster, ToWorker>::new(stream).split();
+    // Dropped when the last word is queued, or when the reader stops.
+    let (taken, mut last_word_taken) = oneshot::channel::<()>();
     tokio::spawn(async move {
+        let mut taken = Some(taken);
         loop {
-            match crate::protocol::read_frame::<_, ToMaster>(&mut rd).await {
+            match from_worker.recv().await {
                 Ok(msg) => {
+                    let last = msg.is_last_word();
                     if events.send(Event::FromWorker(id, msg)).is_err() {
                         return;
+                    }
+                    if last {
+                        taken = None;
                     }
                 }
                 Err(e) => {
@@ -383,15 +394,24 @@ fn run_channel(
                         tracing::warn!(worker = %id, "control channel: {e}");
                     }
                     let _ = events.send(Event::ChannelClosed(id));
+                    drop(taken);
                     return;
                 }
             }
         }
     });
     tokio::spawn(async move {
-        while let Some(msg) = commands.recv().await {
-            if crate::protocol::write_frame(&mut wr, &msg).await.is_err() {
-                return;
+        loop {
+            tokio::select! {
+                msg = commands.recv() => match msg {
+                    Some(msg) => {
+                        if to_worker.send(&msg).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                _ = &mut last_word_taken => return,
             }
         }
     });

@@ -131,7 +131,7 @@ impl Listener {
 
     /// Takes back a listener the previous image of this master handed over across exec.
     pub fn handed(fd: OwnedFd, addr: ListenAddr, systemd_name: Option<String>) -> Listener {
-        let _ = crate::protocol::set_cloexec(fd.as_raw_fd());
+        let _ = crate::protocol::set_cloexec(fd.as_raw_fd(), true);
         // A unix socket file this master created is still this master's to remove.
         let owned_path = match (&addr, &systemd_name) {
             (ListenAddr::Unix(path), None) => Some(path.clone()),
@@ -148,7 +148,7 @@ impl Listener {
     /// Adopts a socket passed by systemd (`LISTEN_FDS`); it stays the master's for life.
     pub fn inherited(fd: OwnedFd, name: Option<String>) -> Result<Listener, Error> {
         let raw = fd.as_raw_fd();
-        crate::protocol::set_cloexec(raw).map_err(|e| Error::BadInherited {
+        crate::protocol::set_cloexec(raw, true).map_err(|e| Error::BadInherited {
             fd: raw,
             why: e.to_string(),
         })?;

@@ -221,7 +221,7 @@ async fn serve(
         (Some(path), Some(fd)) => {
             // SAFETY: the old image handed this fd over across exec; nothing else owns it.
             let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
-            let _ = crate::protocol::set_cloexec(fd);
+            let _ = crate::protocol::set_cloexec(fd, true);
             Some(
                 crate::control::server::serve_listener(listener, path, calls_tx.clone())
                     .map_err(control_error(path))?,
@@ -269,6 +269,11 @@ async fn serve(
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     loop {
         let inputs = tokio::select! {
+            // Worker messages first: a worker exits only once its last word is queued here (see
+            // `executor::run_channel`), so taking the queue before SIGCHLD and the sweep means a
+            // reap never overtakes the `BootFailed` or `Bye` that explains it.
+            biased;
+            Some(event) = events.recv() => vec![event],
             Some(sig) = signals.next() => match sig {
                 SIGCHLD => exec.reap(),
                 sig => Command::from_signal(sig)
@@ -276,7 +281,6 @@ async fn serve(
                     .into_iter()
                     .collect(),
             },
-            Some(event) = events.recv() => vec![event],
             Some(call) = calls.recv() => vec![Event::Command(
                 call.request.into(),
                 Some(Responder::new(call.reply)),

@@ -1,5 +1,5 @@
 //! Starting a worker: re-execute our own binary with a socketpair at fd 3, then send it `Boot`
-//! with the listeners attached.
+//! with the listeners and the scoreboard attached, each under its role in the fd manifest.
 //!
 //! Exec rather than fork: the master runs tokio threads, and a forked copy of a threaded process
 //! inherits locks held by threads that do not exist in the child.
@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
 
-use crate::protocol::{Boot, CONTROL_FD, FrameError, write_boot};
+use crate::protocol::{Boot, CONTROL_FD, FrameError, set_cloexec, write_boot};
 
 /// A worker process that has been sent its `Boot`.
 #[derive(Debug)]
@@ -43,14 +43,23 @@ pub enum Error {
     Boot(#[from] FrameError),
 }
 
-/// Starts `exe __worker` with the control channel at [`CONTROL_FD`] and sends it `boot` and the
-/// listener fds.
+/// Starts `exe __worker` with the control channel at [`CONTROL_FD`] and sends it `boot` and its
+/// fds: one per `boot.listeners`, in that order, then the scoreboard's if `boot.scoreboard_cell`
+/// is set ([`Boot::fd_roles`]). A count that does not match is refused before anything starts.
 pub fn spawn_worker(
     exe: &Path,
     boot: &Boot,
-    listener_fds: &[RawFd],
+    fds: &[RawFd],
     env: &[(String, String)],
 ) -> Result<Spawned, Error> {
+    let roles = boot.fd_roles();
+    if roles.len() != fds.len() {
+        return Err(Error::Boot(FrameError::FdMismatch {
+            expected: roles.len(),
+            got: fds.len(),
+        }));
+    }
+    let attached: Vec<_> = roles.into_iter().zip(fds.iter().copied()).collect();
     let (master_end, worker_end) = StdUnixStream::pair().map_err(Error::Socketpair)?;
     let child_fd = worker_end.as_raw_fd();
 
@@ -76,9 +85,7 @@ pub fn spawn_worker(
         cmd.pre_exec(move || {
             if child_fd == CONTROL_FD {
                 // dup2 onto itself keeps FD_CLOEXEC; clear it explicitly.
-                if libc::fcntl(child_fd, libc::F_SETFD, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                set_cloexec(child_fd, false)?;
             } else if libc::dup2(child_fd, CONTROL_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -94,7 +101,7 @@ pub fn spawn_worker(
     drop(child);
     drop(worker_end);
 
-    write_boot(&master_end, boot, listener_fds)?;
+    write_boot(&master_end, boot, &attached)?;
     master_end.set_nonblocking(true).map_err(FrameError::Io)?;
     let control = tokio::net::UnixStream::from_std(master_end).map_err(FrameError::Io)?;
     Ok(Spawned { pid, control })

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::reaper::ExitKind;
 use crate::config::ListenAddr;
 use crate::control::ReloadReport;
-use crate::protocol::PROTOCOL_VERSION;
+use crate::protocol::{PROTOCOL_VERSION, set_cloexec};
 
 /// The environment variable carrying the [`Handover`] to the new image.
 pub const HANDOVER_ENV: &str = "SEGUE_HANDOVER";
@@ -149,11 +149,6 @@ pub fn judge_preflight(binary: &Path, exit: ExitKind, out: &str) -> Result<(), U
     Ok(())
 }
 
-fn set_cloexec(fd: RawFd, on: bool) {
-    // SAFETY: F_SETFD on an fd this process owns; no memory is involved.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) };
-}
-
 /// Re-executes `binary` in place with `handover`. Returns only if exec failed, with the fds'
 /// close-on-exec flags restored.
 pub fn exec(binary: &Path, handover: &Handover) -> UpgradeError {
@@ -174,7 +169,7 @@ pub fn exec(binary: &Path, handover: &Handover) -> UpgradeError {
         }
     };
     for &fd in &fds {
-        set_cloexec(fd, false);
+        let _ = set_cloexec(fd, false);
     }
     let mut cmd = Command::new(binary);
     cmd.args(std::env::args_os().skip(1))
@@ -184,7 +179,7 @@ pub fn exec(binary: &Path, handover: &Handover) -> UpgradeError {
     }
     let source = cmd.exec();
     for &fd in &fds {
-        set_cloexec(fd, true);
+        let _ = set_cloexec(fd, true);
     }
     UpgradeError::Exec {
         path: binary.to_owned(),

@@ -1,24 +1,27 @@
 //! Length-prefixed JSON frames: a 4-byte big-endian length, then the message.
 //!
-//! The `Boot` frame is written with `sendmsg` so that its first byte carries the listener fds;
-//! the worker reads it with one blocking `recvmsg` loop before anything else runs, so no other
-//! read can swallow the ancillary data.
+//! The `Boot` frame is written with `sendmsg` so that its first byte carries the fds its
+//! manifest names; the worker reads it with one blocking `recvmsg` loop before anything else
+//! runs, so no other read can swallow the ancillary data. The receiver checks what arrived
+//! against the manifest: a control buffer the kernel had to truncate (`MSG_CTRUNC`) or a count
+//! that differs is an error, never a listener silently missing or bound to the wrong address.
 
-use std::io::{self, Read};
+use std::io::{self, IoSlice, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 
-use sendfd::{RecvWithFd, SendWithFd};
-use serde::Serialize;
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::fd::{FdRole, Fds};
 use super::messages::{Boot, PROTOCOL_VERSION, ToWorker};
 
 /// Frames larger than this are refused: a corrupted length must not allocate gigabytes.
 const MAX_FRAME: usize = 1 << 20;
-/// Most fds a Boot may carry (one per listener).
-const MAX_FDS: usize = 64;
+/// Most fds one frame may carry: the receiver's control buffer holds this many.
+pub const MAX_FDS: usize = 64;
 
 /// A broken control channel.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,35 @@ pub enum FrameError {
     /// The first message was not `Boot`.
     #[error("the first control message was not Boot")]
     NotBoot,
+    /// The fds attached to a frame are not as many as its manifest declares.
+    #[error(
+        "the fd manifest declares {expected} descriptors but {got} came with the frame (master and worker disagree on what Boot carries: restart segue fully; if it persists, it is a bug)"
+    )]
+    FdMismatch {
+        /// How many the manifest declares.
+        expected: usize,
+        /// How many were attached.
+        got: usize,
+    },
+    /// The kernel dropped fds because more came than the receive buffer holds.
+    #[error(
+        "more descriptors came with the frame than the {MAX_FDS} a worker accepts; {got} arrived and the kernel dropped the rest (use fewer --http listeners)"
+    )]
+    FdsTruncated {
+        /// How many arrived before the kernel ran out of room.
+        got: usize,
+    },
+    /// The sender was asked to attach more fds than a receiver accepts.
+    #[error(
+        "cannot pass {0} descriptors to a worker, at most {MAX_FDS} (use fewer --http listeners)"
+    )]
+    TooManyFds(usize),
+    /// The manifest names one role twice.
+    #[error("the fd manifest names {0} twice")]
+    FdTwice(FdRole),
+    /// `Boot` names something whose fd the manifest does not declare.
+    #[error("Boot names {0} but no descriptor came for it")]
+    FdMissing(FdRole),
 }
 
 fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
@@ -57,16 +89,17 @@ fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 }
 
 /// Writes one message.
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+pub(super) async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,
     msg: &T,
 ) -> Result<(), FrameError> {
     w.write_all(&encode(msg)?).await?;
+    w.flush().await?;
     Ok(())
 }
 
 /// Reads one message; `Err(Closed)` on a clean EOF between frames.
-pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+pub(super) async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     r: &mut R,
 ) -> Result<T, FrameError> {
     let mut len = [0u8; 4];
@@ -87,11 +120,40 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     Ok(serde_json::from_slice(&body)?)
 }
 
-/// Master side: sends `Boot` with the listeners attached. Blocking; the socket is fresh, so the
-/// whole frame fits in its buffer.
-pub fn write_boot(sock: &StdUnixStream, boot: &Boot, fds: &[RawFd]) -> Result<(), FrameError> {
-    let frame = encode(&ToWorker::Boot(Box::new(boot.clone())))?;
-    let sent = sock.send_with_fd(&frame, fds)?;
+/// Master side: sends `Boot` with `fds` attached, each under its role. Blocking; the socket is
+/// fresh, so the whole frame fits in its buffer.
+pub fn write_boot(
+    sock: &StdUnixStream,
+    boot: &Boot,
+    fds: &[(FdRole, RawFd)],
+) -> Result<(), FrameError> {
+    if fds.len() > MAX_FDS {
+        return Err(FrameError::TooManyFds(fds.len()));
+    }
+    let msg = ToWorker::Boot {
+        fds: fds.iter().map(|&(role, _)| role).collect(),
+        boot: Box::new(boot.clone()),
+    };
+    let raw: Vec<RawFd> = fds.iter().map(|&(_, fd)| fd).collect();
+    send_with_fds(sock, &encode(&msg)?, &raw)
+}
+
+/// Sends `frame` with `fds` attached to its first byte.
+fn send_with_fds(sock: &StdUnixStream, frame: &[u8], fds: &[RawFd]) -> Result<(), FrameError> {
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    let sent = loop {
+        match sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(frame)],
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r.map_err(io::Error::from)?,
+        }
+    };
     // The fds went with the first byte; the rest of a short write is plain data.
     let mut rest = &frame[sent..];
     while !rest.is_empty() {
@@ -104,21 +166,22 @@ pub fn write_boot(sock: &StdUnixStream, boot: &Boot, fds: &[RawFd]) -> Result<()
     Ok(())
 }
 
-/// Worker side: reads the `Boot` frame and the fds that came with it, blocking.
-///
-/// Every received fd gets FD_CLOEXEC at once: `recvmsg` here runs without MSG_CMSG_CLOEXEC, and
-/// an app that spawns a subprocess must not leak the listening sockets into it.
-pub fn read_boot(sock: &StdUnixStream) -> Result<(Boot, Vec<OwnedFd>), FrameError> {
+/// What the first bytes of any version's `Boot` frame say, read before the rest so that a
+/// master of another version is reported as such rather than as a malformed message.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "type")]
+    kind: String,
+    protocol: Option<u32>,
+}
+
+/// Worker side: reads the `Boot` frame and the fds that came with it, blocking, and checks them
+/// against the frame's manifest.
+pub fn read_boot(sock: &StdUnixStream) -> Result<(Boot, Fds), FrameError> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut raw_fds = [0 as RawFd; MAX_FDS];
-    let (n, nfds) = sock.recv_with_fd(&mut buf, &mut raw_fds)?;
-    // SAFETY: recvmsg just created these descriptors in this process; nothing else owns them.
-    let fds: Vec<OwnedFd> = raw_fds[..nfds]
-        .iter()
-        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .collect();
-    for fd in &fds {
-        set_cloexec(fd.as_raw_fd())?;
+    let (n, fds, truncated) = recv_with_fds(sock, &mut buf)?;
+    if truncated {
+        return Err(FrameError::FdsTruncated { got: fds.len() });
     }
     if n == 0 {
         return Err(FrameError::Closed);
@@ -134,14 +197,81 @@ pub fn read_boot(sock: &StdUnixStream) -> Result<(Boot, Vec<OwnedFd>), FrameErro
     while data.len() < 4 + len {
         read_more(sock, &mut data)?;
     }
-    let msg: ToWorker = serde_json::from_slice(&data[4..4 + len])?;
-    let ToWorker::Boot(boot) = msg else {
+    let body = &data[4..4 + len];
+    let head: Head = serde_json::from_slice(body)?;
+    if head.kind != "Boot" {
+        return Err(FrameError::NotBoot);
+    }
+    if head.protocol != Some(PROTOCOL_VERSION) {
+        return Err(FrameError::Version {
+            got: head.protocol.unwrap_or(0),
+        });
+    }
+    let ToWorker::Boot {
+        fds: manifest,
+        boot,
+    } = serde_json::from_slice(body)?
+    else {
         return Err(FrameError::NotBoot);
     };
-    if boot.protocol != PROTOCOL_VERSION {
-        return Err(FrameError::Version { got: boot.protocol });
+    Ok((*boot, Fds::claim(&manifest, fds)?))
+}
+
+/// One `recvmsg` with room for [`MAX_FDS`] descriptors: the bytes read, the fds that came (each
+/// close-on-exec from the start, `MSG_CMSG_CLOEXEC`), and whether the kernel truncated the
+/// control data.
+///
+/// Raw libc rather than nix: on truncation nix refuses to walk the control messages, and the
+/// descriptors the kernel did install would stay open unowned.
+fn recv_with_fds(
+    sock: &StdUnixStream,
+    buf: &mut [u8],
+) -> Result<(usize, Vec<OwnedFd>, bool), FrameError> {
+    const FD_BYTES: usize = MAX_FDS * std::mem::size_of::<RawFd>();
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    const SPACE: usize = unsafe { libc::CMSG_SPACE(FD_BYTES as libc::c_uint) } as usize;
+    // u64s, so the buffer is aligned for cmsghdr.
+    let mut control = vec![0u64; SPACE.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain old data, for which zeroes are valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = SPACE as _;
+    let n = loop {
+        // SAFETY: msg points at `iov` (over `buf`) and `control`, both live and writable for
+        // the lengths given.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e.into());
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `control` and set msg_controllen to what it wrote, truncated
+    // or not, so CMSG_FIRSTHDR/CMSG_NXTHDR stay within it; every SCM_RIGHTS descriptor is new in
+    // this process and owned by nothing else, so wrapping each in an OwnedFd is sound.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let bytes = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
     }
-    Ok((*boot, fds))
+    Ok((n, fds, msg.msg_flags & libc::MSG_CTRUNC != 0))
 }
 
 fn read_more(mut sock: &StdUnixStream, data: &mut Vec<u8>) -> Result<(), FrameError> {
@@ -154,18 +284,10 @@ fn read_more(mut sock: &StdUnixStream, data: &mut Vec<u8>) -> Result<(), FrameEr
     Ok(())
 }
 
-/// Sets FD_CLOEXEC on `fd`.
-pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
-    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    // SAFETY: the caller owns `fd` for the duration of the call.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ListenAddr;
     use crate::protocol::messages::{Stats, ToMaster};
 
     #[tokio::test]
@@ -197,6 +319,142 @@ mod tests {
         assert!(matches!(
             read_frame::<_, ToMaster>(&mut b).await,
             Err(FrameError::TooLarge(_))
+        ));
+    }
+
+    fn boot(listeners: usize, cell: Option<usize>) -> Boot {
+        Boot {
+            protocol: PROTOCOL_VERSION,
+            worker_id: 7,
+            generation: 1,
+            config: {
+                use clap::Parser;
+                crate::config::Cli::parse_from(["segue", "app:application"])
+                    .serve
+                    .into_config()
+                    .unwrap()
+            },
+            listeners: (0..listeners)
+                .map(|i| ListenAddr::Tcp(format!("127.0.0.1:{}", 8000 + i).parse().unwrap()))
+                .collect(),
+            max_requests: None,
+            scoreboard_cell: cell,
+        }
+    }
+
+    /// `n` fresh descriptors, each one end of a socketpair, with the other ends kept alive.
+    fn sockets(n: usize) -> Vec<(StdUnixStream, StdUnixStream)> {
+        (0..n).map(|_| StdUnixStream::pair().unwrap()).collect()
+    }
+
+    fn inode(fd: &impl AsRawFd) -> u64 {
+        // SAFETY: the test owns `fd` for the duration of the call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd.as_raw_fd()) };
+        nix::sys::stat::fstat(fd).unwrap().st_ino
+    }
+
+    #[test]
+    fn boot_with_its_fds_round_trips_by_role() {
+        let (master, worker) = StdUnixStream::pair().unwrap();
+        let socks = sockets(4);
+        let sent = boot(3, Some(5));
+        let mut attached: Vec<(FdRole, RawFd)> = sent
+            .fd_roles()
+            .into_iter()
+            .zip(socks.iter().map(|(a, _)| a.as_raw_fd()))
+            .collect();
+        attached.reverse(); // roles, not positions, say which is which
+        write_boot(&master, &sent, &attached).unwrap();
+        let (got, mut fds) = read_boot(&worker).unwrap();
+        assert_eq!(got.worker_id, 7);
+        assert_eq!(got.scoreboard_cell, Some(5));
+        let listeners = fds.take_listeners(got.listeners).unwrap();
+        for (i, (addr, fd)) in listeners.iter().enumerate() {
+            assert_eq!(*addr, sent.listeners[i]);
+            assert_eq!(inode(fd), inode(&socks[i].0), "listener {i}");
+        }
+        let board = fds.take(FdRole::Scoreboard).unwrap();
+        assert_eq!(inode(&board), inode(&socks[3].0));
+        // SAFETY: reads the flags of a descriptor the test owns.
+        let flags = unsafe { libc::fcntl(board.as_raw_fd(), libc::F_GETFD) };
+        assert!(
+            flags & libc::FD_CLOEXEC != 0,
+            "received fds are close-on-exec"
+        );
+    }
+
+    #[test]
+    fn fewer_fds_than_the_manifest_declares_is_an_error() {
+        let (master, worker) = StdUnixStream::pair().unwrap();
+        let socks = sockets(2);
+        let msg = ToWorker::Boot {
+            fds: vec![FdRole::Listener(0), FdRole::Listener(1), FdRole::Scoreboard],
+            boot: Box::new(boot(2, Some(0))),
+        };
+        let raw: Vec<RawFd> = socks.iter().map(|(a, _)| a.as_raw_fd()).collect();
+        send_with_fds(&master, &encode(&msg).unwrap(), &raw).unwrap();
+        let err = read_boot(&worker).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::FdMismatch {
+                    expected: 3,
+                    got: 2
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("declares 3 descriptors but 2 came")
+        );
+    }
+
+    #[test]
+    fn more_fds_than_the_receive_buffer_holds_is_an_error_not_a_silent_drop() {
+        let (master, worker) = StdUnixStream::pair().unwrap();
+        let socks = sockets(MAX_FDS + 1);
+        let sent = boot(MAX_FDS + 1, None);
+        let raw: Vec<RawFd> = socks.iter().map(|(a, _)| a.as_raw_fd()).collect();
+        let msg = ToWorker::Boot {
+            fds: sent.fd_roles(),
+            boot: Box::new(sent),
+        };
+        send_with_fds(&master, &encode(&msg).unwrap(), &raw).unwrap();
+        let err = read_boot(&worker).unwrap_err();
+        assert!(
+            matches!(err, FrameError::FdsTruncated { got: MAX_FDS }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_sender_refuses_more_fds_than_a_worker_accepts() {
+        let (master, _worker) = StdUnixStream::pair().unwrap();
+        let socks = sockets(MAX_FDS + 1);
+        let sent = boot(MAX_FDS + 1, None);
+        let attached: Vec<(FdRole, RawFd)> = sent
+            .fd_roles()
+            .into_iter()
+            .zip(socks.iter().map(|(a, _)| a.as_raw_fd()))
+            .collect();
+        assert!(matches!(
+            write_boot(&master, &sent, &attached),
+            Err(FrameError::TooManyFds(n)) if n == MAX_FDS + 1
+        ));
+    }
+
+    #[test]
+    fn a_boot_of_another_protocol_version_is_reported_as_such() {
+        let (master, worker) = StdUnixStream::pair().unwrap();
+        // What a master before the fd manifest sent: Boot's fields beside the tag.
+        let old = br#"{"type":"Boot","protocol":1,"worker_id":1,"generation":1}"#;
+        let mut frame = (old.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(old);
+        send_with_fds(&master, &frame, &[]).unwrap();
+        assert!(matches!(
+            read_boot(&worker),
+            Err(FrameError::Version { got: 1 })
         ));
     }
 }

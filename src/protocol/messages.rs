@@ -3,13 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fd::FdRole;
 use crate::config::{Config, ListenAddr};
 
 /// Bumped whenever a message changes shape, so that a worker started by another master version
 /// (during an in-place upgrade) refuses to run rather than misread its orders.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: the `Boot` frame declares its fds in a manifest.
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// First message to a worker, sent with the listening sockets attached.
+/// First message to a worker, sent with the listening sockets (and the scoreboard) attached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Boot {
     /// Must equal [`PROTOCOL_VERSION`].
@@ -20,15 +23,27 @@ pub struct Boot {
     pub generation: u64,
     /// What to serve and how.
     pub config: Config,
-    /// What each attached fd is, in order, so the worker can log and fill `SERVER_NAME`.
+    /// The addresses served, so the worker can log and fill `SERVER_NAME`; the socket of
+    /// `listeners[i]` comes as the fd of role [`FdRole::Listener`]`(i)`.
     pub listeners: Vec<ListenAddr>,
     /// This worker's request limit (with its jitter applied): on reaching it the worker sends a
     /// heartbeat at once, so the master starts the replacement without waiting a second.
     #[serde(default)]
     pub max_requests: Option<u64>,
-    /// This worker's cell on the scoreboard, whose fd follows the listeners' when set.
+    /// This worker's cell on the scoreboard, whose fd comes as [`FdRole::Scoreboard`] when set.
     #[serde(default)]
     pub scoreboard_cell: Option<usize>,
+}
+
+impl Boot {
+    /// The fds this `Boot` goes with, in the order `spawn_worker` takes them: each listener's,
+    /// then the scoreboard's if a cell is set.
+    pub fn fd_roles(&self) -> Vec<FdRole> {
+        (0..self.listeners.len())
+            .map(FdRole::Listener)
+            .chain(self.scoreboard_cell.map(|_| FdRole::Scoreboard))
+            .collect()
+    }
 }
 
 /// Why the master asks a worker to drain; logged by the worker.
@@ -48,8 +63,16 @@ pub enum DrainReason {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum ToWorker {
-    /// Start up (carries the listeners). Sent once, first; boxed because it dwarfs the others.
-    Boot(Box<Boot>),
+    /// Start up. Sent once, first, with the fds `fds` declares attached; boxed because it
+    /// dwarfs the others.
+    Boot {
+        /// The manifest: the role of each attached fd, in the order they were attached. The
+        /// worker checks that exactly these many came and takes each by its role.
+        fds: Vec<FdRole>,
+        /// The orders; flattened, so `protocol` sits at the top of the frame in every version.
+        #[serde(flatten)]
+        boot: Box<Boot>,
+    },
     /// Stop accepting, finish in-flight requests, close keep-alive connections, then say `Bye`.
     Drain {
         /// Why, for the log.
@@ -102,4 +125,13 @@ pub enum ToMaster {
         /// How long it had run, in ms.
         age_ms: u64,
     },
+}
+
+impl ToMaster {
+    /// `Bye` and `BootFailed`: the worker exits right after sending one. The master closes its
+    /// side of the channel once it has queued one for the supervisor, and the worker exits only
+    /// then, so its exit cannot overtake its last word in the master.
+    pub fn is_last_word(&self) -> bool {
+        matches!(self, ToMaster::Bye(_) | ToMaster::BootFailed(_))
+    }
 }

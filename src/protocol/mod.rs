@@ -2,15 +2,22 @@
 //! versioned, typed messages.
 //!
 //! Commands go over this channel and never by signal, because the embedded Python replaces
-//! signal handlers and runs its own only on its main thread. The `Boot` frame also carries the
-//! listening sockets as SCM_RIGHTS ancillary data. EOF on the channel means the other side died.
-//! Beside the channel, the [`scoreboard`] is a shared page where workers post their load.
+//! signal handlers and runs its own only on its main thread. Both ends speak through one
+//! [`Channel`] type, so framing, errors and the flushing of a worker's last message are the same
+//! on either side. The `Boot` frame also carries the listening sockets and the scoreboard as
+//! SCM_RIGHTS ancillary data, with a manifest naming each fd's [`FdRole`] that the worker checks
+//! against what arrived. EOF on the channel means the other side died. Beside the channel, the
+//! [`scoreboard`] is a shared page where workers post their load.
 
+mod channel;
+mod fd;
 mod framing;
 mod messages;
 pub mod scoreboard;
 
-pub use framing::{FrameError, read_boot, read_frame, set_cloexec, write_boot, write_frame};
+pub use channel::{Channel, Reader, Receiver, Sender, Writer};
+pub use fd::{FdRole, Fds, set_cloexec};
+pub use framing::{FrameError, MAX_FDS, read_boot, write_boot};
 pub use messages::{Boot, BootFailure, DrainReason, PROTOCOL_VERSION, Stats, ToMaster, ToWorker};
 
 /// The fd number at which a worker finds its end of the control channel.

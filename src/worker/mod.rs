@@ -3,7 +3,10 @@
 //!
 //! Order matters: the control fd and listeners get FD_CLOEXEC before any app code runs; the
 //! worker's own signal handlers are installed after the app import, because app code that
-//! calls `signal.signal` would otherwise replace them silently.
+//! calls `signal.signal` would otherwise replace them silently. The listeners and the
+//! scoreboard are taken from `Boot`'s fds by the role the master declared for each, and after
+//! its last message to the master (`Bye`, `BootFailed`) the worker waits until the master has
+//! taken it (the master then closes its side), so exiting cannot lose it or overtake it.
 
 pub mod acceptor;
 pub mod drain;
@@ -24,13 +27,12 @@ use pyo3::Python;
 use pyo3::types::PyAnyMethods;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_tokio::Signals;
-use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
 use crate::protocol::scoreboard;
 use crate::protocol::{
-    Boot, BootFailure, CONTROL_FD, FrameError, ToMaster, ToWorker, read_boot, read_frame,
-    set_cloexec, write_frame,
+    Boot, BootFailure, CONTROL_FD, Channel, FdRole, Fds, FrameError, Receiver, Sender, ToMaster,
+    ToWorker, read_boot, set_cloexec,
 };
 use drain::Drain;
 use service::{Counters, Shared};
@@ -42,11 +44,14 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const GIL_PROBE: Duration = Duration::from_millis(250);
 /// A worker whose GIL probe has not succeeded for this long stops heartbeating.
 const GIL_STALE: Duration = Duration::from_secs(3);
+/// Longest wait for the master to take the last message: only a master that stopped reading
+/// makes it wait this long, and such a master must not keep a finished worker alive.
+const LAST_WORD: Duration = Duration::from_secs(1);
 
 /// Sends heartbeats, but only while the interpreter is responsive: a worker wedged holding the
 /// GIL must look silent to the master, which then replaces it.
 struct Pulse {
-    to_master: mpsc::UnboundedSender<ToMaster>,
+    to_master: Sender<ToMaster>,
     counters: Arc<Counters>,
     gil: Arc<watchdog::GilProbe>,
 }
@@ -71,7 +76,7 @@ impl Pulse {
 async fn harakiri_watch(
     requests: Arc<watchdog::Requests>,
     limit: Duration,
-    to_master: mpsc::UnboundedSender<ToMaster>,
+    to_master: Sender<ToMaster>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(100).min(limit));
     loop {
@@ -110,11 +115,11 @@ pub fn run() -> i32 {
     // SAFETY: the master's pre_exec placed our end of the control socketpair at CONTROL_FD;
     // nothing else in this fresh process refers to that descriptor.
     let control = unsafe { StdUnixStream::from_raw_fd(CONTROL_FD) };
-    if let Err(e) = set_cloexec(CONTROL_FD) {
+    if let Err(e) = set_cloexec(CONTROL_FD, true) {
         eprintln!("segue worker: cannot set FD_CLOEXEC on the control channel: {e}");
         return 2;
     }
-    let (boot, fds) = match read_boot(&control) {
+    let (mut boot, mut fds) = match read_boot(&control) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("segue worker: cannot read Boot from the master: {e}");
@@ -129,6 +134,13 @@ pub fn run() -> i32 {
         pid = std::process::id()
     );
     let _enter = span.enter();
+    let listeners = match fds.take_listeners(std::mem::take(&mut boot.listeners)) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot take the listening sockets from Boot: {e}");
+            return 2;
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -140,18 +152,19 @@ pub fn run() -> i32 {
             return 2;
         }
     };
-    runtime.block_on(serve(boot, fds, control, exec_at, span.clone()))
+    runtime.block_on(serve(boot, listeners, fds, control, exec_at, span.clone()))
 }
 
 async fn serve(
     boot: Boot,
-    fds: Vec<OwnedFd>,
+    listeners: Vec<(ListenAddr, OwnedFd)>,
+    mut fds: Fds,
     control: StdUnixStream,
     exec_at: Instant,
     span: tracing::Span,
 ) -> i32 {
-    let (to_master, mut from_master) = match channel(control) {
-        Ok(c) => c,
+    let (to_master, mut from_master) = match Channel::<ToWorker, ToMaster>::from_std(control) {
+        Ok(c) => c.spawn(),
         Err(e) => {
             tracing::error!("control channel: {e}");
             return 2;
@@ -160,7 +173,7 @@ async fn serve(
     let config = Arc::new(boot.config);
     let app = match boot_app(&config) {
         Ok(app) => app,
-        Err(failure) => return boot_failed(to_master, failure).await,
+        Err(failure) => return boot_failed(&to_master, &mut from_master, failure).await,
     };
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT]) {
         Ok(s) => s,
@@ -173,11 +186,9 @@ async fn serve(
     let requests = config
         .harakiri
         .map(|_| Arc::new(watchdog::Requests::default()));
-    let mut fds = fds;
     let cell = boot
         .scoreboard_cell
-        .filter(|_| fds.len() > boot.listeners.len())
-        .and_then(|index| scoreboard_cell(fds.pop()?, index));
+        .and_then(|index| scoreboard_cell(fds.take(FdRole::Scoreboard), index));
     let pool = match pool::Pool::start(
         config.threads,
         Arc::new(app),
@@ -193,7 +204,7 @@ async fn serve(
     };
     if let Some(path) = &config.ready_check {
         if let Err(failure) = ready::check(&pool, path, config.boot_timeout).await {
-            return boot_failed(to_master, failure).await;
+            return boot_failed(&to_master, &mut from_master, failure).await;
         }
     }
     let shared = Arc::new(Shared {
@@ -202,7 +213,6 @@ async fn serve(
         counters: counters.clone(),
     });
     let mut drain = Drain::default();
-    let listeners = boot.listeners.into_iter().zip(fds).collect();
     if let Err(e) = server::start(listeners, shared, &drain, cell) {
         tracing::error!("cannot serve on the inherited listeners: {e}");
         return 2;
@@ -220,12 +230,21 @@ async fn serve(
     };
 
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    // Cleared once the channel has ended, whose receiver would then answer every poll at once.
+    let mut listening = true;
     let why = loop {
         tokio::select! {
             msg = from_master.recv() => match msg {
-                Some(ToWorker::Drain { reason }) => break format!("{reason:?}"),
-                Some(ToWorker::Boot(_)) => tracing::warn!("ignoring a second Boot"),
-                None => break "the master is gone (control channel closed)".to_string(),
+                Ok(ToWorker::Drain { reason }) => break format!("{reason:?}"),
+                Ok(ToWorker::Boot { .. }) => tracing::warn!("ignoring a second Boot"),
+                Err(FrameError::Closed) => {
+                    listening = false;
+                    break "the master is gone (control channel closed)".to_string();
+                }
+                Err(e) => {
+                    listening = false;
+                    break format!("the control channel broke: {e}");
+                }
             },
             _ = heartbeat.tick() => pulse.beat(),
             _ = counters.limit_reached.notified() => pulse.beat(),
@@ -249,30 +268,52 @@ async fn serve(
             Some(sig) = signals.next() => if sig != SIGTERM { tracing::info!("quick stop on signal {sig}"); return 0; },
             // The master's orders no longer matter; only its disappearance is not a reason to
             // cut in-flight requests short.
-            _ = from_master.recv() => {}
+            msg = from_master.recv(), if listening => listening = msg.is_ok(),
         }
     }
     let stats = counters.snapshot();
     tracing::info!(served = stats.requests_finished, "drained");
-    let _ = to_master.send(ToMaster::Bye(stats));
+    last_word(&to_master, &mut from_master, ToMaster::Bye(stats)).await;
     run_atexit();
-    // Give the writer task a moment to deliver Bye; the master does not depend on it.
-    drop(to_master);
-    tokio::time::sleep(Duration::from_millis(20)).await;
     0
 }
 
 /// Logs why the worker cannot serve, tells the master, and gives the exit code.
-async fn boot_failed(to_master: mpsc::UnboundedSender<ToMaster>, failure: BootFailure) -> i32 {
+async fn boot_failed(
+    to_master: &Sender<ToMaster>,
+    from_master: &mut Receiver<ToWorker>,
+    failure: BootFailure,
+) -> i32 {
     match &failure.traceback {
         Some(tb) => tracing::error!("{}\n{}", failure.error, tb.trim_end()),
         None => tracing::error!("{}", failure.error),
     }
-    let _ = to_master.send(ToMaster::BootFailed(failure));
-    // Let the writer task flush the message before the process exits.
-    drop(to_master);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    last_word(to_master, from_master, ToMaster::BootFailed(failure)).await;
     EXIT_BOOT_FAILED
+}
+
+/// Sends the worker's last message, waits until it is written, then until the master closes
+/// its side, which it does once the message is in its supervisor's queue: exiting earlier would
+/// let the master reap this process before it has read why it exits.
+async fn last_word(
+    to_master: &Sender<ToMaster>,
+    from_master: &mut Receiver<ToWorker>,
+    msg: ToMaster,
+) {
+    let handshake = async {
+        to_master.deliver(msg).await?;
+        // Orders that crossed the last word no longer matter.
+        while from_master.recv().await.is_ok() {}
+        Ok::<(), FrameError>(())
+    };
+    match tokio::time::timeout(LAST_WORD, handshake).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("the master did not get our last message: {e}"),
+        Err(_) => tracing::warn!(
+            "the master has not taken our last message within {}s: exiting anyway",
+            LAST_WORD.as_secs()
+        ),
+    }
 }
 
 /// Imports the app: chdir, interpreter, import. Failures carry the fix and the traceback.
@@ -303,38 +344,15 @@ fn run_atexit() {
     });
 }
 
-type Channel = (
-    mpsc::UnboundedSender<ToMaster>,
-    mpsc::UnboundedReceiver<ToWorker>,
-);
-
-/// Splits the control channel into a reader task and a writer task, so the main loop selects
-/// on plain channels (framed reads are not cancel-safe).
-fn channel(control: StdUnixStream) -> Result<Channel, FrameError> {
-    control.set_nonblocking(true)?;
-    let stream = tokio::net::UnixStream::from_std(control)?;
-    let (mut rd, mut wr) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ToMaster>();
-    let (in_tx, in_rx) = mpsc::unbounded_channel::<ToWorker>();
-    tokio::spawn(async move {
-        while let Ok(msg) = read_frame::<_, ToWorker>(&mut rd).await {
-            if in_tx.send(msg).is_err() {
-                break;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            if write_frame(&mut wr, &msg).await.is_err() {
-                break;
-            }
-        }
-    });
-    Ok((out_tx, in_rx))
-}
-
 /// Maps the master's scoreboard; without it the worker still serves, unbalanced.
-fn scoreboard_cell(fd: OwnedFd, index: usize) -> Option<scoreboard::Cell> {
+fn scoreboard_cell(fd: Option<OwnedFd>, index: usize) -> Option<scoreboard::Cell> {
+    let Some(fd) = fd else {
+        tracing::warn!(
+            cell = index,
+            "Boot names a scoreboard cell but no scoreboard fd came with it: accepting without balancing"
+        );
+        return None;
+    };
     match scoreboard::Scoreboard::open(fd) {
         Ok(board) => {
             tracing::debug!(cell = index, "balancing accepts with the other workers");
@@ -344,5 +362,69 @@ fn scoreboard_cell(fd: OwnedFd, index: usize) -> Option<scoreboard::Cell> {
             tracing::warn!("cannot map the scoreboard ({e}): accepting without balancing");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Stats;
+
+    #[tokio::test]
+    async fn last_word_waits_until_the_master_closes_its_side() {
+        let (w, m) = tokio::net::UnixStream::pair().unwrap();
+        let (to_master, mut from_master) = Channel::<ToWorker, ToMaster>::new(w).spawn();
+        let (mut from_worker, to_worker) = Channel::<ToMaster, ToWorker>::new(m).split();
+        let worker = tokio::spawn(async move {
+            last_word(
+                &to_master,
+                &mut from_master,
+                ToMaster::Bye(Stats::default()),
+            )
+            .await;
+        });
+        assert!(matches!(
+            from_worker.recv().await.unwrap(),
+            ToMaster::Bye(_)
+        ));
+        tokio::task::yield_now().await;
+        assert!(
+            !worker.is_finished(),
+            "the worker left before the master closed"
+        );
+        drop(to_worker);
+        worker.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn last_word_gives_up_on_a_master_that_never_closes() {
+        let (w, m) = tokio::net::UnixStream::pair().unwrap();
+        let (to_master, mut from_master) = Channel::<ToWorker, ToMaster>::new(w).spawn();
+        let started = tokio::time::Instant::now();
+        last_word(
+            &to_master,
+            &mut from_master,
+            ToMaster::Bye(Stats::default()),
+        )
+        .await;
+        assert_eq!(started.elapsed(), LAST_WORD);
+        drop(m);
+    }
+
+    #[tokio::test]
+    async fn last_word_to_a_master_that_is_gone_returns_at_once() {
+        let (w, m) = tokio::net::UnixStream::pair().unwrap();
+        drop(m);
+        let (to_master, mut from_master) = Channel::<ToWorker, ToMaster>::new(w).spawn();
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            last_word(
+                &to_master,
+                &mut from_master,
+                ToMaster::Bye(Stats::default()),
+            ),
+        )
+        .await
+        .expect("no wait for a master that has closed");
     }
 }
