@@ -1,12 +1,13 @@
 //! The control socket's limits, against the real binary: a request line has a size cap, a
 //! client has a few seconds to send it, connections are bounded, accept errors back off instead
-//! of spinning.
+//! of spinning; and the control commands survive a stdout that cannot be written.
 
 mod support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{EVENT_TIMEOUT, Server, eventually, segue_bin, server};
@@ -296,4 +297,62 @@ fn set_soft_fd_limit(pid: i32, soft: libc::rlim_t) {
     // SAFETY: as above.
     let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// A pipe whose read end is already closed, as `| head -1` leaves it once head has exited.
+fn pipe_without_reader() -> OwnedFd {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills both fds on success; each is then owned exactly once.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: fresh fds from pipe2 that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    write
+}
+
+fn status_into(ctl: &str, stdout: Stdio, json: bool) -> Output {
+    let mut cmd = Command::new(segue_bin());
+    cmd.arg("status");
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.args(["--control", ctl])
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("cannot run segue status")
+}
+
+#[test]
+fn status_into_a_full_device_reports_the_write_error_in_one_line() {
+    let (_s, ctl) = start("full", "2");
+    for json in [false, true] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full");
+        let out = status_into(&ctl, Stdio::from(full), json);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(out.status.code(), Some(1), "json={json}: {err}");
+        assert_eq!(err.lines().count(), 1, "json={json}: {err}");
+        assert!(
+            err.starts_with("segue: cannot write the answer: ")
+                && err.contains("No space left on device"),
+            "json={json}: {err}"
+        );
+    }
+}
+
+#[test]
+fn status_into_a_closed_pipe_exits_quietly_with_the_replys_code() {
+    let (_s, ctl) = start("pipe", "4");
+    for json in [false, true] {
+        let out = status_into(&ctl, Stdio::from(pipe_without_reader()), json);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(out.status.code(), Some(0), "json={json}: {err}");
+        assert_eq!(err, "", "json={json}");
+    }
 }
