@@ -43,13 +43,9 @@ fn main() -> anyhow::Result<()> {
         }) => {
             let timeout = Duration::try_from_secs_f64(timeout)
                 .context("--timeout must be a positive number of seconds")?;
-            std::process::exit(client::upgrade(
-                &control.control,
-                binary,
-                wait,
-                timeout,
-                control.json,
-            )?);
+            let mut printer = client::Printer::stdio(control.json);
+            let code = client::upgrade(&control.control, binary, wait, timeout, &mut printer)?;
+            std::process::exit(printer.finish(code));
         }
         Some(Command::Worker) => std::process::exit(segue::worker::run()),
         Some(Command::Master) => {
@@ -121,5 +117,8 @@ fn main() -> anyhow::Result<()> {
     let timeout = Duration::try_from_secs_f64(timeout)
         .context("--timeout must be a positive number of seconds")?;
     let reply = client::call(&control, &request, timeout)?;
-    std::process::exit(client::render(&reply, json));
+    // Through a fallible printer: a closed pipe or a full disk is an exit code, not a panic.
+    let mut printer = client::Printer::stdio(json);
+    let code = printer.reply(&reply);
+    std::process::exit(printer.finish(code));
 }

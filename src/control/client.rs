@@ -56,111 +56,191 @@ pub fn call(path: &Path, request: &Request, timeout: Duration) -> Result<Reply, 
     }
 }
 
-/// Prints a reply for a person (or as JSON) and returns the exit code: 0 for success, 1 when
-/// the master refused or a reload was rolled back.
-pub fn render(reply: &Reply, json: bool) -> i32 {
-    let code = match reply {
+/// The exit code a reply stands for: 0 for success, 1 when the master refused or a reload was
+/// rolled back. It does not depend on whether the answer could be printed in full.
+pub fn exit_code(reply: &Reply) -> i32 {
+    match reply {
         Reply::Error { .. } => 1,
         Reply::Reload(r) if !r.ok => 1,
         _ => 0,
-    };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(reply).unwrap_or_default()
-        );
-        return code;
     }
-    match reply {
-        Reply::ReloadStarted { message } | Reply::Ok { message } => println!("{message}"),
-        Reply::Error { message } => eprintln!("segue: {message}"),
-        Reply::Reload(r) => print_reload(r),
-        Reply::Status(s) => print_status(s),
-    }
-    code
 }
 
-fn print_reload(r: &ReloadReport) {
-    if r.ok {
-        println!(
-            "reload {}: generation {} is serving ({:?}, {} ms); generation {} is gone",
-            r.reload, r.generation, r.strategy, r.took_ms, r.from
-        );
-        let boots: Vec<String> = r.boot_ms.iter().map(|ms| format!("{ms} ms")).collect();
-        println!("worker boot times: {}", boots.join(", "));
-    } else {
-        println!(
-            "reload {} ROLLED BACK: generation {} keeps serving; generation {} failed after {} ms",
-            r.reload, r.from, r.generation, r.took_ms
-        );
-        println!("reason: {}", r.reason.as_deref().unwrap_or("unknown"));
-        if let Some(tb) = &r.traceback {
-            println!("{}", tb.trim_end());
+/// Where a control command writes its answer: the reply to `out`, a refusal to `err`. Writes
+/// are fallible (`println!` panics when stdout is a closed pipe or a full disk); the first
+/// failure is kept and nothing more is written, and [`Printer::finish`] turns it into the exit
+/// code.
+pub struct Printer<O: Write, E: Write> {
+    out: O,
+    err: E,
+    json: bool,
+    /// The first error writing to `out`.
+    failed: Option<std::io::Error>,
+}
+
+impl Printer<std::io::Stdout, std::io::Stderr> {
+    /// Prints to the process's stdout and stderr; `json` prints replies as they came.
+    pub fn stdio(json: bool) -> Self {
+        Printer::new(std::io::stdout(), std::io::stderr(), json)
+    }
+}
+
+impl<O: Write, E: Write> Printer<O, E> {
+    /// Prints to `out` and `err`; `json` prints replies as they came.
+    pub fn new(out: O, err: E, json: bool) -> Self {
+        Printer {
+            out,
+            err,
+            json,
+            failed: None,
+        }
+    }
+
+    /// Prints a reply for a person (or as JSON), flushed at once so that a progress line shows
+    /// before a long wait, and returns its [`exit_code`].
+    pub fn reply(&mut self, reply: &Reply) -> i32 {
+        if self.failed.is_none() {
+            let written = if self.json {
+                serde_json::to_string_pretty(reply)
+                    .map_err(std::io::Error::other)
+                    .and_then(|text| writeln!(self.out, "{text}"))
+            } else if let Reply::Error { message } = reply {
+                // Nowhere left to report a failure to write to stderr; the exit code says it.
+                let _ = writeln!(self.err, "segue: {message}").and_then(|()| self.err.flush());
+                Ok(())
+            } else {
+                write_reply(&mut self.out, reply)
+            };
+            if let Err(e) = written.and_then(|()| self.out.flush()) {
+                self.failed = Some(e);
+            }
+        }
+        exit_code(reply)
+    }
+
+    /// The exit code once everything is printed: `code` (the answer's) when all of it was
+    /// written, and also when the reader went away (EPIPE: `segue status | head -1` has read
+    /// what it wanted, and a `pipefail` script still learns whether a reload worked); otherwise
+    /// one line on stderr, `segue: cannot write the answer: ...`, and 1.
+    pub fn finish(mut self, code: i32) -> i32 {
+        if self.failed.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.failed = Some(e);
+            }
+        }
+        match self.failed {
+            None => code,
+            Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+            Some(e) => {
+                let _ = writeln!(self.err, "segue: cannot write the answer: {e}")
+                    .and_then(|()| self.err.flush());
+                1
+            }
         }
     }
 }
 
-fn print_status(s: &StatusReport) {
-    println!(
+fn write_reply(out: &mut impl Write, reply: &Reply) -> std::io::Result<()> {
+    match reply {
+        Reply::ReloadStarted { message } | Reply::Ok { message } => writeln!(out, "{message}"),
+        // Printed to stderr by the caller.
+        Reply::Error { .. } => Ok(()),
+        Reply::Reload(r) => write_reload(out, r),
+        Reply::Status(s) => write_status(out, s),
+    }
+}
+
+fn write_reload(out: &mut impl Write, r: &ReloadReport) -> std::io::Result<()> {
+    if r.ok {
+        writeln!(
+            out,
+            "reload {}: generation {} is serving ({:?}, {} ms); generation {} is gone",
+            r.reload, r.generation, r.strategy, r.took_ms, r.from
+        )?;
+        let boots: Vec<String> = r.boot_ms.iter().map(|ms| format!("{ms} ms")).collect();
+        writeln!(out, "worker boot times: {}", boots.join(", "))?;
+    } else {
+        writeln!(
+            out,
+            "reload {} ROLLED BACK: generation {} keeps serving; generation {} failed after {} ms",
+            r.reload, r.from, r.generation, r.took_ms
+        )?;
+        writeln!(out, "reason: {}", r.reason.as_deref().unwrap_or("unknown"))?;
+        if let Some(tb) = &r.traceback {
+            writeln!(out, "{}", tb.trim_end())?;
+        }
+    }
+    Ok(())
+}
+
+fn write_status(out: &mut impl Write, s: &StatusReport) -> std::io::Result<()> {
+    writeln!(
+        out,
         "master pid {}, serving generation {}, {} workers wanted",
         s.pid, s.serving, s.workers_wanted
-    );
+    )?;
     if let Some(r) = &s.reloading {
-        println!("reloading: {r}");
+        writeln!(out, "reloading: {r}")?;
     }
-    println!(
+    writeln!(
+        out,
         "{:>6} {:>8} {:>4} {:<10} {:>10} {:>10}",
         "worker", "pid", "gen", "state", "requests", "uptime"
-    );
+    )?;
     for w in &s.workers {
-        println!(
+        writeln!(
+            out,
             "{:>6} {:>8} {:>4} {:<10} {:>10} {:>9.0}s",
             w.id, w.pid, w.generation, w.state, w.requests, w.uptime_s
-        );
+        )?;
     }
     for c in &s.crash_loops {
-        println!(
+        writeln!(
+            out,
             "slot {} is crash-looping ({} early deaths, respawning with backoff): {}",
             c.slot, c.failures, c.last_error
-        );
+        )?;
     }
     if !s.reloads.is_empty() {
-        println!("recent reloads:");
+        writeln!(out, "recent reloads:")?;
         for r in &s.reloads {
             let result = if r.ok {
                 "promoted".to_string()
             } else {
                 format!("rolled back: {}", r.reason.as_deref().unwrap_or(""))
             };
-            println!(
+            writeln!(
+                out,
                 "  reload {}: {} -> {} ({:?}, {} ms): {result}",
                 r.reload, r.from, r.generation, r.strategy, r.took_ms
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
 /// `segue upgrade`: asks for the in-place upgrade and, with `wait`, follows the master across
 /// its exec by polling status until the upgrade count has moved and the worker replacement that
-/// follows it has finished. Returns the exit code.
-pub fn upgrade(
+/// follows it has finished. Prints through `printer` and returns the answer's exit code.
+pub fn upgrade<O: Write, E: Write>(
     path: &Path,
     binary: Option<std::path::PathBuf>,
     wait: bool,
     timeout: Duration,
-    json: bool,
+    printer: &mut Printer<O, E>,
 ) -> Result<i32, Error> {
     let deadline = std::time::Instant::now() + timeout;
     let before = match call(path, &Request::Status, timeout)? {
         Reply::Status(s) => s.upgrades,
-        other => return Ok(render(&other, json)),
+        other => return Ok(printer.reply(&other)),
     };
     let reply = call(path, &Request::Upgrade { binary }, timeout)?;
     if !wait || !matches!(reply, Reply::Ok { .. }) {
-        return Ok(render(&reply, json));
+        return Ok(printer.reply(&reply));
     }
-    if !json {
-        render(&reply, false);
+    // The progress line; with --json only the final reply is printed.
+    if !printer.json {
+        printer.reply(&reply);
     }
     loop {
         if std::time::Instant::now() >= deadline {
@@ -174,12 +254,9 @@ pub fn upgrade(
         };
         if s.upgrades == before {
             if let Some(e) = s.upgrade_error.filter(|_| s.reloading.is_none()) {
-                return Ok(render(
-                    &Reply::Error {
-                        message: format!("upgrade failed: {e}"),
-                    },
-                    json,
-                ));
+                return Ok(printer.reply(&Reply::Error {
+                    message: format!("upgrade failed: {e}"),
+                }));
             }
             continue;
         }
@@ -188,13 +265,95 @@ pub fn upgrade(
             continue;
         }
         return Ok(match s.reloads.last() {
-            Some(r) => render(&Reply::Reload(r.clone()), json),
-            None => render(
-                &Reply::Ok {
-                    message: "upgraded".into(),
-                },
-                json,
-            ),
+            Some(r) => printer.reply(&Reply::Reload(r.clone())),
+            None => printer.reply(&Reply::Ok {
+                message: "upgraded".into(),
+            }),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stdout that fails every write with `errno`, counting the attempts.
+    struct Failing {
+        errno: i32,
+        writes: usize,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            self.writes += 1;
+            Err(std::io::Error::from_raw_os_error(self.errno))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn ok() -> Reply {
+        Reply::Ok {
+            message: "done".into(),
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_keeps_the_answers_exit_code_and_says_nothing() {
+        for (reply, code) in [
+            (ok(), 0),
+            (
+                Reply::Error {
+                    message: "no".into(),
+                },
+                1,
+            ),
+        ] {
+            let mut err = Vec::new();
+            let mut p = Printer::new(
+                Failing {
+                    errno: libc::EPIPE,
+                    writes: 0,
+                },
+                &mut err,
+                true,
+            );
+            let c = p.reply(&reply);
+            assert_eq!(p.finish(c), code);
+            assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+        }
+    }
+
+    #[test]
+    fn another_write_error_is_one_line_on_stderr_and_exit_1() {
+        let mut err = Vec::new();
+        let mut out = Failing {
+            errno: libc::ENOSPC,
+            writes: 0,
+        };
+        let mut p = Printer::new(&mut out, &mut err, false);
+        p.reply(&ok());
+        // Nothing more is attempted after the first failure.
+        let code = p.reply(&ok());
+        assert_eq!(p.finish(code), 1);
+        assert_eq!(out.writes, 1);
+        assert_eq!(
+            String::from_utf8_lossy(&err),
+            "segue: cannot write the answer: No space left on device (os error 28)\n"
+        );
+    }
+
+    #[test]
+    fn a_refusal_goes_to_stderr_and_the_rest_to_stdout() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut p = Printer::new(&mut out, &mut err, false);
+        let refused = p.reply(&Reply::Error {
+            message: "no such worker".into(),
+        });
+        p.reply(&ok());
+        assert_eq!(p.finish(refused), 1);
+        assert_eq!(String::from_utf8_lossy(&out), "done\n");
+        assert_eq!(String::from_utf8_lossy(&err), "segue: no such worker\n");
     }
 }
