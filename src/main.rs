@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
                 None => Start::Fresh(segue::systemd::take_listen_fds()),
             };
             let config = cli.serve.into_config()?;
-            segue::logging::init(&config.log);
+            segue::logging::init(&config.worker.log);
             return segue::master::run(config, start).context("segue cannot start");
         }
         Some(Command::UpgradeCheck) => {
@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
                 .context("__master is internal to check-reload")?;
             let config: segue::config::Config =
                 serde_json::from_str(&json).context("bad master configuration")?;
-            segue::logging::init(&config.log);
+            segue::logging::init(&config.worker.log);
             return segue::master::run(config, Start::Fresh(Vec::new()))
                 .context("segue cannot start");
         }

@@ -94,7 +94,7 @@ impl Master {
                 let _ = writeln!(log, "{line}");
             }
         });
-        let within = config.boot_timeout + Duration::from_secs(10);
+        let within = config.worker.boot_timeout + Duration::from_secs(10);
         match wait_ready(&mut child, &control, within) {
             Ok(addr) => Ok(Master {
                 child,
@@ -206,10 +206,11 @@ pub fn run(mut config: Config, plan: Plan) -> Result<i32, Error> {
     config.pidfile = None;
     config.touch_reload = None;
     config.master_fifo = None;
-    config.log.format = crate::config::LogFormat::Text;
-    let app = config.app.to_string();
+    config.worker.log.format = crate::config::LogFormat::Text;
+    let app = config.worker.app.to_string();
     let strategy = format!("{:?}", config.reload_strategy).to_lowercase();
-    let reply_timeout = config.boot_timeout + config.graceful_timeout + Duration::from_secs(30);
+    let reply_timeout =
+        config.worker.boot_timeout + config.graceful_timeout + Duration::from_secs(30);
 
     eprintln!(
         "segue check-reload: starting {app} ({} workers, {strategy})",

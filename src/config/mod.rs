@@ -1,7 +1,8 @@
 //! Configuration shared by both sides of the process boundary.
 //!
-//! The master validates the command line into a [`Config`] once; each worker receives a copy in
-//! its `Boot` message, so a worker never parses flags or reads the environment for settings.
+//! The master validates the command line into a [`Config`] once. Each worker receives only the
+//! [`WorkerConfig`] part, in its `Boot` message, so a worker never parses flags or reads the
+//! environment for settings, and never sees the master's own paths or policies.
 
 pub mod address;
 pub mod cli;
@@ -63,54 +64,67 @@ pub struct LogConfig {
     pub access_log: bool,
 }
 
-/// Everything a master needs to run and a worker needs to serve.
+/// What a worker is told in its `Boot`: how to import and serve the app. Nothing the master
+/// alone acts on (its sockets' paths, pidfile, FIFO, reload policy) crosses the boundary.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Config {
-    /// The app to import in each worker.
+pub struct WorkerConfig {
+    /// The app to import.
     pub app: AppSpec,
-    /// Addresses the master binds (or takes from systemd) and keeps for life.
-    pub listen: Vec<ListenAddr>,
-    /// Whether `--http` was given (rather than defaulted): then sockets from systemd must match.
-    #[serde(default)]
-    pub listen_explicit: bool,
-    /// Steady number of worker processes.
-    pub workers: usize,
+    /// Whether other worker processes serve beside this one (`wsgi.multiprocess`).
+    pub multiprocess: bool,
     /// Python threads per worker.
     pub threads: usize,
-    /// Working directory of the workers, also first on `sys.path`.
+    /// Working directory, also first on `sys.path`.
     pub chdir: Option<PathBuf>,
     /// Extra `sys.path` entries.
     pub pythonpath: Vec<PathBuf>,
-    /// Virtualenv whose interpreter view the workers take.
+    /// Virtualenv whose interpreter view the worker takes.
     pub virtualenv: Option<PathBuf>,
-    /// Environment variables set in the workers.
-    pub env: Vec<(String, String)>,
-    /// Accept-queue length of each listener.
-    pub backlog: u32,
-    /// Permission bits for the unix sockets segue binds (`--chmod-socket`).
-    #[serde(default)]
-    pub socket_mode: Option<u32>,
     /// Peers whose scheme headers are believed (`--forwarded-allow-ips`).
     #[serde(default)]
     pub forwarded_allow_ips: TrustedProxies,
-    /// How long draining workers get before they are killed.
-    pub graceful_timeout: Duration,
-    /// Where the master writes its PID.
-    pub pidfile: Option<PathBuf>,
     /// Logging.
     pub log: LogConfig,
     /// Request limits.
     pub limits: Limits,
     /// Time a client has to send a complete request head.
     pub header_timeout: Duration,
+    /// Path the app must answer with a 2xx before the worker reports ready.
+    pub ready_check: Option<String>,
+    /// Time to become ready (the ready check's budget; the master enforces it too).
+    pub boot_timeout: Duration,
+    /// Longest a request may run (`--harakiri`).
+    pub harakiri: Option<Duration>,
+}
+
+/// Everything the master runs with: its own settings, and the [`WorkerConfig`] each
+/// generation's workers get.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// What workers are told.
+    pub worker: WorkerConfig,
+    /// Addresses the master binds (or takes from systemd) and keeps for life.
+    pub listen: Vec<ListenAddr>,
+    /// Whether `--http` was given (rather than defaulted): then sockets from systemd must match.
+    #[serde(default)]
+    pub listen_explicit: bool,
+    /// Worker processes at start (`segue workers +1/-1` changes the live count, not this).
+    pub workers: usize,
+    /// Environment variables set in the workers' processes.
+    pub env: Vec<(String, String)>,
+    /// Accept-queue length of each listener.
+    pub backlog: u32,
+    /// Permission bits for the unix sockets segue binds (`--chmod-socket`).
+    #[serde(default)]
+    pub socket_mode: Option<u32>,
+    /// How long draining workers get before they are killed.
+    pub graceful_timeout: Duration,
+    /// Where the master writes its PID.
+    pub pidfile: Option<PathBuf>,
     /// How SIGHUP swaps generations.
     pub reload_strategy: ReloadStrategy,
     /// Chain reloads: new workers booting at once (at least 1, at most `workers`).
     pub reload_surge: usize,
-    /// Path the app must answer with a 2xx before a new worker counts as ready.
-    pub ready_check: Option<String>,
-    /// Time a new worker has to become ready.
-    pub boot_timeout: Duration,
     /// The control socket's path.
     pub control: Option<PathBuf>,
     /// A file whose mtime change triggers a reload.
@@ -119,8 +133,6 @@ pub struct Config {
     pub master_fifo: Option<PathBuf>,
     /// When workers are replaced by their own age, traffic or size.
     pub recycle: Recycle,
-    /// Longest a request may run (`--harakiri`).
-    pub harakiri: Option<Duration>,
     /// Longest a worker may go without a heartbeat.
     pub heartbeat_timeout: Duration,
 }
@@ -272,43 +284,47 @@ impl ServeArgs {
             self.http
         };
         Ok(Config {
-            app,
+            worker: WorkerConfig {
+                app,
+                multiprocess: self.workers > 1,
+                threads: self.threads,
+                chdir,
+                pythonpath,
+                virtualenv,
+                forwarded_allow_ips: self.forwarded_allow_ips.parse()?,
+                log: LogConfig {
+                    level: self.log_level,
+                    format: self.log_format,
+                    access_log: self.access_log,
+                },
+                limits: Limits {
+                    request_line: self.limit_request_line,
+                    request_fields: self.limit_request_fields,
+                    request_field_size: self.limit_request_field_size,
+                    request_body: (self.limit_request_body > 0).then_some(self.limit_request_body),
+                },
+                header_timeout: seconds("header-timeout", self.header_timeout)?,
+                ready_check: match self.ready_check {
+                    Some(p) if !p.starts_with('/') => return Err(Error::BadReadyCheck(p)),
+                    other => other,
+                },
+                boot_timeout: seconds("boot-timeout", self.boot_timeout)?,
+                harakiri: Some(seconds("harakiri", self.harakiri)?).filter(|d| !d.is_zero()),
+            },
             listen,
             listen_explicit,
             workers: self.workers,
-            threads: self.threads,
-            chdir,
-            pythonpath,
-            virtualenv,
             env,
             backlog: self.backlog,
             socket_mode: self.chmod_socket.map(|m| socket_mode(&m)).transpose()?,
-            forwarded_allow_ips: self.forwarded_allow_ips.parse()?,
             graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
             pidfile: self.pidfile.map(|p| absolute(&p)),
-            log: LogConfig {
-                level: self.log_level,
-                format: self.log_format,
-                access_log: self.access_log,
-            },
-            limits: Limits {
-                request_line: self.limit_request_line,
-                request_fields: self.limit_request_fields,
-                request_field_size: self.limit_request_field_size,
-                request_body: (self.limit_request_body > 0).then_some(self.limit_request_body),
-            },
-            header_timeout: seconds("header-timeout", self.header_timeout)?,
             reload_strategy: self.reload_strategy,
             reload_surge: match self.reload_surge {
                 Some(0) => return Err(Error::Zero("reload-surge")),
                 Some(k) => k.min(self.workers),
                 None => self.workers,
             },
-            ready_check: match self.ready_check {
-                Some(p) if !p.starts_with('/') => return Err(Error::BadReadyCheck(p)),
-                other => other,
-            },
-            boot_timeout: seconds("boot-timeout", self.boot_timeout)?,
             control: self.control.map(|p| absolute(&p)),
             touch_reload: self.touch_reload.map(|p| absolute(&p)),
             master_fifo: self.master_fifo.map(|p| absolute(&p)),
@@ -323,7 +339,6 @@ impl ServeArgs {
                 )?,
                 max_rss_kib: (self.reload_on_rss > 0).then_some(self.reload_on_rss * 1024),
             },
-            harakiri: Some(seconds("harakiri", self.harakiri)?).filter(|d| !d.is_zero()),
             heartbeat_timeout: seconds("heartbeat-timeout", self.heartbeat_timeout)?,
         })
     }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use crate::wsgi::Peer;
+use crate::peer::Peer;
 
 /// The headers a trusted proxy may set, and the value that means HTTPS.
 const SCHEME_HEADERS: [(&str, &str); 3] = [

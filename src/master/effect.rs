@@ -94,8 +94,10 @@ pub enum Effect {
         id: WorkerId,
         /// Its generation.
         generation: GenerationId,
-        /// The generation's configuration, with the live worker count filled in.
+        /// The generation's configuration.
         config: Arc<Config>,
+        /// Whether other workers serve beside it.
+        multiprocess: bool,
         /// Its request limit with jitter (`--max-requests`).
         max_requests: Option<u64>,
     },

@@ -22,6 +22,7 @@ use super::spawn::spawn_worker;
 use super::supervisor::Supervisor;
 use super::upgrade::{self, HandedListener, Handover, PREFLIGHT_TIMEOUT};
 use super::worker::WorkerId;
+use crate::config::WorkerConfig;
 use crate::protocol::scoreboard::Cells;
 use crate::protocol::{Boot, Channel, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker};
 use crate::systemd::Notifier;
@@ -101,8 +102,15 @@ impl Executor {
                 id,
                 generation,
                 config,
+                multiprocess,
                 max_requests,
-            } => return Some(self.spawn(id, generation, &config, max_requests)),
+            } => {
+                let worker = WorkerConfig {
+                    multiprocess,
+                    ..config.worker.clone()
+                };
+                return Some(self.spawn(id, generation, worker, &config.env, max_requests));
+            }
             Effect::Drain(id, reason) => {
                 if let Some(p) = self.processes.get(&id) {
                     // A worker whose channel is gone is about to be reaped: nothing to do.
@@ -144,7 +152,8 @@ impl Executor {
         &mut self,
         id: WorkerId,
         generation: u64,
-        config: &crate::config::Config,
+        config: WorkerConfig,
+        env: &[(String, String)],
         max_requests: Option<u64>,
     ) -> Event {
         let mut fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
@@ -156,12 +165,12 @@ impl Executor {
             protocol: PROTOCOL_VERSION,
             worker_id: id.0,
             generation,
-            config: config.clone(),
+            config,
             listeners: self.listeners.iter().map(|l| l.addr.clone()).collect(),
             max_requests,
             scoreboard_cell: cell,
         };
-        match spawn_worker(&self.exe, &boot, &fds, &config.env) {
+        match spawn_worker(&self.exe, &boot, &fds, env) {
             Ok(spawned) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let control_fd = spawned.control.as_raw_fd();

@@ -31,13 +31,15 @@ fn resolve(option: &'static str, path: &Path) -> Result<PathBuf, ResolveError> {
 /// The configuration a new generation runs: `base` with its directories resolved now.
 pub fn snapshot(base: &Config) -> Result<Arc<Config>, ResolveError> {
     let mut config = base.clone();
-    if let Some(dir) = &base.chdir {
-        config.chdir = Some(resolve("--chdir", dir)?);
+    let worker = &mut config.worker;
+    if let Some(dir) = &base.worker.chdir {
+        worker.chdir = Some(resolve("--chdir", dir)?);
     }
-    if let Some(venv) = &base.virtualenv {
-        config.virtualenv = Some(resolve("--virtualenv", venv)?);
+    if let Some(venv) = &base.worker.virtualenv {
+        worker.virtualenv = Some(resolve("--virtualenv", venv)?);
     }
-    config.pythonpath = base
+    worker.pythonpath = base
+        .worker
         .pythonpath
         .iter()
         .map(|p| resolve("--pythonpath", p))

@@ -254,7 +254,7 @@ async fn serve(
             other => tracing::info!("listening on {other}{origin}"),
         }
     }
-    tracing::info!(pid = std::process::id(), workers = config.workers, threads = config.threads, app = %config.app, "master started");
+    tracing::info!(pid = std::process::id(), workers = config.workers, threads = config.worker.threads, app = %config.worker.app, "master started");
     let first = match handover {
         Some(h) => {
             let adopted = exec.adopt(&h);

@@ -194,19 +194,17 @@ impl Supervisor {
         });
         let max_requests = worker.max_requests;
         self.table.insert(worker);
-        let config = if config.workers == self.table.wanted() {
-            config
-        } else {
-            // Workers learn the count (`wsgi.multiprocess`) from their config.
-            let mut c = (*config).clone();
-            c.workers = self.table.wanted();
-            Arc::new(c)
-        };
-        self.emit(Effect::After(config.boot_timeout, Timer::BootDeadline(id)));
+        self.emit(Effect::After(
+            config.worker.boot_timeout,
+            Timer::BootDeadline(id),
+        ));
         self.emit(Effect::Spawn {
             id,
             generation,
             config,
+            // Workers learn from this whether others serve beside them (`wsgi.multiprocess`):
+            // the live count, which scaling changes, not the configured one.
+            multiprocess: self.table.wanted() > 1,
             max_requests,
         });
         Some(id)
@@ -241,7 +239,7 @@ impl Supervisor {
                 let secs = self
                     .generations
                     .get(&w.generation)
-                    .map_or(0.0, |c| c.boot_timeout.as_secs_f64());
+                    .map_or(0.0, |c| c.worker.boot_timeout.as_secs_f64());
                 let error = format!(
                     "not ready within {secs}s (raise --boot-timeout if the app is slow to import)"
                 );

@@ -333,6 +333,7 @@ mod tests {
                     .serve
                     .into_config()
                     .unwrap()
+                    .worker
             },
             listeners: (0..listeners)
                 .map(|i| ListenAddr::Tcp(format!("127.0.0.1:{}", 8000 + i).parse().unwrap()))

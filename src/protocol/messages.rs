@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fd::FdRole;
-use crate::config::{Config, ListenAddr};
+use crate::config::{ListenAddr, WorkerConfig};
 
 /// Bumped whenever a message changes shape, so that a worker started by another master version
 /// (during an in-place upgrade) refuses to run rather than misread its orders.
@@ -22,7 +22,7 @@ pub struct Boot {
     /// The generation this worker belongs to (log field `generation`).
     pub generation: u64,
     /// What to serve and how.
-    pub config: Config,
+    pub config: WorkerConfig,
     /// The addresses served, so the worker can log and fill `SERVER_NAME`; the socket of
     /// `listeners[i]` comes as the fd of role [`FdRole::Listener`]`(i)`.
     pub listeners: Vec<ListenAddr>,

@@ -28,7 +28,7 @@ use pyo3::types::PyAnyMethods;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_tokio::Signals;
 
-use crate::config::{Config, ListenAddr};
+use crate::config::{ListenAddr, WorkerConfig};
 use crate::protocol::scoreboard;
 use crate::protocol::{
     Boot, BootFailure, CONTROL_FD, Channel, FdRole, Fds, FrameError, Receiver, Sender, ToMaster,
@@ -317,7 +317,7 @@ async fn last_word(
 }
 
 /// Imports the app: chdir, interpreter, import. Failures carry the fix and the traceback.
-fn boot_app(config: &Config) -> Result<crate::wsgi::App, BootFailure> {
+fn boot_app(config: &WorkerConfig) -> Result<crate::wsgi::App, BootFailure> {
     if let Some(dir) = &config.chdir {
         std::env::set_current_dir(dir).map_err(|e| BootFailure {
             error: format!("cannot chdir to '{}': {e} (check --chdir)", dir.display()),

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use pyo3::ffi;
 
-use crate::config::Config;
+use crate::config::WorkerConfig;
 
 /// The interpreter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +24,7 @@ pub struct InitError {
 }
 
 /// The interpreter `sys.executable` should name.
-fn executable(config: &Config) -> Option<PathBuf> {
+fn executable(config: &WorkerConfig) -> Option<PathBuf> {
     match &config.virtualenv {
         Some(venv) => Some(venv.join("bin/python")),
         None => option_env!("SEGUE_BUILD_PYTHON").map(PathBuf::from),
@@ -33,7 +33,7 @@ fn executable(config: &Config) -> Option<PathBuf> {
 
 /// Initialises CPython on the calling thread (which becomes Python's main thread) and releases
 /// the GIL, after which any thread may attach with `Python::attach`.
-pub fn initialize(config: &Config) -> Result<(), InitError> {
+pub fn initialize(config: &WorkerConfig) -> Result<(), InitError> {
     let exe = executable(config);
     let fail = |message: String| InitError {
         executable: exe

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::drain::{ConnState, DrainWatch};
 use super::pool::Pool;
-use crate::config::Config;
+use crate::config::WorkerConfig;
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::forwarded;
 use crate::http::framing::HeadVerdict;
@@ -100,7 +100,7 @@ impl Drop for InFlight {
 /// What every connection of a worker shares.
 pub struct Shared {
     /// The configuration from `Boot`.
-    pub config: Arc<Config>,
+    pub config: Arc<WorkerConfig>,
     /// The Python threads.
     pub pool: Pool,
     /// Counters for heartbeats.

@@ -7,7 +7,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
-use crate::config::{AppSpec, Config};
+use crate::config::{AppSpec, WorkerConfig};
 
 /// The imported app and what every environ shares.
 pub struct App {
@@ -65,7 +65,7 @@ fn exc_summary(py: Python<'_>, err: &PyErr) -> String {
 
 /// Puts `--chdir` (or the working directory) first on `sys.path`, then `--pythonpath`, as
 /// gunicorn and uWSGI do, so `segue hello:app` finds `./hello.py`.
-fn prepare_sys_path(py: Python<'_>, config: &Config, extra: Option<&Path>) -> PyResult<()> {
+fn prepare_sys_path(py: Python<'_>, config: &WorkerConfig, extra: Option<&Path>) -> PyResult<()> {
     let sys_path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())
@@ -87,13 +87,13 @@ fn prepare_sys_path(py: Python<'_>, config: &Config, extra: Option<&Path>) -> Py
     Ok(())
 }
 
-fn base_environ(py: Python<'_>, config: &Config) -> PyResult<Py<PyDict>> {
+fn base_environ(py: Python<'_>, config: &WorkerConfig) -> PyResult<Py<PyDict>> {
     let base = PyDict::new(py);
     base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
     base.set_item("wsgi.url_scheme", "http")?;
     base.set_item("wsgi.errors", Bound::new(py, ErrorStream::default())?)?;
     base.set_item("wsgi.multithread", config.threads > 1)?;
-    base.set_item("wsgi.multiprocess", config.workers > 1)?;
+    base.set_item("wsgi.multiprocess", config.multiprocess)?;
     base.set_item("wsgi.run_once", false)?;
     base.set_item("wsgi.input_terminated", true)?;
     base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
@@ -106,7 +106,7 @@ fn base_environ(py: Python<'_>, config: &Config) -> PyResult<Py<PyDict>> {
 }
 
 /// Imports the app named by `config`.
-pub fn load(py: Python<'_>, config: &Config) -> Result<App, LoadError> {
+pub fn load(py: Python<'_>, config: &WorkerConfig) -> Result<App, LoadError> {
     let spec = config.app.to_string();
     let python_err = |err: PyErr, hint: &str| LoadError {
         message: format!("cannot import '{spec}': {}{hint}", exc_summary(py, &err)),

@@ -12,7 +12,6 @@ pub mod file_wrapper;
 pub mod input;
 pub mod response;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -22,26 +21,9 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use tokio::sync::oneshot;
 
 use crate::http::body::{RequestBody, ResponseBody};
+pub use crate::peer::{Local, Peer};
 pub use app::App;
 use response::{Response, StartResponse};
-
-/// Where a connection came from, as the environ reports it.
-#[derive(Debug, Clone)]
-pub enum Peer {
-    /// A TCP client.
-    Tcp(SocketAddr),
-    /// A unix-socket client (no address).
-    Unix,
-}
-
-/// The listener a request arrived on, for `SERVER_NAME`/`SERVER_PORT` when there is no Host.
-#[derive(Debug, Clone)]
-pub enum Local {
-    /// A TCP listener's address.
-    Tcp(SocketAddr),
-    /// A unix-socket listener.
-    Unix,
-}
 
 /// One request handed to a Python thread.
 #[derive(Debug)]

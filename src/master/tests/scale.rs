@@ -11,12 +11,6 @@ async fn scale_up_fills_a_new_slot_and_scale_down_drains_the_last() {
     assert!(matches!(replies(&effects)[..], [Outcome::Scale(Ok(3))]));
     let third = spawned(&effects)[0];
     assert_eq!(sim.sup.table.get(third).unwrap().slot, 2);
-    // New workers learn the live count (wsgi.multiprocess), not the configured one.
-    assert!(
-        effects
-            .iter()
-            .any(|e| matches!(e, Effect::Spawn { config, .. } if config.workers == 3))
-    );
     sim.ready(third);
     let effects = sim.ask(Command::Scale(-1));
     assert_eq!(drained(&effects), vec![(third, DrainReason::ScaleDown)]);
@@ -72,4 +66,31 @@ async fn scale_up_while_another_slot_backs_off_starts_the_new_slot_at_once() {
     let effects = sim.command(Command::Scale(1));
     assert_eq!(spawned(&effects).len(), 1);
     assert_eq!(sim.sup.table.get(spawned(&effects)[0]).unwrap().slot, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn workers_started_after_scaling_up_from_one_know_they_are_not_alone() {
+    let (mut sim, effects) = Sim::start(&["--workers", "1"]);
+    assert!(matches!(
+        effects[..],
+        [
+            ..,
+            Effect::Spawn {
+                multiprocess: false,
+                ..
+            }
+        ]
+    ));
+    sim.ready(spawned(&effects)[0]);
+    let effects = sim.command(Command::Scale(1));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Spawn {
+                multiprocess: true,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
 }
