@@ -104,3 +104,32 @@ fn a_binary_that_fails_its_check_leaves_the_old_master_serving() {
         .try_status()
         .is_ok_and(|st| st["upgrades"] != 0)));
 }
+
+#[test]
+fn an_upgrade_keeps_the_worker_count_set_by_scaling() {
+    let s = support::server("cases:application")
+        .args(&["--workers", "1"])
+        .start();
+    let ctl = s.control.to_str().unwrap().to_string();
+    let out = Command::new(segue_bin())
+        .args(["workers", "+1", "--control", &ctl])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    s.wait_status("two ready workers", |st| {
+        support::workers_in(st, "ready").len() == 2
+    });
+    let out = Command::new(segue_bin())
+        .args(["upgrade", "--wait", "--control", &ctl])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The new image was started with `--workers 1`; the live count is what carries over.
+    let st = s.wait_status("two new workers", |st| {
+        st["upgrades"] == 1
+            && st["reloading"].is_null()
+            && support::workers_in(st, "ready").len() == 2
+            && st["workers"].as_array().is_some_and(|w| w.len() == 2)
+    });
+    assert_eq!(st["workers_wanted"], 2, "{st}");
+}

@@ -123,8 +123,9 @@ pub struct Config {
     pub pidfile: Option<PathBuf>,
     /// How SIGHUP swaps generations.
     pub reload_strategy: ReloadStrategy,
-    /// Chain reloads: new workers booting at once (at least 1, at most `workers`).
-    pub reload_surge: usize,
+    /// Chain reloads: new workers booting at once (at least 1); `None` boots every slot at
+    /// once, whatever the live worker count is by then.
+    pub reload_surge: Option<usize>,
     /// The control socket's path.
     pub control: Option<PathBuf>,
     /// A file whose mtime change triggers a reload.
@@ -322,8 +323,7 @@ impl ServeArgs {
             reload_strategy: self.reload_strategy,
             reload_surge: match self.reload_surge {
                 Some(0) => return Err(Error::Zero("reload-surge")),
-                Some(k) => k.min(self.workers),
-                None => self.workers,
+                other => other,
             },
             control: self.control.map(|p| absolute(&p)),
             touch_reload: self.touch_reload.map(|p| absolute(&p)),

@@ -114,6 +114,7 @@ impl Supervisor {
             next_reload: self.next_reload,
             history: self.history.iter().cloned().collect(),
             upgrades: self.upgrades + 1,
+            workers_wanted: Some(self.table.wanted()),
         }
     }
 
@@ -133,6 +134,9 @@ impl Supervisor {
         self.next_reload = handover.next_reload;
         self.history = handover.history.iter().cloned().collect();
         self.upgrades = handover.upgrades;
+        if let Some(n) = handover.workers_wanted.filter(|&n| n > 0) {
+            self.table.set_wanted(n);
+        }
         self.announced_ready = true;
         for w in handover
             .workers

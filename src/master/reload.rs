@@ -157,7 +157,7 @@ impl Supervisor {
             }
         };
         let target = self.new_generation(config);
-        let surge = self.base.reload_surge;
+        let surge = self.surge();
         tracing::info!(
             reload = id,
             from = self.serving,
@@ -196,8 +196,7 @@ impl Supervisor {
         let (strategy, target) = (run.strategy, run.target);
         let batch: Vec<usize> = match strategy {
             ReloadStrategy::Chain => {
-                let surge = self.base.reload_surge.max(1);
-                let room = surge.saturating_sub(run.booting.len());
+                let room = self.surge().saturating_sub(run.booting.len());
                 run.todo.iter().take(room).copied().collect()
             }
             // One canary; once it is ready, every remaining slot at once.
@@ -225,6 +224,15 @@ impl Supervisor {
                 run.booting.insert(id);
             }
         }
+    }
+
+    /// New workers a chain reload boots at once: `--reload-surge`, or every slot.
+    fn surge(&self) -> usize {
+        let wanted = self.table.wanted();
+        self.base
+            .reload_surge
+            .unwrap_or(wanted)
+            .clamp(1, wanted.max(1))
     }
 
     /// Drains the workers of `slot` that belong to another generation than `keep`.

@@ -177,6 +177,11 @@ impl Table {
         self.slots.get_mut(slot)
     }
 
+    /// Sets the wanted worker count (an upgrade's new image takes the old one's).
+    pub fn set_wanted(&mut self, n: usize) {
+        self.slots.resize(n, Slot::default());
+    }
+
     /// One more slot; returns its index.
     pub fn push_slot(&mut self) -> usize {
         self.slots.push(Slot::default());

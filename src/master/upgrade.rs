@@ -78,6 +78,10 @@ pub struct Handover {
     pub history: Vec<ReloadReport>,
     /// Upgrades so far, this one included.
     pub upgrades: u64,
+    /// The live worker count (scaling since the start is kept across the upgrade; the new
+    /// image's command line only says how many workers there were at first).
+    #[serde(default)]
+    pub workers_wanted: Option<usize>,
 }
 
 /// Why an upgrade did not happen (the old master keeps running).

@@ -112,11 +112,18 @@ async fn an_exec_is_abandoned_if_a_reload_began_after_the_check() {
 
 #[tokio::test(start_paused = true)]
 async fn the_handover_carries_workers_and_counters_and_adoption_continues_them() {
-    let mut sim = Sim::serving(&["--workers", "2"]);
+    let mut sim = Sim::serving(&["--workers", "1"]);
+    let third = spawned(&sim.command(Command::Scale(1)))[0];
+    sim.ready(third);
     let new = spawned(&sim.reload());
     sim.ready(new[0]);
     sim.ready(new[1]);
     let h = sim.sup.handover();
+    assert_eq!(
+        h.workers_wanted,
+        Some(2),
+        "the scaled count, not the configured one"
+    );
     assert_eq!(h.serving, 2);
     assert_eq!(h.upgrades, 1);
     assert_eq!(h.next_generation, 3);
@@ -126,13 +133,15 @@ async fn the_handover_carries_workers_and_counters_and_adoption_continues_them()
     assert_eq!(h.workers.len(), 4);
     assert_eq!(h.workers.iter().filter(|w| w.ready).count(), 2);
 
-    let mut next = Supervisor::new(config(&["--workers", "2"]), "/segue".into(), vec![]);
+    // The new image is started with the original command line (one worker).
+    let mut next = Supervisor::new(config(&["--workers", "1"]), "/segue".into(), vec![]);
     let adopted: Vec<_> = h.workers.iter().map(|w| WorkerId(w.id)).collect();
     let effects = next.adopt(&h, &adopted).unwrap();
     // A gated chain reload replaces the adopted workers with the new binary's.
     assert_eq!(spawned_generations(&effects), vec![3, 3]);
     assert!(spawned(&effects).iter().all(|id| id.0 >= h.next_id));
     let status = next.status();
+    assert_eq!(status.workers_wanted, 2);
     assert!(status.ready);
     assert_eq!(status.upgrades, 1);
     assert_eq!(status.reloads.len(), 1);
