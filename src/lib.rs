@@ -1,10 +1,12 @@
 //! segue: a WSGI application server whose reloads never drop a request.
 //!
 //! The tree follows the process boundary: [`master`] is the long-lived Rust process that holds
-//! the listening sockets and supervises; [`worker`] is each process that embeds CPython and
-//! serves. [`protocol`] is what they say to each other, [`config`] what both are told.
-//! [`http`] and [`wsgi`] are the request path inside a worker; [`peer`] names the two ends of a
-//! client connection for both.
+//! the listening sockets and supervises; `worker` is each process that runs the app's own
+//! Python interpreter with segue's worker loaded as an extension module (`segue._worker`, the
+//! `pyext/` crate) and serves. [`protocol`] is what they say to each other, [`config`] what both
+//! are told. [`http`] and `wsgi` are the request path inside a worker; [`peer`] names the two
+//! ends of a client connection for both. `worker` and `wsgi` exist with the `python` feature
+//! only, so the master binary never links libpython.
 #![deny(missing_docs)]
 
 pub mod check;
@@ -16,5 +18,7 @@ pub mod master;
 pub mod peer;
 pub mod protocol;
 pub mod systemd;
+#[cfg(feature = "python")]
 pub mod worker;
+#[cfg(feature = "python")]
 pub mod wsgi;

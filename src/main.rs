@@ -47,7 +47,6 @@ fn main() -> anyhow::Result<()> {
             let code = client::upgrade(&control.control, binary, wait, timeout, &mut printer)?;
             std::process::exit(printer.finish(code));
         }
-        Some(Command::Worker) => std::process::exit(segue::worker::run()),
         Some(Command::Master) => {
             let json = std::env::var(segue::check::MASTER_CONFIG_ENV)
                 .context("__master is internal to check-reload")?;

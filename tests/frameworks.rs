@@ -53,33 +53,24 @@ fn virtual_env_variable_is_the_default_virtualenv() {
 }
 
 #[test]
-fn without_a_virtualenv_sys_executable_is_a_real_python_matching_the_embedded_one() {
+fn without_a_virtualenv_workers_run_the_python_beside_segue() {
     let s = server("cases:application").start();
     let sys = get(s.addr(), "/sys").json();
-    let exe = sys["executable"].as_str().unwrap();
-    assert!(
-        !exe.contains("segue"),
-        "sys.executable is the segue binary: {exe}"
+    // pip installed segue into the test venv's bin/; that venv's python runs the workers.
+    let bin = std::path::Path::new(support::segue_bin()).parent().unwrap();
+    assert_eq!(
+        sys["executable"],
+        bin.join("python").display().to_string(),
+        "{sys}"
     );
-    let out = std::process::Command::new(exe)
+    let out = std::process::Command::new(bin.join("python"))
         .args(["-c", "import sys; print(sys.prefix); print(sys.version)"])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&out.stdout).into_owned();
     let (prefix, version) = out.trim_end().split_once('\n').unwrap();
     assert_eq!(prefix, sys["prefix"].as_str().unwrap(), "{sys}");
-    // The embedded libpython is the build interpreter's, not another Python 3.11 on the machine
-    // (Debian's 3.11.2 is loaded silently without the rpath).
-    assert_eq!(
-        version,
-        sys["version"].as_str().unwrap(),
-        "the worker runs another libpython than its sys.executable"
-    );
-    let venv = std::fs::canonicalize(test_venv()).unwrap();
-    assert_ne!(
-        std::fs::canonicalize(sys["prefix"].as_str().unwrap()).unwrap(),
-        venv
-    );
+    assert_eq!(version, sys["version"].as_str().unwrap());
 }
 
 #[test]

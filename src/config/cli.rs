@@ -87,9 +87,6 @@ pub enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
-    /// Internal: run as a worker process. The master starts this; users never do.
-    #[command(name = "__worker", hide = true)]
-    Worker,
     /// Internal: run a master from a configuration in the environment (check-reload's child).
     #[command(name = "__master", hide = true)]
     Master,

@@ -136,6 +136,10 @@ pub struct Config {
     pub recycle: Recycle,
     /// Longest a worker may go without a heartbeat.
     pub heartbeat_timeout: Duration,
+    /// The interpreter workers run: `<virtualenv>/bin/python`, or the `python` beside segue in
+    /// the environment pip installed it into. Set for each generation when it starts.
+    #[serde(default)]
+    pub python: Option<PathBuf>,
 }
 
 /// Worker recycling limits; a worker past one is replaced surge-style (replacement ready first).
@@ -340,6 +344,7 @@ impl ServeArgs {
                 max_rss_kib: (self.reload_on_rss > 0).then_some(self.reload_on_rss * 1024),
             },
             heartbeat_timeout: seconds("heartbeat-timeout", self.heartbeat_timeout)?,
+            python: None,
         })
     }
 }

@@ -50,8 +50,6 @@ enum Owner {
 
 /// Performs effects; see the module doc.
 pub struct Executor {
-    /// This binary, re-executed as each worker.
-    exe: PathBuf,
     /// The sockets held for life; their fds are sent to every worker.
     listeners: Vec<Listener>,
     /// The page where workers post their load to balance accepts; `None` if it could not be
@@ -70,16 +68,14 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// An executor starting workers from `exe` on `listeners`.
+    /// An executor starting workers on `listeners`.
     pub fn new(
-        exe: PathBuf,
         listeners: Vec<Listener>,
         events: mpsc::UnboundedSender<Event>,
         notifier: Option<Notifier>,
         control_fd: Option<RawFd>,
     ) -> Executor {
         Executor {
-            exe,
             listeners,
             cells: Cells::new()
                 .inspect_err(|e| {
@@ -109,7 +105,18 @@ impl Executor {
                     multiprocess,
                     ..config.worker.clone()
                 };
-                return Some(self.spawn(id, generation, worker, &config.env, max_requests));
+                let python = config
+                    .python
+                    .clone()
+                    .unwrap_or_else(super::generation::own_python);
+                return Some(self.spawn(
+                    id,
+                    generation,
+                    &python,
+                    worker,
+                    &config.env,
+                    max_requests,
+                ));
             }
             Effect::Drain(id, reason) => {
                 if let Some(p) = self.processes.get(&id) {
@@ -152,6 +159,7 @@ impl Executor {
         &mut self,
         id: WorkerId,
         generation: u64,
+        python: &Path,
         config: WorkerConfig,
         env: &[(String, String)],
         max_requests: Option<u64>,
@@ -170,7 +178,7 @@ impl Executor {
             max_requests,
             scoreboard_cell: cell,
         };
-        match spawn_worker(&self.exe, &boot, &fds, env) {
+        match spawn_worker(python, &boot, &fds, env) {
             Ok(spawned) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let control_fd = spawned.control.as_raw_fd();
@@ -334,11 +342,6 @@ impl Executor {
     /// The listeners, for logging at startup.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
-    }
-
-    /// This binary.
-    pub fn exe(&self) -> &Path {
-        &self.exe
     }
 }
 

@@ -1,7 +1,8 @@
 //! Generations: each reload starts a new one from the configuration, with paths resolved again,
 //! so a `--chdir` symlink flipped by a blue-green deploy (`current -> releases/42`) takes effect
 //! on reload, while workers that must go back to the old generation (a rollback, a crash of an
-//! old worker) still run the release it resolved to.
+//! old worker) still run the release it resolved to. The interpreter is chosen again too, so a
+//! reload after `--virtualenv`'s symlink moved runs the new environment's Python.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,5 +45,20 @@ pub fn snapshot(base: &Config) -> Result<Arc<Config>, ResolveError> {
         .iter()
         .map(|p| resolve("--pythonpath", p))
         .collect::<Result<_, _>>()?;
+    config.python = Some(match &worker.virtualenv {
+        // The venv's own path, not the interpreter it links to: CPython finds `pyvenv.cfg`
+        // (and so the venv's site-packages) from the path it was started as.
+        Some(venv) => venv.join("bin/python"),
+        None => own_python(),
+    });
     Ok(Arc::new(config))
+}
+
+/// The `python` beside segue's own executable: pip installs `segue` into the `bin/` of the
+/// environment whose interpreter then runs the workers.
+pub fn own_python() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("python")))
+        .unwrap_or_else(|| PathBuf::from("python3"))
 }

@@ -58,6 +58,9 @@ pub enum Error {
     /// Our own binary's path is unknown (needed to start workers).
     #[error("cannot find segue's own executable to start workers: {0}")]
     Exe(std::io::Error),
+    /// No interpreter to run the workers with.
+    #[error("no Python to run the workers: {} does not exist (install segue with pip into the app's virtualenv and run its bin/segue, or pass --virtualenv DIR)", .0.display())]
+    NoPython(PathBuf),
     /// The pidfile could not be written.
     #[error("cannot write --pidfile '{}': {source}", path.display())]
     Pidfile {
@@ -97,6 +100,12 @@ pub enum Start {
 /// Runs the master until it is stopped.
 pub fn run(config: Config, start: Start) -> Result<(), Error> {
     let exe = std::env::current_exe().map_err(Error::Exe)?;
+    if config.worker.virtualenv.is_none() {
+        let python = generation::own_python();
+        if !python.exists() {
+            return Err(Error::NoPython(python));
+        }
+    }
     let notifier = Notifier::from_env();
     let (inherited, handover) = match start {
         Start::Fresh(inherited) => (inherited, None),
@@ -241,7 +250,7 @@ async fn serve(
     }
     let control_fd = _control.as_ref().map(|c| c.fd);
     let addrs = listeners.iter().map(|l| l.addr.to_string()).collect();
-    let mut exec = Executor::new(exe.clone(), listeners, events_tx, notifier, control_fd);
+    let mut exec = Executor::new(listeners, events_tx, notifier, control_fd);
     let mut sup = Supervisor::new(config.clone(), exe, addrs);
     for l in exec.listeners() {
         let origin = match l.systemd_name.as_deref() {

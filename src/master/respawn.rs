@@ -6,9 +6,28 @@ use super::effect::{Effect, Timer};
 use super::reaper::ExitKind;
 use super::supervisor::{Phase, Supervisor};
 use super::table::{CRASH_WINDOW, backoff};
-use super::worker::{WorkerId, WorkerState};
+use super::worker::{Worker, WorkerId, WorkerState};
+use crate::protocol::EXIT_NO_WORKER_MODULE;
 
 impl Supervisor {
+    /// The reason for the bootstrap's "cannot import segue" exit, naming the interpreter.
+    fn no_worker_module(&self, worker: &Worker, kind: ExitKind) -> Option<String> {
+        if worker.state != WorkerState::Starting || kind != ExitKind::Code(EXIT_NO_WORKER_MODULE) {
+            return None;
+        }
+        let python = self
+            .generations
+            .get(&worker.generation)
+            .and_then(|c| c.python.as_ref())
+            .map_or_else(|| "python".to_string(), |p| p.display().to_string());
+        Some(format!(
+            "{python} cannot import segue's worker module: install segue {} in that environment \
+             ({python} -m pip install segue=={}), or point --virtualenv at one that has it",
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_VERSION")
+        ))
+    }
+
     pub(super) fn on_spawn_failed(&mut self, id: WorkerId, error: String) {
         let Some(w) = self.table.remove(id) else {
             return;
@@ -39,7 +58,11 @@ impl Supervisor {
         };
         let lifetime = worker.spawned_at.elapsed();
         let (generation, pid) = (worker.generation, worker.pid);
-        let why = worker.boot_failure.as_ref().map(|f| f.error.clone());
+        let why = worker
+            .boot_failure
+            .as_ref()
+            .map(|f| f.error.clone())
+            .or_else(|| self.no_worker_module(&worker, kind));
         match worker.state {
             WorkerState::Draining { since } => {
                 tracing::info!(worker = %id, generation, pid, drain_ms = since.elapsed().as_millis() as u64, "worker exited after draining ({kind})");

@@ -1,8 +1,12 @@
-//! Starting a worker: re-execute our own binary with a socketpair at fd 3, then send it `Boot`
-//! with the listeners and the scoreboard attached, each under its role in the fd manifest.
+//! Starting a worker: run the app's Python interpreter (the environment's `bin/python`) on a
+//! small bootstrap that imports segue's worker module, with a socketpair at fd 3, then send it
+//! `Boot` with the listeners and the scoreboard attached, each under its role in the fd
+//! manifest.
 //!
-//! Exec rather than fork: the master runs tokio threads, and a forked copy of a threaded process
-//! inherits locks held by threads that do not exist in the child.
+//! The interpreter is the environment's own, not one segue was built against, so `sys.prefix`,
+//! site-packages and C extensions are what `python` there sees. Exec rather than fork: the
+//! master runs tokio threads, and a forked copy of a threaded process inherits locks held by
+//! threads that do not exist in the child.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -13,7 +17,28 @@ use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
 
-use crate::protocol::{Boot, CONTROL_FD, FrameError, set_cloexec, write_boot};
+use crate::protocol::{
+    Boot, CONTROL_FD, EXIT_NO_WORKER_MODULE, FrameError, set_cloexec, write_boot,
+};
+
+/// What the interpreter runs: import `segue._worker` (or say clearly that this environment has
+/// no segue, exiting with [`EXIT_NO_WORKER_MODULE`]) and hand it the process. `sys.path[0]`
+/// is the master's working directory under `-c`; it is dropped so that only `--chdir` and
+/// `--pythonpath` decide where the app comes from.
+const BOOTSTRAP: &str = "\
+import sys
+master = sys.argv[1]
+sys.argv = ['segue']
+if sys.path and sys.path[0] == '':
+    del sys.path[0]
+try:
+    from segue import _worker
+except ImportError as e:
+    sys.stderr.write('segue worker: %s cannot import segue (%s): install it in this environment, '
+                     '%s -m pip install segue==%s\\n' % (sys.executable, e, sys.executable, master))
+    sys.exit(EXIT)
+_worker.run(master)
+";
 
 /// A worker process that has been sent its `Boot`.
 #[derive(Debug)]
@@ -31,7 +56,7 @@ pub enum Error {
     #[error("cannot create the control socketpair: {0} (raise the open-files limit, `ulimit -n`)")]
     Socketpair(io::Error),
     /// exec failed.
-    #[error("cannot start worker process '{}': {source}", exe.display())]
+    #[error("cannot start worker process '{}': {source} (workers run the environment's own python: is --virtualenv right, or was segue installed with pip there?)", exe.display())]
     Exec {
         /// The binary.
         exe: std::path::PathBuf,
@@ -43,11 +68,11 @@ pub enum Error {
     Boot(#[from] FrameError),
 }
 
-/// Starts `exe __worker` with the control channel at [`CONTROL_FD`] and sends it `boot` and its
-/// fds: one per `boot.listeners`, in that order, then the scoreboard's if `boot.scoreboard_cell`
+/// Starts the interpreter `python` on the bootstrap, with the control channel at
+/// [`CONTROL_FD`], and sends it `boot` and its fds: one per `boot.listeners`, in that order, then the scoreboard's if `boot.scoreboard_cell`
 /// is set ([`Boot::fd_roles`]). A count that does not match is refused before anything starts.
 pub fn spawn_worker(
-    exe: &Path,
+    python: &Path,
     boot: &Boot,
     fds: &[RawFd],
     env: &[(String, String)],
@@ -63,8 +88,12 @@ pub fn spawn_worker(
     let (master_end, worker_end) = StdUnixStream::pair().map_err(Error::Socketpair)?;
     let child_fd = worker_end.as_raw_fd();
 
-    let mut cmd = Command::new(exe);
-    cmd.arg("__worker").stdin(Stdio::null());
+    let mut cmd = Command::new(python);
+    let bootstrap = BOOTSTRAP.replace("EXIT", &EXIT_NO_WORKER_MODULE.to_string());
+    cmd.arg("-c")
+        .arg(bootstrap)
+        .arg(env!("CARGO_PKG_VERSION"))
+        .stdin(Stdio::null());
     // systemd talks to the master only; a worker must not send READY=1 on its behalf.
     for var in [
         "NOTIFY_SOCKET",
@@ -93,7 +122,7 @@ pub fn spawn_worker(
         });
     }
     let child = cmd.spawn().map_err(|source| Error::Exec {
-        exe: exe.to_owned(),
+        exe: python.to_owned(),
         source,
     })?;
     // The reaper collects the exit status with waitpid(-1); the handle is dropped unwaited.

@@ -24,3 +24,7 @@ pub use messages::{Boot, BootFailure, DrainReason, PROTOCOL_VERSION, Stats, ToMa
 ///
 /// Fixed so that the worker needs no argument to find it; the master's `pre_exec` puts it there.
 pub const CONTROL_FD: std::os::fd::RawFd = 3;
+
+/// Exit code of a worker whose interpreter cannot import segue's worker module (segue is not
+/// installed in that environment); the master turns it into a message naming the fix.
+pub const EXIT_NO_WORKER_MODULE: i32 = 4;

@@ -11,7 +11,6 @@
 pub mod acceptor;
 pub mod drain;
 pub mod pool;
-pub mod python;
 pub mod ready;
 pub mod server;
 pub mod service;
@@ -109,8 +108,19 @@ async fn harakiri_watch(
 /// Exit code of a worker that could not boot (the master also gets the reason as a message).
 pub const EXIT_BOOT_FAILED: i32 = 3;
 
+/// The entry point of `segue._worker.run`: called by the app's interpreter on its main thread,
+/// with the GIL held. Checks that this module is the master's version, then serves with the GIL
+/// released (Python threads attach as they need it) and returns the exit code.
+pub fn run_in_interpreter(py: Python<'_>, master_version: &str) -> i32 {
+    py.detach(|| run(master_version))
+}
+
+/// This build's version, which the master's must equal: master and worker module are one
+/// release, installed together by pip.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Runs a worker to completion and returns its exit code.
-pub fn run() -> i32 {
+fn run(master_version: &str) -> i32 {
     let exec_at = Instant::now();
     // SAFETY: the master's pre_exec placed our end of the control socketpair at CONTROL_FD;
     // nothing else in this fresh process refers to that descriptor.
@@ -122,7 +132,10 @@ pub fn run() -> i32 {
     let (mut boot, mut fds) = match read_boot(&control) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("segue worker: cannot read Boot from the master: {e}");
+            eprintln!(
+                "segue worker: cannot read Boot from the master (segue {master_version}; this \
+                 module is segue {VERSION}): {e}"
+            );
             return 2;
         }
     };
@@ -152,7 +165,15 @@ pub fn run() -> i32 {
             return 2;
         }
     };
-    runtime.block_on(serve(boot, listeners, fds, control, exec_at, span.clone()))
+    runtime.block_on(serve(
+        boot,
+        listeners,
+        fds,
+        control,
+        exec_at,
+        span.clone(),
+        master_version,
+    ))
 }
 
 async fn serve(
@@ -162,6 +183,7 @@ async fn serve(
     control: StdUnixStream,
     exec_at: Instant,
     span: tracing::Span,
+    master_version: &str,
 ) -> i32 {
     let (to_master, mut from_master) = match Channel::<ToWorker, ToMaster>::from_std(control) {
         Ok(c) => c.spawn(),
@@ -170,6 +192,24 @@ async fn serve(
             return 2;
         }
     };
+    if master_version != VERSION {
+        let python = Python::attach(|py| {
+            py.import("sys")
+                .and_then(|sys| sys.getattr("executable"))
+                .and_then(|exe| exe.extract::<String>())
+        })
+        .unwrap_or_else(|_| "python".into());
+        let failure = BootFailure {
+            error: format!(
+                "the master is segue {master_version} but {python} has segue {VERSION}: install \
+                 the same version in both (`{python} -m pip install segue=={master_version}`), \
+                 or, after upgrading segue there, run `segue upgrade` so that the master is the \
+                 new version too"
+            ),
+            traceback: None,
+        };
+        return boot_failed(&to_master, &mut from_master, failure).await;
+    }
     let config = Arc::new(boot.config);
     let app = match boot_app(&config) {
         Ok(app) => app,
@@ -324,10 +364,6 @@ fn boot_app(config: &WorkerConfig) -> Result<crate::wsgi::App, BootFailure> {
             traceback: None,
         })?;
     }
-    python::initialize(config).map_err(|e| BootFailure {
-        error: e.to_string(),
-        traceback: None,
-    })?;
     Python::attach(|py| crate::wsgi::app::load(py, config)).map_err(|e| BootFailure {
         error: e.message,
         traceback: e.traceback,

@@ -16,8 +16,24 @@ use std::time::{Duration, Instant};
 /// How long a test waits for any single event before failing.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The `segue` that pip installed into the test venv (`scripts/test` builds the wheel and sets
+/// `SEGUE_BIN`): the tests run segue as users get it, whose workers run that venv's Python.
 pub fn segue_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_segue")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = std::env::var("SEGUE_BIN").unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/test-venv/bin/segue")
+                .display()
+                .to_string()
+        });
+        assert!(
+            Path::new(&bin).exists(),
+            "no installed segue at {bin} (run scripts/test, which builds the wheel and installs it \
+             into target/test-venv, or set SEGUE_BIN)"
+        );
+        bin
+    })
 }
 
 pub fn apps_dir() -> PathBuf {
