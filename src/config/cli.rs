@@ -244,6 +244,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 15.0, value_name = "SECS")]
     pub header_timeout: f64,
 
+    /// Most client connections a worker holds open (0: no limit); at the limit it accepts none.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub worker_connections: usize,
+
     /// How a reload swaps generations: chain (new first, then drain old) or respawn (canary).
     #[arg(long, value_enum, default_value_t = ReloadStrategy::Chain, value_name = "STRATEGY")]
     pub reload_strategy: ReloadStrategy,

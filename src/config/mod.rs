@@ -89,6 +89,10 @@ pub struct WorkerConfig {
     pub limits: Limits,
     /// Time a client has to send a complete request head.
     pub header_timeout: Duration,
+    /// Most client connections one worker holds open (`--worker-connections`); `None` is
+    /// unlimited.
+    #[serde(default)]
+    pub worker_connections: Option<usize>,
     /// Path the app must answer with a 2xx before the worker reports ready.
     pub ready_check: Option<String>,
     /// Time to become ready (the ready check's budget; the master enforces it too).
@@ -309,6 +313,8 @@ impl ServeArgs {
                     request_body: (self.limit_request_body > 0).then_some(self.limit_request_body),
                 },
                 header_timeout: seconds("header-timeout", self.header_timeout)?,
+                worker_connections: (self.worker_connections > 0)
+                    .then_some(self.worker_connections),
                 ready_check: match self.ready_check {
                     Some(p) if !p.starts_with('/') => return Err(Error::BadReadyCheck(p)),
                     other => other,

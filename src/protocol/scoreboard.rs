@@ -13,8 +13,10 @@
 //! rhythm of a loaded worker and do not count.
 //! gunicorn's sync workers get the first half for free, as they accept only when idle.
 //! Only peers whose acceptor runs count (not a draining peer, nor one backing off from fd
-//! exhaustion), and the wait is bounded, so a peer that stopped without saying so costs
-//! milliseconds, once.
+//! exhaustion or holding its `--worker-connections`), and the wait is bounded, so a peer that
+//! stopped without saying so costs milliseconds, once. A worker whose GIL is held (a C call that
+//! does not release it) posts that it is wedged: it is then neither accepting nor free, for
+//! every listener at once, until its GIL probe gets the GIL again.
 //!
 //! The master creates the page (a memfd), gives each worker a cell with `Boot`, and clears a
 //! cell when its worker exits, so a crashed worker's count never lingers.
@@ -54,6 +56,9 @@ struct Slot {
     /// When the worker's last idle Python thread took a job (CLOCK_MONOTONIC, ms); 0 while a
     /// thread is idle.
     busy_since: AtomicU64,
+    /// When the worker found its GIL held past its probe's limit (CLOCK_MONOTONIC, ms); 0 while
+    /// the GIL can be had. Set and cleared by the worker's acceptors, cleared by the master.
+    wedged_since: AtomicU64,
 }
 
 /// The shared memory's layout.
@@ -151,6 +156,7 @@ impl Scoreboard {
         if let Some(c) = self.cells().get(cell) {
             c.word.store(0, Ordering::Relaxed);
             c.busy_since.store(0, Ordering::Relaxed);
+            c.wedged_since.store(0, Ordering::Relaxed);
         }
     }
 
@@ -251,6 +257,16 @@ impl Cell {
         Idle(self)
     }
 
+    /// Posts that this worker's GIL is held, so that no peer waits for it or counts it free;
+    /// the guard posts that it is free again when dropped.
+    pub fn wedged(&self) -> Wedged {
+        // The clock never reads 0 on a running system; max(1) makes sure "set" reads as set.
+        self.slot()
+            .wedged_since
+            .store(now_ms().max(1), Ordering::Relaxed);
+        Wedged(self.clone())
+    }
+
     /// If an accepting peer is better placed for the next connection, the connections it holds
     /// (a change in them shows that it is taking its share).
     pub fn better_peer(&self) -> Option<u64> {
@@ -281,10 +297,13 @@ impl Load {
     fn of(slot: &Slot, now: u64) -> Load {
         let word = slot.word.load(Ordering::Relaxed);
         let since = slot.busy_since.load(Ordering::Relaxed);
+        // A wedged worker's idle threads cannot run (they wait for the GIL), and its acceptors
+        // are stepping out: it takes nothing, whatever its word says.
+        let wedged = slot.wedged_since.load(Ordering::Relaxed) != 0;
         // One load of the word, so that its fields describe the same moment.
         Load {
-            accepting: word & ACCEPTORS != 0,
-            saturated: word < IDLE && since != 0 && now.saturating_sub(since) >= SLOW,
+            accepting: word & ACCEPTORS != 0 && !wedged,
+            saturated: wedged || (word < IDLE && since != 0 && now.saturating_sub(since) >= SLOW),
             connections: word & CONNECTIONS,
         }
     }
@@ -309,6 +328,16 @@ impl Drop for Idle<'_> {
             // The last free thread took a job (the clock never reads 0 on a running system).
             self.0.slot().busy_since.store(now_ms(), Ordering::Relaxed);
         }
+    }
+}
+
+/// A worker whose GIL is held, on the scoreboard.
+#[derive(Debug)]
+pub struct Wedged(Cell);
+
+impl Drop for Wedged {
+    fn drop(&mut self) {
+        self.0.slot().wedged_since.store(0, Ordering::Relaxed);
     }
 }
 
@@ -408,6 +437,33 @@ mod tests {
         assert_eq!(a.better_peer(), Some(1));
         let _b_idle = b.idle();
         assert_eq!(a.better_peer(), Some(1));
+    }
+
+    #[test]
+    fn a_wedged_worker_is_neither_accepting_nor_free() {
+        let mut cells = Cells::new().unwrap();
+        let (a, b) = (worker(&mut cells), worker(&mut cells));
+        let (_a_acc, _b_acc) = (a.accepting(), b.accepting());
+        let _a_conns: Vec<Tally> = (0..3).map(|_| a.opened()).collect();
+        let (_a_idle, _b_idle) = (a.idle(), b.idle());
+        assert_eq!(a.better_peer(), Some(0), "b, idle and empty, is better");
+        let wedge = b.wedged();
+        assert_eq!(
+            a.better_peer(),
+            None,
+            "b's acceptor still counts, but b is wedged: a must not wait for it"
+        );
+        assert!(Load::of(b.slot(), now_ms()).saturated);
+        assert_eq!(b.better_peer(), None);
+        drop(wedge);
+        assert_eq!(a.better_peer(), Some(0), "b's GIL is free again");
+        let _again = b.wedged();
+        cells.release(b.index);
+        assert_eq!(
+            b.slot().wedged_since.load(Ordering::Relaxed),
+            0,
+            "the master cleared the exited worker's mark"
+        );
     }
 
     #[test]

@@ -39,8 +39,9 @@ use service::{Counters, Shared};
 /// How often a worker reports to the master.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// How often the GIL probe takes the GIL.
-const GIL_PROBE: Duration = Duration::from_millis(250);
+/// How often the GIL probe takes the GIL: a wedge is seen at most this long after it starts
+/// plus [`watchdog::WEDGED`].
+const GIL_PROBE: Duration = Duration::from_millis(100);
 /// A worker whose GIL probe has not succeeded for this long stops heartbeating.
 const GIL_STALE: Duration = Duration::from_secs(3);
 /// Longest wait for the master to take the last message: only a master that stopped reading
@@ -253,7 +254,13 @@ async fn serve(
         counters: counters.clone(),
     });
     let mut drain = Drain::default();
-    if let Err(e) = server::start(listeners, shared, &drain, cell) {
+    let gil = watchdog::GilProbe::start(GIL_PROBE);
+    let admission = acceptor::Admission {
+        gil: Some(Arc::new(watchdog::GilGate::new(gil.clone(), cell.clone()))),
+        cell,
+        capacity: acceptor::Capacity::new(config.worker_connections),
+    };
+    if let Err(e) = server::start(listeners, shared, &drain, admission) {
         tracing::error!("cannot serve on the inherited listeners: {e}");
         return 2;
     }
@@ -266,7 +273,7 @@ async fn serve(
     let pulse = Pulse {
         to_master: to_master.clone(),
         counters: counters.clone(),
-        gil: watchdog::GilProbe::start(GIL_PROBE),
+        gil,
     };
 
     let mut heartbeat = tokio::time::interval(HEARTBEAT);

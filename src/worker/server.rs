@@ -12,26 +12,26 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
-use super::acceptor::{self, Accepted};
+use super::acceptor::{self, Accepted, Admission, Held};
 use super::drain::{ConnState, Drain, DrainWatch, drain_connection};
 use super::service::{Service, Shared};
 use crate::config::ListenAddr;
 use crate::http::sendfile::{self, FileQueue};
-use crate::protocol::scoreboard::{Cell, Tally};
 use crate::wsgi::{Local, Peer};
 
-/// Starts one acceptor per listener. Each stops, and closes this worker's copy of the socket,
-/// when the drain starts.
+/// Starts one acceptor per listener, all under the same `admission` (scoreboard, GIL gate,
+/// connection limit). Each stops, and closes this worker's copy of the socket, when the drain
+/// starts.
 pub fn start(
     listeners: Vec<(ListenAddr, OwnedFd)>,
     shared: Arc<Shared>,
     drain: &Drain,
-    cell: Option<Cell>,
+    admission: Admission,
 ) -> io::Result<()> {
     let http = Arc::new(http_builder(&shared));
     for (i, (addr, fd)) in listeners.into_iter().enumerate() {
         let stop = Arc::new(AtomicBool::new(false));
-        let accepted = acceptor::spawn(fd, i.to_string(), stop.clone(), cell.clone())?;
+        let accepted = acceptor::spawn(fd, i.to_string(), stop.clone(), admission.clone())?;
         let local = match addr {
             ListenAddr::Tcp(a) => Local::Tcp(a),
             ListenAddr::Unix(_) => Local::Unix,
@@ -83,7 +83,7 @@ async fn accept_loop(
 ) {
     let mut draining = false;
     loop {
-        let Accepted { fd, tally } = tokio::select! {
+        let Accepted { fd, held } = tokio::select! {
             biased;
             _ = watch.started(), if !draining => {
                 draining = true;
@@ -99,7 +99,7 @@ async fn accept_loop(
             Ok((conn, peer)) => {
                 tokio::spawn(serve_connection(
                     conn,
-                    tally,
+                    held,
                     peer,
                     local.clone(),
                     shared.clone(),
@@ -136,8 +136,8 @@ fn into_conn(fd: OwnedFd, local: &Local) -> io::Result<(Conn, Peer)> {
 
 async fn serve_connection(
     conn: Conn,
-    // Held until the connection ends: this worker's count on the scoreboard.
-    _tally: Option<Tally>,
+    // Held until the connection ends: this worker's count, for its limit and the scoreboard.
+    _held: Held,
     peer: Peer,
     local: Local,
     shared: Arc<Shared>,

@@ -248,6 +248,17 @@ def application(environ, start_response):
         ctypes.PyDLL(None).sleep(int(q.get("s", "60")))
         return _text(start_response, "woke")
 
+    if path == "/gil-wedge":
+        # Holds the GIL for s seconds (libc sleep through PyDLL), after leaving this worker's
+        # pid in a marker file so that a test knows which worker is wedged, and since when.
+        import ctypes
+        mark = os.path.join(MARKS, "wedged-" + q.get("id", "0"))
+        with open(mark + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(mark + ".tmp", mark)  # a test never reads half the pid
+        ctypes.PyDLL(None).sleep(int(q.get("s", "8")))
+        return _text(start_response, str(os.getpid()))
+
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
 

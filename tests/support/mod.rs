@@ -474,6 +474,23 @@ impl Server {
         );
     }
 
+    /// Waits until the app has entered `/gil-wedge?id=ID` and returns the pid of the worker it
+    /// wedged (from its marker file).
+    pub fn wait_wedged(&self, id: &str) -> i32 {
+        let mark = self.marks.join(format!("wedged-{id}"));
+        let mut pid = None;
+        assert!(
+            eventually(EVENT_TIMEOUT, || {
+                pid = std::fs::read_to_string(&mark)
+                    .ok()
+                    .and_then(|p| p.parse().ok());
+                pid.is_some()
+            }),
+            "the app never entered /gil-wedge?id={id}"
+        );
+        pid.unwrap()
+    }
+
     /// Sends `GET /sleep?s=SECS&id=ID` from a thread and returns once the app is inside it;
     /// the handle yields the response (or why there was none).
     pub fn slow_request(
@@ -796,9 +813,14 @@ pub fn status_of(raw: &[u8]) -> u16 {
 
 /// `GET path` on a fresh connection, reporting failures instead of panicking.
 pub fn try_get(addr: SocketAddr, path: &str) -> Result<Response, String> {
+    try_get_within(addr, path, EVENT_TIMEOUT)
+}
+
+/// `GET path` on a fresh connection whose every read gives up after `timeout`.
+pub fn try_get_within(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, String> {
     let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     stream
-        .set_read_timeout(Some(EVENT_TIMEOUT))
+        .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     let mut c = Conn {
         reader: BufReader::new(stream),
