@@ -247,6 +247,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 15.0, value_name = "SECS")]
     pub header_timeout: f64,
 
+    /// Seconds to wait for more of a request body, 0 for ever; then the app's read raises
+    /// (unhandled: 408). uWSGI's name.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub socket_timeout: f64,
+
     /// How a reload swaps generations: chain (new first, then drain old) or respawn (canary).
     #[arg(long, value_enum, default_value_t = ReloadStrategy::Chain, value_name = "STRATEGY")]
     pub reload_strategy: ReloadStrategy,

@@ -15,9 +15,10 @@ use tokio::sync::oneshot;
 use super::drain::{ConnState, DrainWatch};
 use super::pool::Pool;
 use crate::config::WorkerConfig;
-use crate::http::body::{RequestBody, ResponseBody};
+use crate::http::body::ResponseBody;
 use crate::http::forwarded;
 use crate::http::framing::HeadVerdict;
+use crate::http::request_body::{BodyLimits, RequestBody};
 use crate::http::sendfile::FileQueue;
 use crate::http::validate;
 use crate::http::validate::Rejection;
@@ -124,6 +125,18 @@ pub struct Service {
     pub local: Local,
 }
 
+/// How a request's body reaches the app.
+enum Body {
+    /// The request has none.
+    None,
+    /// Its start (all of a small one) is read before the request is queued
+    /// ([`RequestBody::read_ahead`]).
+    ReadAhead(Incoming),
+    /// All of it is pumped once the app reads ([`RequestBody::lazy`]): the client waits for
+    /// `100 Continue`.
+    Lazy(Incoming),
+}
+
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
 
 impl hyper::service::Service<Request<Incoming>> for Service {
@@ -188,10 +201,18 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             }
         };
 
-        let body = validate::has_body(&parts.headers)
-            .then(|| RequestBody::spawn(incoming, limits.request_body));
-        let (tx, rx) = oneshot::channel();
-        let request = wsgi::Request {
+        let body_limits = BodyLimits {
+            max: limits.request_body,
+            timeout: self.shared.config.socket_timeout,
+        };
+        let body = match validate::has_body(&parts.headers) {
+            false => Body::None,
+            // Read on this task before a Python thread is taken: a client trickling its body
+            // then holds a socket, not a thread.
+            true if RequestBody::reads_ahead(&parts.headers) => Body::ReadAhead(incoming),
+            true => Body::Lazy(incoming),
+        };
+        let mut request = wsgi::Request {
             method: parts.method,
             uri: parts.uri,
             version: parts.version,
@@ -199,13 +220,22 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             peer: self.peer.clone(),
             local: self.local.clone(),
             https,
-            body,
+            body: None,
         };
-        self.shared.pool.submit(Job { request, reply: tx });
+        let shared = self.shared.clone();
         let drain = self.drain.clone();
         let files = self.files.clone();
         let harakiri = self.shared.config.harakiri;
         Box::pin(async move {
+            request.body = match body {
+                Body::None => None,
+                Body::ReadAhead(incoming) => {
+                    Some(RequestBody::read_ahead(incoming, body_limits).await)
+                }
+                Body::Lazy(incoming) => Some(RequestBody::lazy(incoming, body_limits)),
+            };
+            let (tx, rx) = oneshot::channel();
+            shared.pool.submit(Job { request, reply: tx });
             let answer = match harakiri {
                 // The tokio side answers even while the Python thread stays stuck.
                 Some(limit) => match tokio::time::timeout(limit, rx).await {
