@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -125,18 +125,6 @@ pub struct Service {
     pub local: Local,
 }
 
-/// How a request's body reaches the app.
-enum Body {
-    /// The request has none.
-    None,
-    /// Its start (all of a small one) is read before the request is queued
-    /// ([`RequestBody::read_ahead`]).
-    ReadAhead(Incoming),
-    /// All of it is pumped once the app reads ([`RequestBody::lazy`]): the client waits for
-    /// `100 Continue`.
-    Lazy(Incoming),
-}
-
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
 
 impl hyper::service::Service<Request<Incoming>> for Service {
@@ -205,13 +193,6 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             max: limits.request_body,
             timeout: self.shared.config.socket_timeout,
         };
-        let body = match validate::has_body(&parts.headers) {
-            false => Body::None,
-            // Read on this task before a Python thread is taken: a client trickling its body
-            // then holds a socket, not a thread.
-            true if RequestBody::reads_ahead(&parts.headers) => Body::ReadAhead(incoming),
-            true => Body::Lazy(incoming),
-        };
         let mut request = wsgi::Request {
             method: parts.method,
             uri: parts.uri,
@@ -222,52 +203,82 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             https,
             body: None,
         };
-        let shared = self.shared.clone();
-        let drain = self.drain.clone();
-        let files = self.files.clone();
-        let harakiri = self.shared.config.harakiri;
-        Box::pin(async move {
-            request.body = match body {
-                Body::None => None,
-                Body::ReadAhead(incoming) => {
-                    Some(RequestBody::read_ahead(incoming, body_limits).await)
-                }
-                Body::Lazy(incoming) => Some(RequestBody::lazy(incoming, body_limits)),
-            };
-            let (tx, rx) = oneshot::channel();
-            shared.pool.submit(Job { request, reply: tx });
-            let answer = match harakiri {
-                // The tokio side answers even while the Python thread stays stuck.
-                Some(limit) => match tokio::time::timeout(limit, rx).await {
-                    Ok(reply) => reply,
-                    Err(_) => {
-                        let mut reply = wsgi::response::error_reply(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "504 Gateway Timeout\n",
-                        );
-                        reply
-                            .headers
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                        Ok(reply)
-                    }
-                },
-                None => rx.await,
-            };
-            let mut reply = answer.unwrap_or_else(|_| {
-                wsgi::response::error_reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error\n",
-                )
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending {
+            rx,
+            harakiri: self.shared.config.harakiri,
+            drain: self.drain.clone(),
+            files: self.files.clone(),
+            guard,
+            access,
+            received,
+        };
+        if !validate::has_body(&request.headers) {
+            self.shared.pool.submit(Job { request, reply: tx });
+            return Box::pin(pending.answer());
+        }
+        if RequestBody::reads_ahead(&request.headers) {
+            // Read on this task before a Python thread is taken: a client trickling its body
+            // then holds a socket, not a thread.
+            let shared = self.shared.clone();
+            return Box::pin(async move {
+                request.body = Some(RequestBody::read_ahead(incoming, body_limits).await);
+                shared.pool.submit(Job { request, reply: tx });
+                pending.answer().await
             });
-            reply.body = reply.body.with_files(files);
-            Ok(into_response(
-                reply,
-                guard,
-                drain.is_draining(),
-                access,
-                received,
-            ))
-        })
+        }
+        // The client waits for 100 Continue: the app's first read asks for the body.
+        request.body = Some(RequestBody::lazy(incoming, body_limits));
+        self.shared.pool.submit(Job { request, reply: tx });
+        Box::pin(pending.answer())
+    }
+}
+
+/// A request queued for a Python thread, waiting for its reply.
+struct Pending {
+    rx: oneshot::Receiver<Reply>,
+    harakiri: Option<Duration>,
+    drain: DrainWatch,
+    files: Arc<FileQueue>,
+    guard: InFlight,
+    access: Option<AccessLine>,
+    received: Instant,
+}
+
+impl Pending {
+    /// Waits for the Python thread's reply (or answers 504 past `--harakiri`) as hyper's response.
+    async fn answer(self) -> Result<Response<ResponseBody>, Infallible> {
+        let answer = match self.harakiri {
+            // The tokio side answers even while the Python thread stays stuck.
+            Some(limit) => match tokio::time::timeout(limit, self.rx).await {
+                Ok(reply) => reply,
+                Err(_) => {
+                    let mut reply = wsgi::response::error_reply(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "504 Gateway Timeout\n",
+                    );
+                    reply
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    Ok(reply)
+                }
+            },
+            None => self.rx.await,
+        };
+        let mut reply = answer.unwrap_or_else(|_| {
+            wsgi::response::error_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error\n",
+            )
+        });
+        reply.body = reply.body.with_files(self.files);
+        Ok(into_response(
+            reply,
+            self.guard,
+            self.drain.is_draining(),
+            self.access,
+            self.received,
+        ))
     }
 }
 
