@@ -341,6 +341,7 @@ fn help_lists_every_option_and_version_prints() {
         "--limit-request-body",
         "--wsgi-file",
         "--header-timeout",
+        "--socket-timeout",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
