@@ -1,16 +1,21 @@
-"""Imports fine the first SEGUE_IMPORTS_ALLOWED times (counted in SEGUE_IMPORT_COUNTER under a
-file lock, across processes), then every import fails: an app that boots but cannot reload."""
+"""Imports fine the first SEGUE_IMPORTS_ALLOWED times (counted in SEGUE_IMPORT_COUNTER, across
+processes), then every import fails: an app that boots but cannot reload.
+
+Each import appends one byte and takes the file's size as its number. A rolled-back reload
+kills its other new workers mid-import, and a kill between truncating and rewriting a count
+reset it (the next reload then imported fine); an append either happened or did not.
+"""
 
 import fcntl
 import os
 
-with open(os.environ["SEGUE_IMPORT_COUNTER"], "a+") as counter:
-    fcntl.flock(counter, fcntl.LOCK_EX)
-    counter.seek(0)
-    number = int(counter.read() or 0) + 1
-    counter.seek(0)
-    counter.truncate()
-    counter.write(str(number))
+fd = os.open(os.environ["SEGUE_IMPORT_COUNTER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"x")
+    number = os.fstat(fd).st_size
+finally:
+    os.close(fd)
 
 if number > int(os.environ.get("SEGUE_IMPORTS_ALLOWED", "1")):
     raise ImportError("import number %d: this app cannot be reloaded" % number)
