@@ -342,6 +342,7 @@ fn help_lists_every_option_and_version_prints() {
         "--wsgi-file",
         "--header-timeout",
         "--worker-connections",
+        "--socket-timeout",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

@@ -247,6 +247,10 @@ pub struct ServeArgs {
     /// Most client connections a worker holds open (0: no limit); at the limit it accepts none.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub worker_connections: usize,
+    /// Seconds to wait for more of a request body, 0 for ever; then the app's read raises
+    /// (unhandled: 408). uWSGI's name.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub socket_timeout: f64,
 
     /// How a reload swaps generations: chain (new first, then drain old) or respawn (canary).
     #[arg(long, value_enum, default_value_t = ReloadStrategy::Chain, value_name = "STRATEGY")]

@@ -93,6 +93,10 @@ pub struct WorkerConfig {
     /// unlimited.
     #[serde(default)]
     pub worker_connections: Option<usize>,
+    /// Longest wait for more of a request body (`--socket-timeout`); `None` waits forever. A
+    /// client that stops sending mid-body would otherwise hold a Python thread for good.
+    #[serde(default)]
+    pub socket_timeout: Option<Duration>,
     /// Path the app must answer with a 2xx before the worker reports ready.
     pub ready_check: Option<String>,
     /// Time to become ready (the ready check's budget; the master enforces it too).
@@ -315,6 +319,8 @@ impl ServeArgs {
                 header_timeout: seconds("header-timeout", self.header_timeout)?,
                 worker_connections: (self.worker_connections > 0)
                     .then_some(self.worker_connections),
+                socket_timeout: Some(seconds("socket-timeout", self.socket_timeout)?)
+                    .filter(|d| !d.is_zero()),
                 ready_check: match self.ready_check {
                     Some(p) if !p.starts_with('/') => return Err(Error::BadReadyCheck(p)),
                     other => other,

@@ -1,10 +1,9 @@
-//! Bodies crossing between hyper's tasks and the Python threads.
+//! Response bodies crossing from the Python threads to hyper (request bodies go the other way
+//! in [`super::request_body`]).
 //!
-//! Request bodies are pumped lazily: nothing is read (and no `100 Continue` is sent) until the
-//! app first reads `wsgi.input`, and a bounded channel keeps at most a few chunks in memory, so a
-//! 1 GB upload streams through. Response bodies are complete (one buffer, so hyper can send a
-//! Content-Length), a file region the kernel sends ([`super::sendfile`]), or a bounded stream
-//! the Python thread feeds as the app yields.
+//! A response body is complete (one buffer, so hyper can send a Content-Length), a file region
+//! the kernel sends ([`super::sendfile`]), or a bounded stream the Python thread feeds as the
+//! app yields.
 
 use std::any::Any;
 use std::pin::Pin;
@@ -13,8 +12,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::sendfile::{FileQueue, FileRegion, PLACEHOLDER_LEN, placeholder};
 
@@ -179,78 +177,6 @@ impl Body for ResponseBody {
             Kind::File(Some(r)) => SizeHint::with_exact(r.len()),
             Kind::Full(None) | Kind::File(None) => SizeHint::with_exact(queued),
             Kind::Stream(_) => SizeHint::default(),
-        }
-    }
-}
-
-/// Why reading a request body failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RequestBodyError {
-    /// The body grew past `--limit-request-body` (chunked bodies are only counted as they come).
-    #[error("request body larger than the {0} byte limit (--limit-request-body)")]
-    TooLarge(u64),
-    /// Bad chunked framing, or the client closed the connection mid-body.
-    #[error("request body unreadable: {0}")]
-    Broken(String),
-}
-
-/// The Python side's handle on a request body that a tokio task pumps.
-#[derive(Debug)]
-pub struct RequestBody {
-    /// Fired on the first read; until then the pump does not touch the socket.
-    start: Option<oneshot::Sender<()>>,
-    chunks: mpsc::Receiver<Result<Bytes, RequestBodyError>>,
-}
-
-impl RequestBody {
-    /// Spawns the pump task for `incoming` on the current runtime.
-    pub fn spawn(incoming: Incoming, limit: Option<u64>) -> RequestBody {
-        let (start_tx, start_rx) = oneshot::channel();
-        let (tx, rx) = mpsc::channel(2);
-        tokio::spawn(pump(incoming, limit, start_rx, tx));
-        RequestBody {
-            start: Some(start_tx),
-            chunks: rx,
-        }
-    }
-
-    /// Blocks the calling (non-runtime) thread for the next chunk; `None` at the end.
-    pub fn next_blocking(&mut self) -> Option<Result<Bytes, RequestBodyError>> {
-        if let Some(start) = self.start.take() {
-            let _ = start.send(());
-        }
-        self.chunks.blocking_recv()
-    }
-}
-
-async fn pump(
-    mut incoming: Incoming,
-    limit: Option<u64>,
-    start: oneshot::Receiver<()>,
-    tx: mpsc::Sender<Result<Bytes, RequestBodyError>>,
-) {
-    use http_body_util::BodyExt;
-    if start.await.is_err() {
-        return; // the app never read the body
-    }
-    let mut total: u64 = 0;
-    while let Some(frame) = incoming.frame().await {
-        let item = match frame {
-            Ok(frame) => match frame.into_data() {
-                Ok(data) => {
-                    total += data.len() as u64;
-                    match limit {
-                        Some(limit) if total > limit => Err(RequestBodyError::TooLarge(limit)),
-                        _ => Ok(data),
-                    }
-                }
-                Err(_trailers) => continue,
-            },
-            Err(e) => Err(RequestBodyError::Broken(e.to_string())),
-        };
-        let stop = item.is_err();
-        if tx.send(item).await.is_err() || stop {
-            return;
         }
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -15,9 +15,10 @@ use tokio::sync::oneshot;
 use super::drain::{ConnState, DrainWatch};
 use super::pool::Pool;
 use crate::config::WorkerConfig;
-use crate::http::body::{RequestBody, ResponseBody};
+use crate::http::body::ResponseBody;
 use crate::http::forwarded;
 use crate::http::framing::HeadVerdict;
+use crate::http::request_body::{BodyLimits, RequestBody};
 use crate::http::sendfile::FileQueue;
 use crate::http::validate;
 use crate::http::validate::Rejection;
@@ -188,10 +189,11 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             }
         };
 
-        let body = validate::has_body(&parts.headers)
-            .then(|| RequestBody::spawn(incoming, limits.request_body));
-        let (tx, rx) = oneshot::channel();
-        let request = wsgi::Request {
+        let body_limits = BodyLimits {
+            max: limits.request_body,
+            timeout: self.shared.config.socket_timeout,
+        };
+        let mut request = wsgi::Request {
             method: parts.method,
             uri: parts.uri,
             version: parts.version,
@@ -199,45 +201,84 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             peer: self.peer.clone(),
             local: self.local.clone(),
             https,
-            body,
+            body: None,
         };
-        self.shared.pool.submit(Job { request, reply: tx });
-        let drain = self.drain.clone();
-        let files = self.files.clone();
-        let harakiri = self.shared.config.harakiri;
-        Box::pin(async move {
-            let answer = match harakiri {
-                // The tokio side answers even while the Python thread stays stuck.
-                Some(limit) => match tokio::time::timeout(limit, rx).await {
-                    Ok(reply) => reply,
-                    Err(_) => {
-                        let mut reply = wsgi::response::error_reply(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "504 Gateway Timeout\n",
-                        );
-                        reply
-                            .headers
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                        Ok(reply)
-                    }
-                },
-                None => rx.await,
-            };
-            let mut reply = answer.unwrap_or_else(|_| {
-                wsgi::response::error_reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error\n",
-                )
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending {
+            rx,
+            harakiri: self.shared.config.harakiri,
+            drain: self.drain.clone(),
+            files: self.files.clone(),
+            guard,
+            access,
+            received,
+        };
+        if !validate::has_body(&request.headers) {
+            self.shared.pool.submit(Job { request, reply: tx });
+            return Box::pin(pending.answer());
+        }
+        if RequestBody::reads_ahead(&request.headers) {
+            // Read on this task before a Python thread is taken: a client trickling its body
+            // then holds a socket, not a thread.
+            let shared = self.shared.clone();
+            return Box::pin(async move {
+                request.body = Some(RequestBody::read_ahead(incoming, body_limits).await);
+                shared.pool.submit(Job { request, reply: tx });
+                pending.answer().await
             });
-            reply.body = reply.body.with_files(files);
-            Ok(into_response(
-                reply,
-                guard,
-                drain.is_draining(),
-                access,
-                received,
-            ))
-        })
+        }
+        // The client waits for 100 Continue: the app's first read asks for the body.
+        request.body = Some(RequestBody::lazy(incoming, body_limits));
+        self.shared.pool.submit(Job { request, reply: tx });
+        Box::pin(pending.answer())
+    }
+}
+
+/// A request queued for a Python thread, waiting for its reply.
+struct Pending {
+    rx: oneshot::Receiver<Reply>,
+    harakiri: Option<Duration>,
+    drain: DrainWatch,
+    files: Arc<FileQueue>,
+    guard: InFlight,
+    access: Option<AccessLine>,
+    received: Instant,
+}
+
+impl Pending {
+    /// Waits for the Python thread's reply (or answers 504 past `--harakiri`) as hyper's response.
+    async fn answer(self) -> Result<Response<ResponseBody>, Infallible> {
+        let answer = match self.harakiri {
+            // The tokio side answers even while the Python thread stays stuck.
+            Some(limit) => match tokio::time::timeout(limit, self.rx).await {
+                Ok(reply) => reply,
+                Err(_) => {
+                    let mut reply = wsgi::response::error_reply(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "504 Gateway Timeout\n",
+                    );
+                    reply
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    Ok(reply)
+                }
+            },
+            None => self.rx.await,
+        };
+        let mut reply = answer.unwrap_or_else(|_| {
+            wsgi::response::error_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error\n",
+            )
+        });
+        reply.body = reply.body.with_files(self.files);
+        Ok(into_response(
+            reply,
+            self.guard,
+            self.drain.is_draining(),
+            self.access,
+            self.received,
+        ))
     }
 }
 

@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyString};
 
 use super::input::Input;
 use super::{App, Local, Peer, Request};
-use crate::http::body::RequestBody;
+use crate::http::request_body::RequestBody;
 
 /// `bytes` as a Python `str` by latin-1 (ASCII fast path).
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {

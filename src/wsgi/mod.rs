@@ -20,7 +20,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use tokio::sync::oneshot;
 
-use crate::http::body::{RequestBody, ResponseBody};
+use crate::http::body::ResponseBody;
+use crate::http::request_body::RequestBody;
 pub use crate::peer::{Local, Peer};
 pub use app::App;
 use response::{Response, StartResponse};

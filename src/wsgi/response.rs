@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Reply;
 use super::app::format_exception;
-use super::input::{RequestBodyError, RequestBodyTooLarge};
+use super::input::{RequestBodyError, RequestBodyTimeout, RequestBodyTooLarge};
 use crate::http::body::{Abort, Chunk, ResponseBody, STREAM_DEPTH};
 use crate::http::sendfile::FileRegion;
 
@@ -221,6 +221,9 @@ pub fn finish(py: Python<'_>, resp: &Mutex<Response>) {
 pub fn fail(py: Python<'_>, resp: &Mutex<Response>, err: PyErr) {
     let (status, text) = if err.is_instance_of::<RequestBodyTooLarge>(py) {
         (StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large\n")
+    } else if err.is_instance_of::<RequestBodyTimeout>(py) {
+        tracing::debug!("{err}");
+        (StatusCode::REQUEST_TIMEOUT, "408 Request Timeout\n")
     } else if err.is_instance_of::<RequestBodyError>(py) {
         (StatusCode::BAD_REQUEST, "400 Bad Request\n")
     } else {

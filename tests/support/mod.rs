@@ -677,6 +677,12 @@ impl Conn {
         self.reader.get_mut().set_read_timeout(Some(t)).unwrap();
     }
 
+    /// Bounds each write, so a test uploading to a server that stopped reading fails instead of
+    /// hanging.
+    pub fn set_write_timeout(&mut self, t: Duration) {
+        self.reader.get_mut().set_write_timeout(Some(t)).unwrap();
+    }
+
     /// Reads one response; `head` says the request was HEAD (no body follows).
     pub fn read_response(&mut self, head: bool) -> Response {
         self.try_read_response(head)
