@@ -80,7 +80,9 @@ pub enum FrameError {
     FdMissing(FdRole),
 }
 
-fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+/// One message as a frame: the bytes [`write_frame`] sends. Public, with [`decode_frame`], so
+/// that the fuzz targets (`fuzz/`) can check that what one side writes the other reads back.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let body = serde_json::to_vec(msg)?;
     let mut frame = Vec::with_capacity(body.len() + 4);
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -88,12 +90,32 @@ fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     Ok(frame)
 }
 
+/// The body length a frame's prefix declares, refused over [`MAX_FRAME`] before anything is
+/// allocated for it.
+fn body_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Decodes the first frame in `bytes` by the same steps as the channel's read path, without a
+/// socket: the message and the bytes after its frame. `Err(Closed)` if `bytes` ends before
+/// the frame does. For tests and the fuzz targets, which feed it untrusted bytes.
+pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), FrameError> {
+    let (prefix, rest) = bytes.split_first_chunk::<4>().ok_or(FrameError::Closed)?;
+    let len = body_len(*prefix)?;
+    let body = rest.get(..len).ok_or(FrameError::Closed)?;
+    Ok((serde_json::from_slice(body)?, &rest[len..]))
+}
+
 /// Writes one message.
 pub(super) async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,
     msg: &T,
 ) -> Result<(), FrameError> {
-    w.write_all(&encode(msg)?).await?;
+    w.write_all(&encode_frame(msg)?).await?;
     w.flush().await?;
     Ok(())
 }
@@ -102,17 +124,13 @@ pub(super) async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
 pub(super) async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     r: &mut R,
 ) -> Result<T, FrameError> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
+    let mut prefix = [0u8; 4];
+    match r.read_exact(&mut prefix).await {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
-    let mut body = vec![0u8; len];
+    let mut body = vec![0u8; body_len(prefix)?];
     r.read_exact(&mut body).await.map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => FrameError::Closed,
         _ => e.into(),
@@ -135,7 +153,7 @@ pub fn write_boot(
         boot: Box::new(boot.clone()),
     };
     let raw: Vec<RawFd> = fds.iter().map(|&(_, fd)| fd).collect();
-    send_with_fds(sock, &encode(&msg)?, &raw)
+    send_with_fds(sock, &encode_frame(&msg)?, &raw)
 }
 
 /// Sends `frame` with `fds` attached to its first byte.
@@ -190,14 +208,17 @@ pub fn read_boot(sock: &StdUnixStream) -> Result<(Boot, Fds), FrameError> {
     while data.len() < 4 {
         read_more(sock, &mut data)?;
     }
-    let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
+    let len = body_len([data[0], data[1], data[2], data[3]])?;
     while data.len() < 4 + len {
         read_more(sock, &mut data)?;
     }
-    let body = &data[4..4 + len];
+    decode_boot(&data[4..4 + len], fds)
+}
+
+/// The second half of [`read_boot`], without the socket: decodes a `Boot` frame's body and
+/// pairs `fds` (what came with it) with its manifest. A master of another protocol version is
+/// reported as such, from the fields every version puts first. Public for the fuzz targets.
+pub fn decode_boot(body: &[u8], fds: Vec<OwnedFd>) -> Result<(Boot, Fds), FrameError> {
     let head: Head = serde_json::from_slice(body)?;
     if head.kind != "Boot" {
         return Err(FrameError::NotBoot);
@@ -313,6 +334,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_socketless_decoder_reads_what_the_channel_reads() {
+        let frame = encode_frame(&ToMaster::Ready { boot_ms: 5 }).unwrap();
+        let two = [&frame[..], &frame[..]].concat();
+        let (first, rest) = decode_frame::<ToMaster>(&two).unwrap();
+        assert!(matches!(first, ToMaster::Ready { boot_ms: 5 }));
+        assert_eq!(rest, &frame[..]);
+        for cut in [&frame[..2], &frame[..frame.len() - 1]] {
+            assert!(matches!(
+                decode_frame::<ToMaster>(cut),
+                Err(FrameError::Closed)
+            ));
+            let mut reader = cut;
+            assert!(matches!(
+                read_frame::<_, ToMaster>(&mut reader).await,
+                Err(FrameError::Closed)
+            ));
+        }
+        let mut big = u32::MAX.to_be_bytes().to_vec();
+        big.extend_from_slice(b"{}");
+        assert!(matches!(
+            decode_frame::<ToMaster>(&big),
+            Err(FrameError::TooLarge(_))
+        ));
+    }
+
+    #[tokio::test]
     async fn oversized_length_is_refused() {
         let (mut a, mut b) = tokio::net::UnixStream::pair().unwrap();
         a.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
@@ -393,7 +440,7 @@ mod tests {
             boot: Box::new(boot(2, Some(0))),
         };
         let raw: Vec<RawFd> = socks.iter().map(|(a, _)| a.as_raw_fd()).collect();
-        send_with_fds(&master, &encode(&msg).unwrap(), &raw).unwrap();
+        send_with_fds(&master, &encode_frame(&msg).unwrap(), &raw).unwrap();
         let err = read_boot(&worker).unwrap_err();
         assert!(
             matches!(
@@ -421,7 +468,7 @@ mod tests {
             fds: sent.fd_roles(),
             boot: Box::new(sent),
         };
-        send_with_fds(&master, &encode(&msg).unwrap(), &raw).unwrap();
+        send_with_fds(&master, &encode_frame(&msg).unwrap(), &raw).unwrap();
         let err = read_boot(&worker).unwrap_err();
         assert!(
             matches!(err, FrameError::FdsTruncated { got: MAX_FDS }),

@@ -17,7 +17,9 @@ pub mod scoreboard;
 
 pub use channel::{Channel, Reader, Receiver, Sender, Writer};
 pub use fd::{FdRole, Fds, set_cloexec};
-pub use framing::{FrameError, MAX_FDS, read_boot, write_boot};
+pub use framing::{
+    FrameError, MAX_FDS, decode_boot, decode_frame, encode_frame, read_boot, write_boot,
+};
 pub use messages::{Boot, BootFailure, DrainReason, PROTOCOL_VERSION, Stats, ToMaster, ToWorker};
 
 /// The fd number at which a worker finds its end of the control channel.

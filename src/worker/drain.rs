@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::http::framing::{HeadScanner, HeadVerdict};
+use crate::http::framing::{HeadScanner, HeadVerdict, Pass};
 
 /// How long an idle keep-alive connection may still send one more request during a drain.
 pub const IDLE_GRACE: Duration = Duration::from_secs(1);
@@ -94,24 +94,24 @@ pub struct ConnState {
     unparsed: AtomicBool,
     /// Raw-head checks hyper cannot make; fed by the I/O, read by the service (one task, so
     /// the lock is never contended).
-    heads: Mutex<Option<HeadScanner>>,
+    heads: Mutex<HeadScanner>,
 }
 
 impl ConnState {
-    /// State for a connection whose heads may have up to `max_headers` fields.
-    pub fn new(max_headers: usize) -> Self {
+    /// State for a connection whose heads may have up to `max_headers` fields and
+    /// `max_head` bytes (hyper's limits).
+    pub fn new(max_headers: usize, max_head: usize) -> Self {
         ConnState {
-            heads: Mutex::new(Some(HeadScanner::new(max_headers))),
+            heads: Mutex::new(HeadScanner::new(max_headers, max_head)),
             ..ConnState::default()
         }
     }
 
     /// The raw-head verdict for the request hyper just handed over.
-    pub fn head_verdict(&self) -> Option<HeadVerdict> {
+    pub fn head_verdict(&self) -> HeadVerdict {
         self.heads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_mut()?
             .next_verdict()
     }
 
@@ -126,19 +126,17 @@ impl ConnState {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Bytes arrived from the client.
-    pub fn bytes_read(&self, data: &[u8]) {
-        if let Some(scanner) = self
+    /// Bytes arrived from the client; says how many of them hyper may see.
+    pub fn bytes_read(&self, data: &[u8]) -> Pass {
+        let pass = self
             .heads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            scanner.feed(data);
-        }
+            .feed(data);
         if self.in_flight.load(Ordering::Relaxed) == 0 {
             self.unparsed.store(true, Ordering::Relaxed);
         }
+        pass
     }
 
     /// True if shutting the connection down now could lose a request.

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use super::acceptor::{self, Accepted, Admission, Held};
 use super::drain::{ConnState, Drain, DrainWatch, drain_connection};
 use super::service::{Service, Shared};
-use crate::config::ListenAddr;
+use crate::config::{Limits, ListenAddr};
+use crate::http::framing::Pass;
 use crate::http::sendfile::{self, FileQueue};
 use crate::wsgi::{Local, Peer};
 
@@ -48,6 +49,13 @@ pub fn start(
     Ok(())
 }
 
+/// Room for a maximal request line and header block; beyond it hyper answers 431. The head
+/// scanner follows heads up to the same size.
+fn max_head(limits: &Limits) -> usize {
+    (limits.request_line + (limits.request_fields + 1) * (limits.request_field_size + 2) + 1024)
+        .clamp(8192, 4 << 20)
+}
+
 fn http_builder(shared: &Shared) -> http1::Builder {
     let limits = &shared.config.limits;
     let mut b = http1::Builder::new();
@@ -61,13 +69,7 @@ fn http_builder(shared: &Shared) -> http1::Builder {
         // its automatic 400 for a malformed head is never written before the close.
         // One more than the limit, so that exceeding it reaches our 431 with a clear reason.
         .max_headers(limits.request_fields + 1)
-        // Room for a maximal request line and header block; beyond it hyper answers 431.
-        .max_buf_size(
-            (limits.request_line
-                + (limits.request_fields + 1) * (limits.request_field_size + 2)
-                + 1024)
-                .clamp(8192, 4 << 20),
-        );
+        .max_buf_size(max_head(limits));
     b
 }
 
@@ -144,7 +146,8 @@ async fn serve_connection(
     http: Arc<http1::Builder>,
     mut watch: DrainWatch,
 ) {
-    let state = Arc::new(ConnState::new(shared.config.limits.request_fields + 1));
+    let limits = &shared.config.limits;
+    let state = Arc::new(ConnState::new(limits.request_fields + 1, max_head(limits)));
     let fd = match &conn {
         Conn::Tcp(s) => s.as_raw_fd(),
         Conn::Unix(s) => s.as_raw_fd(),
@@ -163,6 +166,7 @@ async fn serve_connection(
         inner: conn,
         state: state.clone(),
         files,
+        cut: None,
     });
     let connection = http.serve_connection(io, service);
     tokio::pin!(connection);
@@ -190,12 +194,15 @@ fn log_result(r: hyper::Result<()>) {
     }
 }
 
-/// The connection's I/O: reports reads to the drain bookkeeping, and sends file bodies' bytes
-/// with `sendfile` where hyper writes their placeholders.
+/// The connection's I/O: shows reads to the head scanner and the drain bookkeeping, and sends
+/// file bodies' bytes with `sendfile` where hyper writes their placeholders.
 struct Watched {
     inner: Conn,
     state: Arc<ConnState>,
     files: Arc<FileQueue>,
+    /// Set once the head scanner cut the stream: what hyper still gets in place of the client's
+    /// bytes (then nothing, until the refusal's answer closes the connection).
+    cut: Option<&'static [u8]>,
 }
 
 impl AsyncRead for Watched {
@@ -204,13 +211,31 @@ impl AsyncRead for Watched {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(rest) = &mut self.cut {
+            if rest.is_empty() {
+                // Not EOF: hyper would abort the answer it is writing. It closes the connection
+                // once the refusal is out, and nothing wakes this read before.
+                return Poll::Pending;
+            }
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            *rest = &rest[n..];
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = match &mut self.inner {
             Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
         };
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.state.bytes_read(&buf.filled()[before..]);
+            if let Pass::Cut { at, then } = self.state.bytes_read(&buf.filled()[before..]) {
+                // hyper must not parse the refused head: it gets the bytes before it, then the
+                // scanner's replacement (the space the client's bytes took holds at least one).
+                buf.set_filled(before + at);
+                let n = then.len().min(buf.remaining());
+                buf.put_slice(&then[..n]);
+                self.cut = Some(&then[n..]);
+            }
         }
         r
     }

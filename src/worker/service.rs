@@ -146,15 +146,8 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
         // One verdict per request, in order, even when another check rejects it.
         let checked = match self.conn.head_verdict() {
-            Some(HeadVerdict::LengthWithTransferEncoding) => Err(Rejection {
-                status: StatusCode::BAD_REQUEST,
-                reason: "both Content-Length and Transfer-Encoding",
-            }),
-            Some(HeadVerdict::RepeatedLength) => Err(Rejection {
-                status: StatusCode::BAD_REQUEST,
-                reason: "more than one Content-Length",
-            }),
-            Some(HeadVerdict::Clean) | None => validate::check(
+            HeadVerdict::Refused(rejection) => Err(rejection),
+            HeadVerdict::Clean => validate::check(
                 &parts.method,
                 &parts.uri,
                 parts.version,
