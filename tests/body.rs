@@ -284,10 +284,11 @@ fn a_body_that_stops_gets_408_after_the_socket_timeout_and_the_app_sees_why() {
 
 #[test]
 fn a_slow_but_steady_body_is_received_whole() {
-    // A byte every 200 ms, well within a 1 s --socket-timeout: small bodies (read before the
-    // app runs), the tail of a large one (read while the app reads), and chunked.
+    // A byte every 200 ms, well within a 3 s --socket-timeout (a wide margin: a loaded machine
+    // can delay the sending thread): small bodies (read before the app runs), the tail of a
+    // large one (read while the app reads), and chunked.
     let s = server("bodies:application")
-        .args(&["--workers", "1", "--threads", "3", "--socket-timeout", "1"])
+        .args(&["--workers", "1", "--threads", "3", "--socket-timeout", "3"])
         .start();
     let addr = s.addr();
     let trickle = |head: String, quick: usize, slow: usize, chunked: bool| {
