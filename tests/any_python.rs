@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{get, segue_bin, server, test_venv, workers_in};
+use support::{get, segue_bin, server, server_in, test_venv, workers_in};
 
 /// The venv of a second CPython build (Debian's, beside pyenv's) that `scripts/test` makes.
 fn other_venv() -> PathBuf {
@@ -17,6 +17,32 @@ fn other_venv() -> PathBuf {
     venv.unwrap_or_else(|| {
         panic!("SEGUE_OTHER_VENV is not set: run scripts/test, which makes a venv from /usr/bin/python3 with the same wheel")
     })
+}
+
+/// The Debian trixie chroot (its CPython 3.13, a venv `/venv` with Flask and the wheel) that
+/// `scripts/test` builds with `scripts/trixie-chroot`, or None where scripts/test was told or
+/// found it could not build one (`SEGUE_NO_CHROOT` says why). Once scripts/test set
+/// `SEGUE_CHROOT` the chroot is required: a failed build fails the test, it does not skip it.
+fn trixie_chroot() -> Option<PathBuf> {
+    if let Some(root) = std::env::var_os("SEGUE_CHROOT").map(PathBuf::from) {
+        assert!(
+            root.join(".debootstrap-complete").exists() && root.join("venv/bin/segue").exists(),
+            "no complete chroot with segue at {} (scripts/test could not build it: see \
+             target/trixie-chroot.log, or run scripts/trixie-chroot build tests/requirements.txt)",
+            root.display()
+        );
+        return Some(root);
+    }
+    match std::env::var("SEGUE_NO_CHROOT") {
+        Ok(why) => {
+            eprintln!("no trixie chroot, not tested: {why}");
+            None
+        }
+        Err(_) => panic!(
+            "SEGUE_CHROOT is not set: run scripts/test, which builds the chroot with \
+             scripts/trixie-chroot (or set SEGUE_NO_CHROOT=reason to leave it out)"
+        ),
+    }
 }
 
 fn libraries(file: &Path) -> String {
@@ -79,6 +105,35 @@ fn a_venv_of_another_cpython_build_serves_flask_with_its_own_interpreter() {
         get_version(&test_venv()),
         "the second venv is the same CPython build: the test proves nothing"
     );
+}
+
+#[test]
+fn a_second_cpython_minor_version_serves_flask_from_the_same_wheel() {
+    let Some(root) = trixie_chroot() else { return };
+    // The apps are copied in: inside the chroot only its own files exist (and the host's /tmp,
+    // which `run` binds so the harness's control socket is one file on both sides).
+    let apps = root.join("srv/segue-test");
+    std::fs::create_dir_all(&apps).unwrap();
+    for app in ["flask_app.py", "cases.py"] {
+        std::fs::copy(support::apps_dir().join(app), apps.join(app)).unwrap();
+    }
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/trixie-chroot");
+    let start = |app: &str, args: &[&str]| {
+        server_in(Path::new("/srv/segue-test"), app)
+            .args(args)
+            .env("SEGUE_CHROOT", root.to_str().unwrap())
+            .inside(&[run.to_str().unwrap(), "run"], "/venv/bin/segue")
+            .start()
+    };
+    let s = start("flask_app:application", &["--workers", "2"]);
+    assert_eq!(get(s.addr(), "/").text(), "flask says hi");
+    drop(s);
+    // No --virtualenv: the master finds the python beside its own bin/segue, as installed.
+    let s = start("cases:application", &[]);
+    let sys = get(s.addr(), "/sys").json();
+    let version = sys["version"].as_str().unwrap();
+    assert!(version.starts_with("3.13."), "{version}");
+    assert_eq!(sys["executable"], "/venv/bin/python");
 }
 
 fn get_version(venv: &Path) -> String {

@@ -122,6 +122,8 @@ pub struct Builder {
     wait_ready: bool,
     listen: bool,
     via: Vec<String>,
+    /// With `inside`: the segue to run, as the wrapper sees it (instead of `segue_bin()`).
+    program: Option<String>,
 }
 
 pub fn server(app: &str) -> Builder {
@@ -136,6 +138,7 @@ pub fn server_in(dir: &Path, app: &str) -> Builder {
         wait_ready: true,
         listen: true,
         via: vec![],
+        program: None,
     }
 }
 
@@ -165,6 +168,15 @@ impl Builder {
         self
     }
 
+    /// Start `program` through a wrapper that runs it at once (`scripts/trixie-chroot run`):
+    /// `program` is segue's path as the wrapper sees it, and the harness waits for readiness as
+    /// usual, so the control socket's path must mean the same file on both sides.
+    pub fn inside(mut self, prefix: &[&str], program: &str) -> Self {
+        self.via = prefix.iter().map(|s| s.to_string()).collect();
+        self.program = Some(program.to_string());
+        self
+    }
+
     /// Do not add `--http 127.0.0.1:0` (the test gives its own listeners).
     pub fn no_default_listener(mut self) -> Self {
         self.listen = false;
@@ -182,7 +194,11 @@ impl Builder {
         let mut cmd = match self.via.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(segue_bin());
+                c.args(args);
+                match &self.program {
+                    Some(inside) => c.arg(inside),
+                    None => c.arg(segue_bin()),
+                };
                 c
             }
             None => Command::new(segue_bin()),
@@ -225,7 +241,7 @@ impl Builder {
             log,
             marks,
         };
-        if self.via.is_empty() {
+        if self.via.is_empty() || self.program.is_some() {
             server.await_start(self.wait_ready, self.listen);
         }
         server
