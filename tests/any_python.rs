@@ -136,6 +136,44 @@ fn a_second_cpython_minor_version_serves_flask_from_the_same_wheel() {
     assert_eq!(sys["executable"], "/venv/bin/python");
 }
 
+#[test]
+fn one_wheel_serves_every_cpython_on_the_machine_from_3_9_on() {
+    let venvs = std::env::var("SEGUE_MORE_VENVS").unwrap_or_else(|_| {
+        panic!("SEGUE_MORE_VENVS is not set: run scripts/test, which makes a venv with the same wheel for every other CPython 3.9+ that pyenv holds")
+    });
+    if venvs.is_empty() {
+        eprintln!(
+            "no CPython besides the test venv's and Debian's on this machine: nothing to check"
+        );
+    }
+    for venv in venvs
+        .split(':')
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+    {
+        let s = server("cases:application")
+            .args(&["--workers", "2", "--virtualenv", venv.to_str().unwrap()])
+            .start();
+        let sys = get(s.addr(), "/sys").json();
+        assert_eq!(sys["version"], get_version(&venv), "{}", venv.display());
+        // start_response's str conversions, which the stable ABI of each version must carry.
+        let raw = support::exchange(
+            s.addr(),
+            b"GET /bad-header?kind=e-acute HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            raw.windows(12)
+                .any(|w| w.eq_ignore_ascii_case(b"x-test: caf\xe9")),
+            "{}: {}",
+            venv.display(),
+            String::from_utf8_lossy(&raw)
+        );
+        let bad = get(s.addr(), "/bad-header?kind=latin");
+        assert_eq!(bad.status, 500, "{}", venv.display());
+        s.wait_log(&["is not latin-1"]);
+    }
+}
+
 fn get_version(venv: &Path) -> String {
     let out = Command::new(venv.join("bin/python"))
         .args(["-c", "import sys; print(sys.version)"])

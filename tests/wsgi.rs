@@ -239,6 +239,7 @@ fn invalid_status_and_headers_raise_in_the_app_and_give_500() {
         "/bad-header?kind=lf",
         "/bad-header?kind=latin",
         "/bad-header?kind=name",
+        "/bad-header?kind=surrogate",
     ] {
         let raw = exchange(
             s.addr(),
@@ -253,6 +254,23 @@ fn invalid_status_and_headers_raise_in_the_app_and_give_500() {
     }
     s.wait_log(&["contains a control character"]);
     s.wait_log(&["is not latin-1"]);
+    s.wait_log(&["surrogates not allowed"]);
+}
+
+#[test]
+fn a_latin1_header_value_goes_out_one_byte_per_character() {
+    let s = cases();
+    let raw = exchange(
+        s.addr(),
+        b"GET /bad-header?kind=e-acute HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&raw), 200, "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        raw.windows(12)
+            .any(|w| w.eq_ignore_ascii_case(b"x-test: caf\xe9")),
+        "U+00E9 is the byte E9 on the wire: {}",
+        String::from_utf8_lossy(&raw)
+    );
 }
 
 #[test]

@@ -153,7 +153,13 @@ def application(environ, start_response):
 
     if path == "/bad-header":
         kind = q.get("kind")
-        value = {"crlf": "a\r\nInjected: yes", "latin": "caf\u20ac", "lf": "x\ny"}.get(kind, "ok")
+        value = {
+            "crlf": "a\r\nInjected: yes",
+            "latin": "caf\u20ac",
+            "lf": "x\ny",
+            "surrogate": "\ud800",
+            "e-acute": "caf\u00e9",
+        }.get(kind, "ok")
         name = "X Bad" if kind == "name" else "X-Test"
         start_response("200 OK", [(name, value)])
         return [b"x"]
