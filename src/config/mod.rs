@@ -5,7 +5,9 @@
 //! environment for settings, and never sees the master's own paths or policies.
 
 pub mod address;
+pub mod app;
 pub mod cli;
+pub mod entry;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,30 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::http::forwarded::{BadProxies, TrustedProxies};
 
 pub use address::ListenAddr;
+pub use app::{AppError, AppSource, AppSpec, Mount};
 pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy, ServeArgs};
-
-/// Which Python callable to serve.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AppSpec {
-    /// `module:callable`, imported with the normal import system.
-    Module {
-        /// Dotted module name.
-        module: String,
-        /// Attribute path of the WSGI callable inside the module.
-        callable: String,
-    },
-    /// A Python file executed as a module; its `application` is served.
-    WsgiFile(PathBuf),
-}
-
-impl std::fmt::Display for AppSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AppSpec::Module { module, callable } => write!(f, "{module}:{callable}"),
-            AppSpec::WsgiFile(path) => write!(f, "{}", path.display()),
-        }
-    }
-}
 
 /// Request size limits; exceeding one is answered with 414, 431 or 413, never a crash.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -168,11 +148,14 @@ pub struct Recycle {
 /// A configuration mistake, with the fix in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// APP is not `module` or `module:callable`.
+    /// The app spec is malformed.
+    #[error(transparent)]
+    BadApp(#[from] AppError),
+    /// No app was named.
     #[error(
-        "invalid APP '{0}': expected MODULE or MODULE:CALLABLE, e.g. 'myproject.wsgi:application'"
+        "no app to serve: name one as MODULE:CALLABLE (e.g. 'myproject.wsgi:application'), or give --wsgi-file, --module or --ini"
     )]
-    BadApp(String),
+    NoApp,
     /// A directory option names something that is not a directory.
     #[error("{option} '{}' is not a directory (check the path)", path.display())]
     NotADirectory {
@@ -227,23 +210,6 @@ fn directory(option: &'static str, path: PathBuf) -> Result<PathBuf, Error> {
     }
 }
 
-/// Parses `module[:callable]`.
-pub fn parse_app(spec: &str) -> Result<AppSpec, Error> {
-    let (module, callable) = spec.split_once(':').unwrap_or((spec, "application"));
-    let ident = |s: &str| {
-        !s.is_empty()
-            && s.split('.')
-                .all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
-    };
-    if !ident(module) || !ident(callable) {
-        return Err(Error::BadApp(spec.to_owned()));
-    }
-    Ok(AppSpec::Module {
-        module: module.to_owned(),
-        callable: callable.to_owned(),
-    })
-}
-
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
@@ -256,10 +222,13 @@ impl ServeArgs {
                 if !file.is_file() {
                     return Err(Error::NoWsgiFile(file));
                 }
-                AppSpec::WsgiFile(absolute(&file))
+                AppSpec::root(AppSource::File {
+                    path: absolute(&file),
+                    callable: app::DEFAULT_CALLABLE.to_owned(),
+                })
             }
-            (Some(spec), None) => parse_app(&spec)?,
-            (None, None) => return Err(Error::BadApp(String::new())),
+            (Some(spec), None) => AppSpec::root(AppSource::module(&spec, app::DEFAULT_CALLABLE)?),
+            (None, None) => return Err(Error::NoApp),
         };
         if self.workers == 0 {
             return Err(Error::Zero("workers"));
@@ -358,31 +327,5 @@ impl ServeArgs {
             heartbeat_timeout: seconds("heartbeat-timeout", self.heartbeat_timeout)?,
             python: None,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn app_callable_defaults_to_application() {
-        assert_eq!(
-            parse_app("hello").unwrap(),
-            AppSpec::Module {
-                module: "hello".into(),
-                callable: "application".into()
-            }
-        );
-        assert_eq!(
-            parse_app("a.b:c.d").unwrap(),
-            AppSpec::Module {
-                module: "a.b".into(),
-                callable: "c.d".into()
-            }
-        );
-        assert!(parse_app("a:").is_err());
-        assert!(parse_app(":x").is_err());
-        assert!(parse_app("a..b").is_err());
     }
 }

@@ -7,7 +7,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
-use crate::config::{AppSpec, WorkerConfig};
+use crate::config::{AppSource, WorkerConfig};
 
 /// The imported app and what every environ shares.
 pub struct App {
@@ -112,8 +112,18 @@ pub fn load(py: Python<'_>, config: &WorkerConfig) -> Result<App, LoadError> {
         message: format!("cannot import '{spec}': {}{hint}", exc_summary(py, &err)),
         traceback: Some(format_exception(py, &err)),
     };
-    let callable = match &config.app {
-        AppSpec::Module { module, callable } => {
+    let Some(root) = config.app.mounts.first() else {
+        return Err(LoadError {
+            message: "no app to serve".into(),
+            traceback: None,
+        });
+    };
+    let callable = match &root.source {
+        AppSource::Module {
+            module,
+            attr: callable,
+            call: _,
+        } => {
             prepare_sys_path(py, config, None).map_err(|e| python_err(e, ""))?;
             let imported = py.import(module.as_str()).map_err(|e| {
                 let missing_self = e.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py)
@@ -138,7 +148,13 @@ pub fn load(py: Python<'_>, config: &WorkerConfig) -> Result<App, LoadError> {
             }
             obj
         }
-        AppSpec::WsgiFile(path) => {
+        AppSource::Eval { .. } => {
+            return Err(LoadError {
+                message: "eval is not supported yet".into(),
+                traceback: None,
+            });
+        }
+        AppSource::File { path, callable: _ } => {
             prepare_sys_path(py, config, path.parent()).map_err(|e| python_err(e, ""))?;
             let globals = py
                 .import("runpy")
