@@ -1,11 +1,12 @@
 //! The `segue` binary: parse the command line, then run as the master, as a control client, or
 //! (when the master re-executes us) as a worker.
 
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use segue::config::{Cli, Command, ControlArgs};
+use segue::config::{Cli, Command, ControlArgs, Invocation};
 use segue::control::{Request, client};
 use segue::master::Start;
 
@@ -15,39 +16,68 @@ use segue::master::Start;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The words that start a subcommand rather than serving.
+const SUBCOMMANDS: [&str; 8] = [
+    "reload",
+    "status",
+    "stop",
+    "workers",
+    "upgrade",
+    "check-reload",
+    "__master",
+    "__upgrade-check",
+];
+
+/// check-reload's own flags that take a value; everything else it is given is for serving.
+const CHECK_RELOAD_VALUES: [&str; 7] = [
+    "--reloads",
+    "--duration",
+    "--strategy",
+    "--url",
+    "--concurrency",
+    "--json",
+    "--junit",
+];
+
 fn main() -> anyhow::Result<()> {
     // SAFETY: first thing in main, before any thread exists.
     let handover = unsafe { segue::master::upgrade::take_from_env() };
-    let cli = Cli::parse();
-    let (request, control, timeout) = match cli.command {
-        None => {
-            // Before any thread exists: this edits the environment.
-            let start = match handover {
-                Some(Ok(h)) => Start::Upgraded(h),
-                Some(Err(why)) => anyhow::bail!("in-place upgrade failed in the new binary: {why}"),
-                None => Start::Fresh(segue::systemd::take_listen_fds()),
-            };
-            let config = cli.serve.into_config()?;
-            segue::logging::init(&config.worker.log);
-            return segue::master::run(config, start).context("segue cannot start");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match args.first().map(String::as_str) {
+        Some(sub) if SUBCOMMANDS.contains(&sub) && sub == "check-reload" => {
+            let (own, serve) = split_check_reload(&args[1..]);
+            let mut cli = Cli::parse_from(
+                ["segue", "check-reload"]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(own),
+            );
+            if let Command::CheckReload { serve: s, .. } = &mut cli.command {
+                *s = serve;
+            }
+            cli
         }
-        Some(Command::UpgradeCheck) => {
+        Some(sub) if SUBCOMMANDS.contains(&sub) => Cli::parse(),
+        _ => std::process::exit(serve(args, handover)),
+    };
+    let (request, control, timeout) = match cli.command {
+        Command::UpgradeCheck => {
             println!("{}", segue::master::upgrade::check_line());
             return Ok(());
         }
-        Some(Command::Upgrade {
+        Command::Upgrade {
             binary,
             wait,
             timeout,
             control,
-        }) => {
+        } => {
             let timeout = Duration::try_from_secs_f64(timeout)
                 .context("--timeout must be a positive number of seconds")?;
             let mut printer = client::Printer::stdio(control.json);
             let code = client::upgrade(&control.control, binary, wait, timeout, &mut printer)?;
             std::process::exit(printer.finish(code));
         }
-        Some(Command::Master) => {
+        Command::Master => {
             let json = std::env::var(segue::check::MASTER_CONFIG_ENV)
                 .context("__master is internal to check-reload")?;
             let config: segue::config::Config =
@@ -56,7 +86,7 @@ fn main() -> anyhow::Result<()> {
             return segue::master::run(config, Start::Fresh(Vec::new()))
                 .context("segue cannot start");
         }
-        Some(Command::CheckReload {
+        Command::CheckReload {
             serve,
             reloads,
             duration,
@@ -65,8 +95,15 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             json_file,
             junit,
-        }) => {
-            let mut config = serve.into_config()?;
+        } => {
+            let inv = Invocation::current(serve);
+            let mut config = match segue::config::load(&inv) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("segue check-reload: {e}");
+                    std::process::exit(2);
+                }
+            };
             if let Some(s) = strategy {
                 config.reload_strategy = s;
             }
@@ -95,15 +132,15 @@ fn main() -> anyhow::Result<()> {
             let code = segue::check::run(config, plan)?;
             std::process::exit(code);
         }
-        Some(Command::Reload {
+        Command::Reload {
             strategy,
             wait,
             timeout,
             control,
-        }) => (Request::Reload { strategy, wait }, control, timeout),
-        Some(Command::Status { control }) => (Request::Status, control, 10.0),
-        Some(Command::Stop { control }) => (Request::Stop, control, 10.0),
-        Some(Command::Workers { delta, control }) => {
+        } => (Request::Reload { strategy, wait }, control, timeout),
+        Command::Status { control } => (Request::Status, control, 10.0),
+        Command::Stop { control } => (Request::Stop, control, 10.0),
+        Command::Workers { delta, control } => {
             let delta = match delta.as_str() {
                 "+1" | "1" => 1,
                 "-1" => -1,
@@ -120,4 +157,107 @@ fn main() -> anyhow::Result<()> {
     let mut printer = client::Printer::stdio(json);
     let code = printer.reply(&reply);
     std::process::exit(printer.finish(code));
+}
+
+/// Splits check-reload's words into its own flags and the serving options.
+fn split_check_reload(words: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut own, mut serve) = (Vec::new(), Vec::new());
+    let mut words = words.iter();
+    while let Some(w) = words.next() {
+        let name = w.split('=').next().unwrap_or(w);
+        if CHECK_RELOAD_VALUES.contains(&name) || w == "--help" || w == "-h" {
+            own.push(w.clone());
+            if !w.contains('=') && w != "--help" && w != "-h" {
+                own.extend(words.next().cloned());
+            }
+        } else {
+            serve.push(w.clone());
+        }
+    }
+    (own, serve)
+}
+
+/// Serving: resolve every configuration source, print or check it if asked, then run the
+/// master. Returns the exit status: 2 for a configuration segue cannot use.
+fn serve(
+    args: Vec<String>,
+    handover: Option<Result<segue::master::upgrade::Handover, String>>,
+) -> i32 {
+    let options_part = args.iter().take_while(|a| *a != "--");
+    for a in options_part {
+        match a.as_str() {
+            "--help" | "-h" => {
+                print!("{}", segue::config::help::text());
+                return 0;
+            }
+            "--version" | "-v" | "-V" => {
+                println!("segue {}", env!("CARGO_PKG_VERSION"));
+                return 0;
+            }
+            _ => {}
+        }
+    }
+    // Before any thread exists: this edits the environment.
+    let start = match handover {
+        Some(Ok(h)) => Start::Upgraded(h),
+        Some(Err(why)) => {
+            eprintln!("segue: in-place upgrade failed in the new binary: {why}");
+            return 1;
+        }
+        None => Start::Fresh(segue::systemd::take_listen_fds()),
+    };
+    let inv = Invocation::current(args);
+    let resolved = match segue::config::resolve::resolve(&inv) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("segue: {e}");
+            return 2;
+        }
+    };
+    if resolved.flag("print-config") {
+        let doc = segue::config::report::print_config(&resolved);
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        return match writeln!(std::io::stdout(), "{text}") {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+    }
+    let mut config = match resolved.config() {
+        Ok(c) => c,
+        Err(refusal) => {
+            eprintln!("segue cannot start: {refusal}");
+            return 2;
+        }
+    };
+    config.invocation = Some(inv);
+    segue::logging::init(&config.worker.log);
+    for n in &resolved.implied {
+        tracing::info!("{}: {}: implied: {}", n.source, n.option, n.note);
+    }
+    for n in &resolved.unsupported {
+        tracing::warn!(
+            "{}: {}: not supported, ignored (--ignore-unsupported): {}",
+            n.source,
+            n.option,
+            n.note
+        );
+    }
+    for u in resolved.unknown.iter().filter(|u| !u.fatal) {
+        tracing::warn!(
+            "{}: {}: not a gunicorn setting; ignored, as gunicorn ignores it",
+            u.source,
+            u.option
+        );
+    }
+    for w in &resolved.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!("{}", segue::config::report::summary(&config, &resolved));
+    match segue::master::run(config, start) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("segue cannot start: {e:#}");
+            1
+        }
+    }
 }

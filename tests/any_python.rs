@@ -239,10 +239,7 @@ fn a_worker_module_of_another_version_names_both() {
     }
     let mut child = cmd.spawn().unwrap();
     drop(worker);
-    use clap::Parser;
-    let config = segue::config::Cli::parse_from(["segue", "cases:application"])
-        .serve
-        .into_config()
+    let config = segue::config::from_args(&["cases:application"])
         .unwrap()
         .worker;
     let boot = Boot {

@@ -6,28 +6,22 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::address::ListenAddr;
-
 /// `segue [OPTIONS] APP`: serve a WSGI application.
 #[derive(Debug, Parser)]
 #[command(
     name = "segue",
     version,
     about = "A WSGI application server whose reloads never drop a request",
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true,
+    subcommand_required = true,
     // `--help` prints one line per option, like `-h`; no wrapping, so no option's text moves
     // to a line of its own.
     disable_help_flag = true,
     term_width = 0
 )]
 pub struct Cli {
-    /// A control subcommand; none means "serve".
+    /// A control subcommand (serving has its own parser: `config::resolve`).
     #[command(subcommand)]
-    pub command: Option<Command>,
-    /// The server options used when no subcommand is given.
-    #[command(flatten)]
-    pub serve: ServeArgs,
+    pub command: Command,
     /// Print help (one line per option).
     #[arg(short = 'h', long = "help", action = clap::ArgAction::HelpShort, global = true)]
     help: Option<bool>,
@@ -111,8 +105,12 @@ pub enum Command {
     /// Prove that an app survives reloads under load with zero failed requests (for CI).
     CheckReload {
         /// The server options and APP, as for serving (--http is replaced by a free port).
-        #[command(flatten)]
-        serve: ServeArgs,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "SERVE OPTIONS"
+        )]
+        serve: Vec<String>,
         /// Reloads to trigger, spread over the run.
         #[arg(long, default_value_t = 3, value_name = "N")]
         reloads: u32,
@@ -144,169 +142,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
-}
-
-/// Options of the serving mode, one line of `--help` each.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// The WSGI app as MODULE[:CALLABLE] (CALLABLE defaults to `application`).
-    #[arg(value_name = "APP", required_unless_present = "wsgi_file")]
-    pub app: Option<String>,
-
-    /// Load the app from this Python file (its `application` callable) instead of APP.
-    #[arg(long, value_name = "PATH", conflicts_with = "app")]
-    pub wsgi_file: Option<PathBuf>,
-
-    /// Listen on HOST:PORT, :PORT, [::1]:PORT or unix:/path (repeatable; default 127.0.0.1:8000).
-    #[arg(long = "http", value_name = "ADDR")]
-    pub http: Vec<ListenAddr>,
-
-    /// Number of worker processes.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub workers: usize,
-
-    /// Python threads per worker.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub threads: usize,
-
-    /// Change to this directory before loading the app (also put first on sys.path).
-    #[arg(long, value_name = "DIR")]
-    pub chdir: Option<PathBuf>,
-
-    /// Add this directory to sys.path (repeatable).
-    #[arg(long, value_name = "DIR")]
-    pub pythonpath: Vec<PathBuf>,
-
-    /// Run the app in this virtualenv [default: $VIRTUAL_ENV if set].
-    #[arg(long, value_name = "DIR", env = "VIRTUAL_ENV")]
-    pub virtualenv: Option<PathBuf>,
-
-    /// Set an environment variable in the workers (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
-
-    /// Length of the kernel accept queue of each listener.
-    #[arg(long, default_value_t = 1024, value_name = "N")]
-    pub backlog: u32,
-
-    /// Addresses or networks (comma-separated, or '*') whose X-Forwarded-Proto, -Protocol and
-    /// -Ssl headers set wsgi.url_scheme; unix-socket clients are always trusted.
-    #[arg(
-        long,
-        value_name = "LIST",
-        env = "FORWARDED_ALLOW_IPS",
-        default_value = "127.0.0.1,::1"
-    )]
-    pub forwarded_allow_ips: String,
-
-    /// Permissions of the unix sockets segue creates, in octal (e.g. 660 so that a web server
-    /// in the socket's group can connect) [default: from the umask].
-    #[arg(long, value_name = "MODE")]
-    pub chmod_socket: Option<String>,
-
-    /// Seconds a stopping worker may finish its requests before it is killed.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub graceful_timeout: f64,
-
-    /// Write the master's PID to this file (removed on exit).
-    #[arg(long, value_name = "PATH")]
-    pub pidfile: Option<PathBuf>,
-
-    /// Log level: error, warn, info, debug or trace (or a tracing filter).
-    #[arg(long, default_value = "info", value_name = "LEVEL")]
-    pub log_level: String,
-
-    /// Log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
-    pub log_format: LogFormat,
-
-    /// Log one line per request.
-    #[arg(long)]
-    pub access_log: bool,
-
-    /// Longest request line in bytes; longer gets 414.
-    #[arg(long, default_value_t = 8190, value_name = "BYTES")]
-    pub limit_request_line: usize,
-
-    /// Most header fields in a request; more gets 431.
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    pub limit_request_fields: usize,
-
-    /// Longest header field (name and value) in bytes; longer gets 431.
-    #[arg(long, default_value_t = 8190, value_name = "BYTES")]
-    pub limit_request_field_size: usize,
-
-    /// Largest request body in bytes, 0 for no limit; larger gets 413.
-    #[arg(long, default_value_t = 0, value_name = "BYTES")]
-    pub limit_request_body: u64,
-
-    /// Seconds a client has to send a request's headers (also the keep-alive idle limit).
-    #[arg(long, default_value_t = 15.0, value_name = "SECS")]
-    pub header_timeout: f64,
-
-    /// Most client connections a worker holds open (0: no limit); at the limit it accepts none.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    pub worker_connections: usize,
-    /// Seconds to wait for more of a request body, 0 for ever; then the app's read raises
-    /// (unhandled: 408). uWSGI's name.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub socket_timeout: f64,
-
-    /// How a reload swaps generations: chain (new first, then drain old) or respawn (canary).
-    #[arg(long, value_enum, default_value_t = ReloadStrategy::Chain, value_name = "STRATEGY")]
-    pub reload_strategy: ReloadStrategy,
-
-    /// Chain reloads: new workers booting at once beyond the steady count [default: all].
-    #[arg(long, value_name = "K")]
-    pub reload_surge: Option<usize>,
-
-    /// A new worker is ready only once its app answers GET PATH with a 2xx, in-process.
-    #[arg(long, value_name = "PATH")]
-    pub ready_check: Option<String>,
-
-    /// Seconds a new worker has to import the app and pass its ready check.
-    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
-    pub boot_timeout: f64,
-
-    /// Unix socket for `segue reload|status|stop|workers --control PATH`.
-    #[arg(long, value_name = "PATH")]
-    pub control: Option<PathBuf>,
-
-    /// Reload when this file's modification time changes.
-    #[arg(long, value_name = "FILE")]
-    pub touch_reload: Option<PathBuf>,
-
-    /// uWSGI-style master FIFO: write r (respawn reload), c (chain reload), q, Q, + or -.
-    #[arg(long, value_name = "PATH")]
-    pub master_fifo: Option<PathBuf>,
-
-    /// Replace a worker after it served this many requests (0: never); replacement ready first.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub max_requests: u64,
-
-    /// Add up to this many requests at random to each worker's --max-requests.
-    #[arg(long, default_value_t = 0, value_name = "J")]
-    pub max_requests_jitter: u64,
-
-    /// Replace a worker after this many seconds (0: never); replacement ready first.
-    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
-    pub max_worker_lifetime: f64,
-
-    /// Add up to this many seconds at random to each worker's --max-worker-lifetime.
-    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
-    pub max_worker_lifetime_jitter: f64,
-
-    /// Replace a worker whose resident memory exceeds this many MiB (0: never).
-    #[arg(long, default_value_t = 0, value_name = "MB")]
-    pub reload_on_rss: u64,
-
-    /// A request running longer gets a 504 (if not started), its stack logged, its worker replaced.
-    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
-    pub harakiri: f64,
-
-    /// Replace a worker silent this long (e.g. stuck holding the GIL).
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub heartbeat_timeout: f64,
 }
 
 /// How a reload replaces the serving generation.

@@ -6,19 +6,30 @@
 
 pub mod address;
 pub mod app;
+pub mod argv;
+pub mod build;
 pub mod cli;
+pub mod dialect;
 pub mod entry;
+pub mod gunicorn;
+pub mod help;
+pub mod native;
+pub mod option;
+pub mod report;
+pub mod resolve;
+pub mod uwsgi;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::forwarded::{BadProxies, TrustedProxies};
+use crate::http::forwarded::TrustedProxies;
 
 pub use address::ListenAddr;
 pub use app::{AppError, AppSource, AppSpec, Mount};
-pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy, ServeArgs};
+pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy};
+pub use resolve::Invocation;
 
 /// Request size limits; exceeding one is answered with 414, 431 or 413, never a crash.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -31,6 +42,10 @@ pub struct Limits {
     pub request_field_size: usize,
     /// Largest body in bytes; `None` is unlimited.
     pub request_body: Option<u64>,
+    /// Longest whole head (uWSGI's `buffer-size`), when set; otherwise room for the three
+    /// limits above.
+    #[serde(default)]
+    pub head: Option<usize>,
 }
 
 /// Logging settings, applied identically in the master and the workers.
@@ -83,6 +98,9 @@ pub struct WorkerConfig {
     pub boot_timeout: Duration,
     /// Longest a request may run (`--harakiri`).
     pub harakiri: Option<Duration>,
+    /// `--name`: the start of the workers' process names.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Everything the master runs with: its own settings, and the [`WorkerConfig`] each
@@ -128,6 +146,10 @@ pub struct Config {
     /// the environment pip installed it into. Set for each generation when it starts.
     #[serde(default)]
     pub python: Option<PathBuf>,
+    /// What segue was started with, to resolve the configuration again on reload; `None` for
+    /// a configuration built otherwise (check-reload's child gets the resolved JSON).
+    #[serde(default)]
+    pub invocation: Option<Invocation>,
 }
 
 /// Worker recycling limits; a worker past one is replaced surge-style (replacement ready first).
@@ -145,187 +167,37 @@ pub struct Recycle {
     pub max_rss_kib: Option<u64>,
 }
 
-/// A configuration mistake, with the fix in the message.
+/// A configuration that cannot be used, with the fix in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The app spec is malformed.
-    #[error(transparent)]
-    BadApp(#[from] AppError),
     /// No app was named.
     #[error(
-        "no app to serve: name one as MODULE:CALLABLE (e.g. 'myproject.wsgi:application'), or give --wsgi-file, --module or --ini"
+        "no app to serve: name one as MODULE:NAME (e.g. 'myproject.wsgi:application'), or give --wsgi-file, --module, --mount or --ini"
     )]
     NoApp,
-    /// A directory option names something that is not a directory.
-    #[error("{option} '{}' is not a directory (check the path)", path.display())]
-    NotADirectory {
-        /// The flag.
-        option: &'static str,
-        /// What it was given.
-        path: PathBuf,
-    },
-    /// `--wsgi-file` names no file.
-    #[error("--wsgi-file '{}' does not exist", .0.display())]
-    NoWsgiFile(PathBuf),
-    /// The virtualenv has no interpreter.
-    #[error("--virtualenv '{}' has no bin/python (create it with 'python3 -m venv {}')", .0.display(), .0.display())]
-    BadVirtualenv(PathBuf),
-    /// `--env` without `=`.
-    #[error("invalid --env '{0}': expected KEY=VALUE")]
-    BadEnv(String),
-    /// A count that must be positive is zero.
-    #[error("--{0} must be at least 1")]
-    Zero(&'static str),
-    /// `--ready-check` is not an absolute path.
-    #[error("invalid --ready-check '{0}': expected a path starting with '/', e.g. /healthz")]
-    BadReadyCheck(String),
-    /// A duration is negative or not finite.
-    #[error("--{0} must be a non-negative number of seconds")]
-    BadDuration(&'static str),
-    /// `--forwarded-allow-ips` has an entry that is not an address or network.
+    /// A source could not be read at all.
     #[error(transparent)]
-    BadProxies(#[from] BadProxies),
-    /// `--chmod-socket` is not an octal mode.
-    #[error("invalid --chmod-socket '{0}': expected octal permission bits such as 660 or 0666")]
-    BadSocketMode(String),
+    Read(#[from] resolve::ReadError),
+    /// Read, but with problems: every one of them.
+    #[error(transparent)]
+    Refused(#[from] build::Refusal),
 }
 
-/// Octal permission bits, as chmod(1) takes them.
-fn socket_mode(mode: &str) -> Result<u32, Error> {
-    u32::from_str_radix(mode, 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| Error::BadSocketMode(mode.to_owned()))
+/// Resolves `args` (as after the program name) with no environment, in the current directory:
+/// what tests and internal callers use to get a [`Config`] from flags.
+pub fn from_args<S: AsRef<str>>(args: &[S]) -> Result<Config, Error> {
+    let inv = Invocation {
+        args: args.iter().map(|a| a.as_ref().to_owned()).collect(),
+        env: Default::default(),
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+    };
+    load(&inv)
 }
 
-fn seconds(option: &'static str, secs: f64) -> Result<Duration, Error> {
-    Duration::try_from_secs_f64(secs).map_err(|_| Error::BadDuration(option))
-}
-
-fn directory(option: &'static str, path: PathBuf) -> Result<PathBuf, Error> {
-    if path.is_dir() {
-        Ok(path)
-    } else {
-        Err(Error::NotADirectory { option, path })
-    }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
-}
-
-impl ServeArgs {
-    /// Validates the flags into a [`Config`]; every error names the flag and the fix.
-    pub fn into_config(self) -> Result<Config, Error> {
-        let app = match (self.app, self.wsgi_file) {
-            (_, Some(file)) => {
-                if !file.is_file() {
-                    return Err(Error::NoWsgiFile(file));
-                }
-                AppSpec::root(AppSource::File {
-                    path: absolute(&file),
-                    callable: app::DEFAULT_CALLABLE.to_owned(),
-                })
-            }
-            (Some(spec), None) => AppSpec::root(AppSource::module(&spec, app::DEFAULT_CALLABLE)?),
-            (None, None) => return Err(Error::NoApp),
-        };
-        if self.workers == 0 {
-            return Err(Error::Zero("workers"));
-        }
-        if self.threads == 0 {
-            return Err(Error::Zero("threads"));
-        }
-        let chdir = self
-            .chdir
-            .map(|d| directory("--chdir", d))
-            .transpose()?
-            .map(|d| absolute(&d));
-        let pythonpath = self
-            .pythonpath
-            .into_iter()
-            .map(|d| directory("--pythonpath", d).map(|d| absolute(&d)))
-            .collect::<Result<_, _>>()?;
-        let virtualenv = match self.virtualenv.filter(|v| !v.as_os_str().is_empty()) {
-            Some(venv) if venv.join("bin/python").exists() => Some(absolute(&venv)),
-            Some(venv) => return Err(Error::BadVirtualenv(venv)),
-            None => None,
-        };
-        let env = self
-            .env
-            .into_iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-                _ => Err(Error::BadEnv(kv)),
-            })
-            .collect::<Result<_, _>>()?;
-        let listen_explicit = !self.http.is_empty();
-        let listen = if self.http.is_empty() {
-            vec![ListenAddr::Tcp(([127, 0, 0, 1], 8000).into())]
-        } else {
-            self.http
-        };
-        Ok(Config {
-            worker: WorkerConfig {
-                app,
-                multiprocess: self.workers > 1,
-                threads: self.threads,
-                chdir,
-                pythonpath,
-                virtualenv,
-                forwarded_allow_ips: self.forwarded_allow_ips.parse()?,
-                log: LogConfig {
-                    level: self.log_level,
-                    format: self.log_format,
-                    access_log: self.access_log,
-                },
-                limits: Limits {
-                    request_line: self.limit_request_line,
-                    request_fields: self.limit_request_fields,
-                    request_field_size: self.limit_request_field_size,
-                    request_body: (self.limit_request_body > 0).then_some(self.limit_request_body),
-                },
-                header_timeout: seconds("header-timeout", self.header_timeout)?,
-                worker_connections: (self.worker_connections > 0)
-                    .then_some(self.worker_connections),
-                socket_timeout: Some(seconds("socket-timeout", self.socket_timeout)?)
-                    .filter(|d| !d.is_zero()),
-                ready_check: match self.ready_check {
-                    Some(p) if !p.starts_with('/') => return Err(Error::BadReadyCheck(p)),
-                    other => other,
-                },
-                boot_timeout: seconds("boot-timeout", self.boot_timeout)?,
-                harakiri: Some(seconds("harakiri", self.harakiri)?).filter(|d| !d.is_zero()),
-            },
-            listen,
-            listen_explicit,
-            workers: self.workers,
-            env,
-            backlog: self.backlog,
-            socket_mode: self.chmod_socket.map(|m| socket_mode(&m)).transpose()?,
-            graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
-            pidfile: self.pidfile.map(|p| absolute(&p)),
-            reload_strategy: self.reload_strategy,
-            reload_surge: match self.reload_surge {
-                Some(0) => return Err(Error::Zero("reload-surge")),
-                other => other,
-            },
-            control: self.control.map(|p| absolute(&p)),
-            touch_reload: self.touch_reload.map(|p| absolute(&p)),
-            master_fifo: self.master_fifo.map(|p| absolute(&p)),
-            recycle: Recycle {
-                max_requests: (self.max_requests > 0).then_some(self.max_requests),
-                max_requests_jitter: self.max_requests_jitter,
-                max_lifetime: Some(seconds("max-worker-lifetime", self.max_worker_lifetime)?)
-                    .filter(|d| !d.is_zero()),
-                max_lifetime_jitter: seconds(
-                    "max-worker-lifetime-jitter",
-                    self.max_worker_lifetime_jitter,
-                )?,
-                max_rss_kib: (self.reload_on_rss > 0).then_some(self.reload_on_rss * 1024),
-            },
-            heartbeat_timeout: seconds("heartbeat-timeout", self.heartbeat_timeout)?,
-            python: None,
-        })
-    }
+/// Resolves an invocation into a [`Config`] that remembers it (for reloads).
+pub fn load(inv: &Invocation) -> Result<Config, Error> {
+    let resolved = resolve::resolve(inv)?;
+    let mut config = resolved.config()?;
+    config.invocation = Some(inv.clone());
+    Ok(config)
 }

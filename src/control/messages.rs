@@ -53,6 +53,10 @@ pub struct ReloadReport {
     pub reason: Option<String>,
     /// The Python traceback of the failure, if any.
     pub traceback: Option<String>,
+    /// Settings the re-read configuration changed that the reload could not apply (the
+    /// listeners, say, which the master holds for life).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One worker in a status reply.

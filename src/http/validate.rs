@@ -156,6 +156,7 @@ mod tests {
             request_fields: 3,
             request_field_size: 50,
             request_body: Some(10),
+            head: None,
         }
     }
 

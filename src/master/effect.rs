@@ -14,7 +14,7 @@ use super::generation::GenerationId;
 use super::reaper::ExitKind;
 use super::upgrade::UpgradeError;
 use super::worker::WorkerId;
-use crate::config::Config;
+use crate::config::{Config, Invocation};
 use crate::protocol::{DrainReason, ToMaster};
 
 /// Something the supervisor reacts to.
@@ -62,6 +62,8 @@ pub enum Event {
     },
     /// The in-place exec failed; this image keeps running.
     ExecFailed(UpgradeError),
+    /// The configuration asked for by [`Effect::ReadConfig`], or why it cannot be used.
+    ConfigRead(Result<Box<Config>, String>),
 }
 
 /// A timer's purpose. Every timer names what it is about; one naming a worker, slot or run that
@@ -116,4 +118,7 @@ pub enum Effect {
     Preflight(PathBuf),
     /// Re-execute `binary` in place with the supervisor's handover.
     Exec(PathBuf),
+    /// Resolve the configuration again from this invocation, off the loop; the answer comes
+    /// back as [`Event::ConfigRead`].
+    ReadConfig(Invocation),
 }

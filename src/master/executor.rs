@@ -151,6 +151,15 @@ impl Executor {
                 let handover = self.complete(sup.handover());
                 return Some(Event::ExecFailed(upgrade::exec(&binary, &handover)));
             }
+            Effect::ReadConfig(inv) => {
+                let events = self.events.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = crate::config::load(&inv)
+                        .map(Box::new)
+                        .map_err(|e| e.to_string());
+                    let _ = events.send(Event::ConfigRead(result));
+                });
+            }
         }
         None
     }

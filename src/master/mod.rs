@@ -14,6 +14,7 @@ pub mod generation;
 mod handover;
 pub mod listener;
 pub mod reaper;
+mod reconfigure;
 mod recycle;
 pub mod reload;
 mod respawn;

@@ -45,6 +45,8 @@ pub struct ReloadRun {
     pub ready: Vec<(WorkerId, u64)>,
     /// `segue reload --wait` callers, answered when the reload is over.
     pub waiters: Vec<Responder>,
+    /// Settings the new configuration changed that this reload could not apply.
+    pub notes: Vec<String>,
 }
 
 /// A reload asked for while another runs. Requests coalesce: the last strategy wins and every
@@ -82,6 +84,7 @@ impl ReloadRun {
             boot_ms: self.ready.iter().map(|(_, ms)| *ms).collect(),
             reason,
             traceback: traceback.flatten(),
+            notes: self.notes.clone(),
         }
     }
 }
@@ -105,8 +108,9 @@ impl Supervisor {
         } else {
             (None, responder)
         };
-        if let Some(run) = &self.reload {
-            let behind = run.id;
+        if self.reload.is_some() || self.reading.is_some() {
+            // While the configuration is read, the reload about to start is the next number.
+            let behind = self.reload.as_ref().map_or(self.next_reload, |run| run.id);
             tracing::info!(
                 reload = behind,
                 "reload {behind} is running: this reload is queued (further requests coalesce into it)"
@@ -120,42 +124,59 @@ impl Supervisor {
             self.answer(now, Outcome::Reload(ReloadOutcome::Queued { behind }));
             return;
         }
-        let outcome = self.begin_reload(strategy, waiter.into_iter().collect());
-        self.answer(now, Outcome::Reload(outcome));
+        self.start_reload(strategy, waiter.into_iter().collect(), now);
     }
 
-    fn begin_reload(&mut self, strategy: ReloadStrategy, waiters: Vec<Responder>) -> ReloadOutcome {
+    /// A reload that cannot begin (its configuration or paths do not resolve): recorded as
+    /// failed, its waiters answered; the serving generation is untouched.
+    pub(super) fn refuse_reload(
+        &mut self,
+        strategy: ReloadStrategy,
+        waiters: Vec<Responder>,
+        reason: String,
+    ) -> ReloadOutcome {
         let id = self.next_reload;
         self.next_reload += 1;
+        tracing::error!(
+            reload = id,
+            "reload {id} refused, generation {} keeps serving: {reason}",
+            self.serving
+        );
+        let report = ReloadReport {
+            reload: id,
+            from: self.serving,
+            generation: self.serving,
+            strategy,
+            ok: false,
+            took_ms: 0,
+            boot_ms: vec![],
+            reason: Some(reason),
+            traceback: None,
+            notes: Vec::new(),
+        };
+        for w in waiters {
+            self.emit(Effect::Reply(
+                w,
+                Outcome::Reload(ReloadOutcome::Finished(report.clone())),
+            ));
+        }
+        self.record(report.clone());
+        ReloadOutcome::Finished(report)
+    }
+
+    /// Starts the reload's generation from `self.base`.
+    pub(super) fn begin_reload(
+        &mut self,
+        strategy: ReloadStrategy,
+        waiters: Vec<Responder>,
+        notes: Vec<String>,
+    ) -> ReloadOutcome {
         let config = match generation::snapshot(&self.base) {
             Ok(c) => c,
-            Err(e) => {
-                tracing::error!(
-                    reload = id,
-                    "reload {id} refused, generation {} keeps serving: {e}",
-                    self.serving
-                );
-                let report = ReloadReport {
-                    reload: id,
-                    from: self.serving,
-                    generation: self.serving,
-                    strategy,
-                    ok: false,
-                    took_ms: 0,
-                    boot_ms: vec![],
-                    reason: Some(e.to_string()),
-                    traceback: None,
-                };
-                for w in waiters {
-                    self.emit(Effect::Reply(
-                        w,
-                        Outcome::Reload(ReloadOutcome::Finished(report.clone())),
-                    ));
-                }
-                self.record(report.clone());
-                return ReloadOutcome::Finished(report);
-            }
+            Err(e) => return self.refuse_reload(strategy, waiters, e.to_string()),
         };
+        let id = self.next_reload;
+        self.next_reload += 1;
         let target = self.new_generation(config);
         let surge = self.surge();
         tracing::info!(
@@ -176,6 +197,7 @@ impl Supervisor {
             booting: HashSet::new(),
             ready: Vec::new(),
             waiters,
+            notes,
         });
         let status = self.status_line();
         self.emit(Effect::Notify(format!(
@@ -363,13 +385,13 @@ impl Supervisor {
         self.start_queued_reload();
     }
 
-    fn start_queued_reload(&mut self) {
+    pub(super) fn start_queued_reload(&mut self) {
         if let Some(q) = self.queued.take() {
-            self.begin_reload(q.strategy, q.waiters);
+            self.start_reload(q.strategy, q.waiters, None);
         }
     }
 
-    fn record(&mut self, report: ReloadReport) {
+    pub(super) fn record(&mut self, report: ReloadReport) {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }

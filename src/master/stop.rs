@@ -49,6 +49,11 @@ impl Supervisor {
             .map(|r| std::mem::take(&mut r.waiters))
             .unwrap_or_default();
         let queued = self.queued.take().map(|q| q.waiters).unwrap_or_default();
+        let reading = self
+            .reading
+            .take()
+            .map(|r| r.waiters.into_iter().chain(r.now).collect::<Vec<_>>())
+            .unwrap_or_default();
         let promoted = std::mem::take(&mut self.promoted_waiters)
             .into_iter()
             .map(|(_, w)| w);
@@ -59,6 +64,7 @@ impl Supervisor {
         for w in run
             .into_iter()
             .chain(queued)
+            .chain(reading)
             .chain(promoted)
             .chain(upgrading)
         {

@@ -71,6 +71,8 @@ pub struct Supervisor {
     pub(super) reload: Option<ReloadRun>,
     /// A reload asked for while one runs; later requests coalesce into it.
     pub(super) queued: Option<QueuedReload>,
+    /// A reload whose configuration is being read again (it starts when the read is back).
+    pub(super) reading: Option<super::reconfigure::Reading>,
     /// `--wait` callers of promoted reloads, answered once the old workers have exited.
     pub(super) promoted_waiters: Vec<(ReloadReport, Responder)>,
     /// Next reload sequence number.
@@ -104,6 +106,7 @@ impl Supervisor {
             phase: Phase::Running,
             reload: None,
             queued: None,
+            reading: None,
             promoted_waiters: Vec::new(),
             next_reload: 1,
             history: VecDeque::new(),
@@ -157,6 +160,7 @@ impl Supervisor {
             Event::Watchdog => self.watchdog(),
             Event::PreflightDone { binary, result } => self.on_preflight(binary, result),
             Event::ExecFailed(err) => self.on_exec_failed(err),
+            Event::ConfigRead(result) => self.on_config_read(result),
         }
         self.take()
     }

@@ -374,14 +374,9 @@ mod tests {
             protocol: PROTOCOL_VERSION,
             worker_id: 7,
             generation: 1,
-            config: {
-                use clap::Parser;
-                crate::config::Cli::parse_from(["segue", "app:application"])
-                    .serve
-                    .into_config()
-                    .unwrap()
-                    .worker
-            },
+            config: crate::config::from_args(&["app:application"])
+                .unwrap()
+                .worker,
             listeners: (0..listeners)
                 .map(|i| ListenAddr::Tcp(format!("127.0.0.1:{}", 8000 + i).parse().unwrap()))
                 .collect(),

@@ -52,7 +52,13 @@ pub fn start(
 /// Room for a maximal request line and header block; beyond it hyper answers 431. The head
 /// scanner follows heads up to the same size.
 fn max_head(limits: &Limits) -> usize {
-    (limits.request_line + (limits.request_fields + 1) * (limits.request_field_size + 2) + 1024)
+    limits
+        .head
+        .unwrap_or(
+            limits.request_line
+                + (limits.request_fields + 1) * (limits.request_field_size + 2)
+                + 1024,
+        )
         .clamp(8192, 4 << 20)
 }
 

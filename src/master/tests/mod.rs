@@ -3,6 +3,7 @@
 //! deadlines, backoff, crash windows and heartbeats are exercised by advancing the clock.
 
 mod lifecycle;
+mod reconfigure;
 mod recycle;
 mod reload;
 mod scale;
@@ -11,30 +12,22 @@ mod upgrade;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Parser;
-
 use super::command::{Command, Outcome, ReloadOutcome, Responder};
 use super::effect::{Effect, Event, Timer};
 use super::generation::GenerationId;
 use super::reaper::ExitKind;
 use super::supervisor::Supervisor;
 use super::worker::{WorkerId, WorkerState};
-use crate::config::{Cli, Config};
+use crate::config::Config;
 use crate::protocol::{BootFailure, DrainReason, Stats, ToMaster};
 
 /// A configuration as the command line gives it (`hello:application` plus `args`).
 pub fn config(args: &[&str]) -> Arc<Config> {
-    let argv = ["segue"]
-        .iter()
-        .chain(args)
-        .chain(&["hello:application"])
-        .copied();
-    let cli = Cli::try_parse_from(argv).expect("test arguments parse");
-    Arc::new(
-        cli.serve
-            .into_config()
-            .expect("test configuration is valid"),
-    )
+    let argv: Vec<&str> = args.iter().chain(&["hello:application"]).copied().collect();
+    let mut config = crate::config::from_args(&argv).expect("test configuration is valid");
+    // Reloads re-read the invocation; tests of that set it again (tests/reconfigure.rs).
+    config.invocation = None;
+    Arc::new(config)
 }
 
 /// A supervisor and a fake executor: spawns get pids at once, everything else is recorded.

@@ -1,0 +1,647 @@
+//! segue's own options: one table that the command line, `SEGUE_*` variables, `segue.toml`,
+//! `--help` and `--print-config` all read, so an option exists everywhere or nowhere. Names are
+//! gunicorn's or uWSGI's where they mean the same thing; the dialects' other names reach these
+//! through their own translators (`config::uwsgi`, `config::gunicorn`).
+
+use super::entry::Arity;
+
+/// What kind of value an option takes; decides parsing and `--help`'s placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `true/false/1/0/yes/no/on/off`; bare means true.
+    Bool,
+    /// A whole number.
+    Count,
+    /// Seconds, fractions allowed.
+    Seconds,
+    /// Free text (a path, an address, a spec).
+    Text,
+}
+
+/// What changes when the option changes between reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnReload {
+    /// The next generation uses the new value.
+    Applies,
+    /// Held by the master for its whole life (sockets, its own files): a reload keeps the old
+    /// value and says so in its result; restart (or `segue upgrade`) to change it.
+    NeedsRestart,
+    /// Read before anything else (which files to read, what to print); not a setting.
+    Control,
+}
+
+/// One of segue's options.
+#[derive(Debug)]
+pub struct Opt {
+    /// The long name, kebab-case; `--NAME`, `SEGUE_NAME`, the `segue.toml` key.
+    pub name: &'static str,
+    /// The short flag, gunicorn's where it has one.
+    pub short: Option<char>,
+    /// The value's kind.
+    pub kind: Kind,
+    /// May be given several times; the values accumulate.
+    pub repeat: bool,
+    /// The default as `--help` and `--print-config` show it; `None` for unset.
+    pub default: Option<&'static str>,
+    /// `--help`'s placeholder for the value.
+    pub value_name: &'static str,
+    /// One line of `--help`.
+    pub help: &'static str,
+    /// Whether a reload can change it.
+    pub on_reload: OnReload,
+}
+
+impl Opt {
+    /// Whether the command line's next word is this option's value.
+    pub fn arity(&self) -> Arity {
+        if self.kind == Kind::Bool {
+            Arity::Flag
+        } else {
+            Arity::Value
+        }
+    }
+
+    /// The `SEGUE_*` environment variable that sets it.
+    pub fn env_var(&self) -> String {
+        format!("SEGUE_{}", self.name.replace('-', "_").to_ascii_uppercase())
+    }
+}
+
+macro_rules! opt {
+    ($name:literal, $short:expr, $kind:ident, $repeat:literal, $default:expr, $vn:literal, $reload:ident, $help:literal) => {
+        Opt {
+            name: $name,
+            short: $short,
+            kind: Kind::$kind,
+            repeat: $repeat,
+            default: $default,
+            value_name: $vn,
+            help: $help,
+            on_reload: OnReload::$reload,
+        }
+    };
+}
+
+/// Every option, in `--help` order.
+pub static OPTIONS: &[Opt] = &[
+    // Configuration sources and modes.
+    opt!(
+        "ini",
+        None,
+        Text,
+        true,
+        None,
+        "FILE[:SECTION]",
+        Control,
+        "Read a uWSGI ini file ([uwsgi] section by default; repeatable; also SEGUE_INI)"
+    ),
+    opt!(
+        "config",
+        Some('c'),
+        Text,
+        false,
+        None,
+        "FILE",
+        Control,
+        "Read segue.toml, gunicorn.conf.py, python:MODULE or a .ini file [default: ./gunicorn.conf.py if present]"
+    ),
+    opt!(
+        "print-config",
+        None,
+        Bool,
+        false,
+        None,
+        "",
+        Control,
+        "Print the effective settings (and every option that is implied, unsupported or unknown) as JSON, then exit"
+    ),
+    opt!(
+        "check-config",
+        None,
+        Bool,
+        false,
+        None,
+        "",
+        Control,
+        "Import the app in its interpreter once, then exit 0 if it loads and 1 if not"
+    ),
+    opt!(
+        "ignore-unsupported",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        Applies,
+        "Start even if the configuration has options segue does not support (they are listed and ignored)"
+    ),
+    // The app.
+    opt!(
+        "app",
+        None,
+        Text,
+        false,
+        None,
+        "APP",
+        Applies,
+        "The WSGI app: MODULE[:NAME], MODULE:FACTORY(ARGS) or a .py file (also the positional APP; uWSGI's module)"
+    ),
+    opt!(
+        "callable",
+        None,
+        Text,
+        false,
+        Some("application"),
+        "NAME",
+        Applies,
+        "The callable to serve when APP, --wsgi-file or --eval names none"
+    ),
+    opt!(
+        "wsgi-file",
+        None,
+        Text,
+        false,
+        None,
+        "PATH",
+        Applies,
+        "Load the app from this Python file"
+    ),
+    opt!(
+        "eval",
+        None,
+        Text,
+        false,
+        None,
+        "CODE",
+        Applies,
+        "Run this Python code as the app's module and serve its callable (uWSGI's eval)"
+    ),
+    opt!(
+        "mount",
+        None,
+        Text,
+        true,
+        None,
+        "PREFIX=APP",
+        Applies,
+        "Serve APP (a module spec or a .py/.wsgi file) under the URL prefix PREFIX (repeatable)"
+    ),
+    opt!(
+        "chdir",
+        None,
+        Text,
+        false,
+        None,
+        "DIR",
+        Applies,
+        "Change to this directory before loading the app (also put first on sys.path)"
+    ),
+    opt!(
+        "pythonpath",
+        None,
+        Text,
+        true,
+        None,
+        "DIR",
+        Applies,
+        "Add this directory to sys.path (repeatable; commas separate several on the command line)"
+    ),
+    opt!(
+        "virtualenv",
+        None,
+        Text,
+        false,
+        None,
+        "DIR",
+        Applies,
+        "Run the app in this virtualenv [default: $VIRTUAL_ENV if set]"
+    ),
+    opt!(
+        "env",
+        Some('e'),
+        Text,
+        true,
+        None,
+        "KEY=VALUE",
+        Applies,
+        "Set an environment variable in the workers (repeatable)"
+    ),
+    // Listening.
+    opt!(
+        "http",
+        Some('b'),
+        Text,
+        true,
+        Some("127.0.0.1:8000"),
+        "ADDR",
+        NeedsRestart,
+        "Listen on HOST:PORT, :PORT, [::1]:PORT or unix:/path (repeatable; gunicorn's --bind, uWSGI's http-socket)"
+    ),
+    opt!(
+        "backlog",
+        None,
+        Count,
+        false,
+        Some("1024"),
+        "N",
+        NeedsRestart,
+        "Length of the kernel accept queue of each listener (uWSGI's listen)"
+    ),
+    opt!(
+        "chmod-socket",
+        None,
+        Text,
+        false,
+        None,
+        "MODE",
+        NeedsRestart,
+        "Permissions of the unix sockets segue creates, in octal (e.g. 660) [default: from the umask]"
+    ),
+    opt!(
+        "forwarded-allow-ips",
+        None,
+        Text,
+        false,
+        Some("127.0.0.1,::1"),
+        "LIST",
+        Applies,
+        "Addresses or networks (comma-separated, or '*') whose X-Forwarded-Proto/-Protocol/-Ssl set wsgi.url_scheme"
+    ),
+    // Processes.
+    opt!(
+        "workers",
+        Some('w'),
+        Count,
+        false,
+        Some("1"),
+        "N",
+        Applies,
+        "Number of worker processes (uWSGI's processes; also WEB_CONCURRENCY)"
+    ),
+    opt!(
+        "threads",
+        None,
+        Count,
+        false,
+        Some("1"),
+        "N",
+        Applies,
+        "Python threads per worker"
+    ),
+    opt!(
+        "worker-class",
+        Some('k'),
+        Text,
+        false,
+        None,
+        "CLASS",
+        Applies,
+        "gunicorn's worker class: sync or gthread (segue's workers are threaded either way; it decides what --timeout means)"
+    ),
+    opt!(
+        "timeout",
+        Some('t'),
+        Seconds,
+        false,
+        None,
+        "SECS",
+        Applies,
+        "gunicorn's timeout: --heartbeat-timeout, and also --harakiri for the sync worker class (0 disables)"
+    ),
+    opt!(
+        "name",
+        Some('n'),
+        Text,
+        false,
+        None,
+        "NAME",
+        NeedsRestart,
+        "Name the processes: the master's and workers' process names start with it"
+    ),
+    opt!(
+        "graceful-timeout",
+        None,
+        Seconds,
+        false,
+        Some("30"),
+        "SECS",
+        Applies,
+        "Seconds a stopping worker may finish its requests before it is killed"
+    ),
+    opt!(
+        "pidfile",
+        Some('p'),
+        Text,
+        false,
+        None,
+        "PATH",
+        NeedsRestart,
+        "Write the master's PID to this file (removed on exit; gunicorn's --pid)"
+    ),
+    // Logging.
+    opt!(
+        "log-level",
+        None,
+        Text,
+        false,
+        Some("info"),
+        "LEVEL",
+        Applies,
+        "Log level: error, warn, info, debug or trace (or a tracing filter)"
+    ),
+    opt!(
+        "log-format",
+        None,
+        Text,
+        false,
+        Some("text"),
+        "FORMAT",
+        Applies,
+        "Log line format: text or json"
+    ),
+    opt!(
+        "access-log",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        Applies,
+        "Log one line per request"
+    ),
+    // Requests.
+    opt!(
+        "limit-request-line",
+        None,
+        Count,
+        false,
+        Some("8190"),
+        "BYTES",
+        Applies,
+        "Longest request line in bytes; longer gets 414"
+    ),
+    opt!(
+        "limit-request-fields",
+        None,
+        Count,
+        false,
+        Some("100"),
+        "N",
+        Applies,
+        "Most header fields in a request; more gets 431"
+    ),
+    opt!(
+        "limit-request-field-size",
+        None,
+        Count,
+        false,
+        Some("8190"),
+        "BYTES",
+        Applies,
+        "Longest header field (name and value) in bytes; longer gets 431"
+    ),
+    opt!(
+        "buffer-size",
+        None,
+        Count,
+        false,
+        None,
+        "BYTES",
+        Applies,
+        "uWSGI's buffer-size: the whole request head (line and headers) may be this long; raises the two limits above to fit"
+    ),
+    opt!(
+        "limit-request-body",
+        None,
+        Count,
+        false,
+        Some("0"),
+        "BYTES",
+        Applies,
+        "Largest request body in bytes, 0 for no limit; larger gets 413 (uWSGI's limit-post)"
+    ),
+    opt!(
+        "header-timeout",
+        None,
+        Seconds,
+        false,
+        Some("15"),
+        "SECS",
+        Applies,
+        "Seconds a client has to send a request's headers (also the keep-alive idle limit)"
+    ),
+    opt!(
+        "worker-connections",
+        None,
+        Count,
+        false,
+        Some("1000"),
+        "N",
+        Applies,
+        "Most client connections a worker holds open (0: no limit); at the limit it accepts none"
+    ),
+    opt!(
+        "socket-timeout",
+        None,
+        Seconds,
+        false,
+        Some("30"),
+        "SECS",
+        Applies,
+        "Seconds to wait for more of a request body, 0 for ever; then the app's read raises"
+    ),
+    // Reloads.
+    opt!(
+        "reload-strategy",
+        None,
+        Text,
+        false,
+        Some("chain"),
+        "STRATEGY",
+        Applies,
+        "How a reload swaps generations: chain (new first, then drain old) or respawn (canary)"
+    ),
+    opt!(
+        "reload-surge",
+        None,
+        Count,
+        false,
+        None,
+        "K",
+        Applies,
+        "Chain reloads: new workers booting at once beyond the steady count [default: all]"
+    ),
+    opt!(
+        "ready-check",
+        None,
+        Text,
+        false,
+        None,
+        "PATH",
+        Applies,
+        "A new worker is ready only once its app answers GET PATH with a 2xx, in-process"
+    ),
+    opt!(
+        "boot-timeout",
+        None,
+        Seconds,
+        false,
+        Some("60"),
+        "SECS",
+        Applies,
+        "Seconds a new worker has to import the app and pass its ready check"
+    ),
+    opt!(
+        "control",
+        None,
+        Text,
+        false,
+        None,
+        "PATH",
+        NeedsRestart,
+        "Unix socket for `segue reload|status|stop|workers --control PATH`"
+    ),
+    opt!(
+        "touch-reload",
+        None,
+        Text,
+        false,
+        None,
+        "FILE",
+        NeedsRestart,
+        "Reload when this file's modification time changes"
+    ),
+    opt!(
+        "master-fifo",
+        None,
+        Text,
+        false,
+        None,
+        "PATH",
+        NeedsRestart,
+        "uWSGI-style master FIFO: write r (respawn reload), c (chain reload), q, Q, + or -"
+    ),
+    // Recycling and limits.
+    opt!(
+        "max-requests",
+        None,
+        Count,
+        false,
+        Some("0"),
+        "N",
+        Applies,
+        "Replace a worker after it served this many requests (0: never); replacement ready first"
+    ),
+    opt!(
+        "max-requests-jitter",
+        None,
+        Count,
+        false,
+        Some("0"),
+        "J",
+        Applies,
+        "Add up to this many requests at random to each worker's --max-requests"
+    ),
+    opt!(
+        "max-worker-lifetime",
+        None,
+        Seconds,
+        false,
+        Some("0"),
+        "SECS",
+        Applies,
+        "Replace a worker after this many seconds (0: never); replacement ready first"
+    ),
+    opt!(
+        "max-worker-lifetime-jitter",
+        None,
+        Seconds,
+        false,
+        Some("0"),
+        "SECS",
+        Applies,
+        "Add up to this many seconds at random to each worker's --max-worker-lifetime"
+    ),
+    opt!(
+        "reload-on-rss",
+        None,
+        Count,
+        false,
+        Some("0"),
+        "MB",
+        Applies,
+        "Replace a worker whose resident memory exceeds this many MiB (0: never)"
+    ),
+    opt!(
+        "harakiri",
+        None,
+        Seconds,
+        false,
+        Some("0"),
+        "SECS",
+        Applies,
+        "A request running longer gets a 504 (if not started), its stack logged, its worker replaced"
+    ),
+    opt!(
+        "heartbeat-timeout",
+        None,
+        Seconds,
+        false,
+        Some("30"),
+        "SECS",
+        Applies,
+        "Replace a worker silent this long (e.g. stuck holding the GIL)"
+    ),
+];
+
+/// The option with this name (kebab-case or snake_case, any case).
+pub fn find(name: &str) -> Option<&'static Opt> {
+    let name = name.replace('_', "-").to_ascii_lowercase();
+    OPTIONS.iter().find(|o| o.name == name)
+}
+
+/// The option with this short flag.
+pub fn find_short(c: char) -> Option<&'static Opt> {
+    OPTIONS.iter().find(|o| o.short == Some(c))
+}
+
+/// Every option name, for nearest-name suggestions.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    OPTIONS.iter().map(|o| o.name)
+}
+
+/// Parses a boolean as uWSGI and gunicorn write them.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "y" | "t" => Some(true),
+        "false" | "0" | "no" | "off" | "n" | "f" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_shorts_are_unique() {
+        let mut names: Vec<_> = names().collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len());
+        let mut shorts: Vec<_> = OPTIONS.iter().filter_map(|o| o.short).collect();
+        shorts.sort_unstable();
+        let before = shorts.len();
+        shorts.dedup();
+        assert_eq!(before, shorts.len());
+    }
+
+    #[test]
+    fn snake_case_finds_the_same_option() {
+        assert_eq!(find("graceful_timeout").unwrap().name, "graceful-timeout");
+        assert_eq!(find("Max-Requests").unwrap().name, "max-requests");
+        assert_eq!(find_short('w').unwrap().name, "workers");
+        assert_eq!(find("workers").unwrap().env_var(), "SEGUE_WORKERS");
+    }
+}
