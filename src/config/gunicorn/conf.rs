@@ -157,8 +157,20 @@ pub fn default_conf(dir: &Path) -> Option<PathBuf> {
 /// working directory, and returns what it defines. Blocks for at most about `timeout`: run it
 /// off any async loop (`spawn_blocking`). Holds no global state.
 pub fn read_conf(python: &Path, target: &str, timeout: Duration) -> Result<Conf, ConfError> {
+    read_conf_in(python, target, timeout, Path::new("."))
+}
+
+/// [`read_conf`] as if started in `dir`: a relative target, the config's own relative
+/// paths and `python:` modules are found from there, as gunicorn finds them from its working
+/// directory.
+pub fn read_conf_in(
+    python: &Path,
+    target: &str,
+    timeout: Duration,
+    dir: &Path,
+) -> Result<Conf, ConfError> {
     let named = target_name(target);
-    if !target.starts_with("python:") && !named.exists() {
+    if !target.starts_with("python:") && !dir.join(&named).exists() {
         return Err(ConfError::NotFound { file: named });
     }
     let settings: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
@@ -168,6 +180,7 @@ pub fn read_conf(python: &Path, target: &str, timeout: Duration) -> Result<Conf,
         .arg(SCRIPT)
         .arg(target)
         .arg(settings)
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -106,7 +106,7 @@ def top_level(path):
     never inside a def or class body), the names bound by imports, and the line of the last
     `from x import *` (whose names have no line of their own)."""
     lines, imported, star_line = {}, set(), 0
-    if not path or not path.endswith(".py"):
+    if not path or path.endswith((".pyc", ".so", ".pyd")):
         return lines, imported, star_line
     try:
         with open(path, "rb") as f:

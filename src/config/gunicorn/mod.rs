@@ -10,6 +10,6 @@ mod shell;
 mod translate;
 
 pub use catalog::{SETTINGS, Setting, flag, is_hook_or_near, names, setting};
-pub use conf::{Conf, ConfError, ConfSource, default_conf, read_conf};
+pub use conf::{Conf, ConfError, ConfSource, default_conf, read_conf, read_conf_in};
 pub use shell::split_cmd_args;
 pub use translate::{DEFAULT_FIELD_SIZE, MAX_REQUEST_FIELDS, UNLIMITED_REQUEST_LINE, translate};

@@ -38,6 +38,16 @@ const ASGI: &str = "segue serves WSGI apps only; an ASGI worker (uvicorn's, guni
 const CUSTOM_WORKER: &str = "a custom worker class cannot run in segue, whose workers are its \
      own; use sync or gthread, with threads = N";
 
+/// Names older gunicorn releases read and gunicorn 26 silently ignores, still found in
+/// configs copied from old tutorials; each points at today's setting.
+const RETIRED: &[(&str, &str)] = &[
+    ("logfile", "errorlog"),
+    ("log_file", "errorlog"),
+    ("after_fork", "post_fork"),
+    ("before_fork", "pre_fork"),
+    ("before_exec", "pre_exec"),
+];
+
 /// segue's value for gunicorn's `limit_request_line = 0` ("unlimited"): gunicorn then caps
 /// the line at its 1 MiB read buffer; segue takes a large finite limit instead, eight times
 /// its 8190 default, so that a head still has a bound.
@@ -66,8 +76,12 @@ pub fn translate(setting: &str, value: Option<&str>) -> Verdict {
         catalog::setting(setting)
     };
     let Some(s) = found else {
+        let retired = RETIRED.iter().find(|(old, _)| *old == setting);
         return Verdict::Unknown {
-            nearest: nearest(setting, catalog::names()),
+            nearest: match retired {
+                Some((_, now)) => Some((*now).to_owned()),
+                None => nearest(setting, catalog::names()),
+            },
         };
     };
     let Some(v) = value.or(s.flag_value) else {

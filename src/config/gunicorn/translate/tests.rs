@@ -294,3 +294,19 @@ fn typos_are_unknown_with_the_name_meant() {
         Unknown { nearest: None }
     );
 }
+
+#[test]
+fn retired_names_point_at_todays_setting() {
+    assert_eq!(
+        translate("logfile", Some("/var/log/g.log")),
+        Unknown {
+            nearest: Some("errorlog".into())
+        }
+    );
+    assert_eq!(
+        translate("after_fork", Some("<function <lambda>>")),
+        Unknown {
+            nearest: Some("post_fork".into())
+        }
+    );
+}
