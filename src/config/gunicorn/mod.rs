@@ -6,6 +6,8 @@
 
 mod catalog;
 mod conf;
+#[cfg(test)]
+mod doc;
 mod shell;
 mod translate;
 

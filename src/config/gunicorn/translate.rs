@@ -9,8 +9,8 @@ use crate::config::entry::{Verdict, nearest};
 
 use super::catalog::{self, Setting};
 
-const HOOKS: &str = "server hooks come with segue's Python hook API; until then move the code \
-     into the app's import (it runs once per worker, like post_fork and post_worker_init)";
+const HOOKS: &str = "server hooks come with segue's Python hook API; meanwhile, code that must \
+     run in each worker can move into the app's import, which every worker runs";
 const TLS: &str = "segue serves plain HTTP: terminate TLS in nginx, a load balancer or \
      another proxy in front, and listen on a local address or unix socket";
 const TLS_ONLY: &str = "only used with certfile and keyfile (TLS), which segue leaves to the \
