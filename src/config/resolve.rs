@@ -457,7 +457,10 @@ fn read_file(
             path.display().to_string()
         };
         let conf = gunicorn::read_conf(&python, &target, CONF_TIMEOUT)?;
-        r.files.push(conf.file);
+        match conf.file {
+            gunicorn::ConfSource::File(path) | gunicorn::ConfSource::Module { path: Some(path), .. } => r.files.push(path),
+            gunicorn::ConfSource::Module { path: None, .. } => {}
+        }
         for entry in &conf.entries {
             let verdict = dialect::gunicorn_conf(&entry.key, entry.value.as_deref());
             match verdict {
