@@ -8,6 +8,7 @@ pub mod address;
 pub mod app;
 pub mod cli;
 pub mod entry;
+pub mod uwsgi;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

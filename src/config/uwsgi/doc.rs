@@ -1,0 +1,1 @@
+//! Keeps docs/migrating-from-uwsgi.md's option table printed from the catalog and the rules.

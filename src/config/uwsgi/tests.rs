@@ -1,0 +1,1 @@
+//! The reader and translation against real files.
