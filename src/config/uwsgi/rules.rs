@@ -45,7 +45,7 @@ pub(super) enum Rule {
     Unsupported(&'static str),
 }
 
-const GENERIC: &str = "not supported by segue; see docs/migrating-from-uwsgi.md";
+pub(super) const GENERIC: &str = "not supported by segue; see docs/migrating-from-uwsgi.md";
 const OFF: &str = "segue always behaves as if this were on and cannot turn it off: remove the line";
 const READER: &str = "read by segue's ini reader as uWSGI reads it; not an option of its own";
 
@@ -535,7 +535,6 @@ const FAMILIES: &[(&str, &str)] = &[
         "legion",
         "segue has no legions: use your cluster manager's leader election",
     ),
-    ("if-", READER),
     (
         "stats-",
         "use `segue status --json` on the --control socket",
@@ -562,6 +561,13 @@ const FAMILIES: &[(&str, &str)] = &[
 pub(super) fn rule(name: &str) -> Rule {
     if let Some((_, r)) = RULES.iter().find(|(names, _)| names.contains(&name)) {
         return *r;
+    }
+    // Every other if-*/for-* is config logic the reader runs.
+    if super::logic::opens(name) {
+        return Rule::Implied {
+            why: READER,
+            off: OFF,
+        };
     }
     match FAMILIES.iter().find(|(prefix, _)| name.starts_with(prefix)) {
         Some((_, text)) => Rule::Unsupported(text),

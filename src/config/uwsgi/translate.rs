@@ -246,3 +246,195 @@ fn listen(key: &str, v: &str, absolute: &dyn Fn(&str) -> String) -> Result<Strin
     }
     Ok(v.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::uwsgi::names;
+
+    fn verdict(key: &str, value: Option<&str>) -> Verdict {
+        translate(key, value, Path::new("/srv"))
+    }
+
+    fn applied(name: &'static str, value: &str) -> Verdict {
+        Verdict::Applied(vec![(name, value.to_owned())])
+    }
+
+    fn is_implied(v: &Verdict) -> bool {
+        matches!(v, Verdict::Implied(_))
+    }
+
+    fn is_unsupported(v: &Verdict, containing: &str) -> bool {
+        matches!(v, Verdict::Unsupported(t) if t.contains(containing))
+    }
+
+    #[test]
+    fn booleans_and_values() {
+        for word in [
+            None,
+            Some("true"),
+            Some("1"),
+            Some("yes"),
+            Some("ON"),
+            Some(""),
+        ] {
+            assert!(is_implied(&verdict("master", word)), "{word:?}");
+        }
+        for word in ["false", "0", "no", "off"] {
+            assert!(is_unsupported(
+                &verdict("master", Some(word)),
+                "always runs a master"
+            ));
+            assert!(matches!(
+                verdict("vacuum", Some(word)),
+                Verdict::Unsupported(_)
+            ));
+        }
+        assert!(matches!(
+            verdict("master", Some("maybe")),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(
+            verdict("processes", Some("lots")),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(verdict("processes", None), Verdict::Invalid(_)));
+        assert_eq!(
+            verdict("disable-logging", None),
+            applied("access-log", "false")
+        );
+        assert_eq!(verdict("workers", Some("4")), applied("workers", "4"));
+        assert_eq!(verdict("-p", Some("4")), applied("workers", "4"));
+        assert_eq!(verdict("--processes", Some("4")), applied("workers", "4"));
+    }
+
+    #[test]
+    fn listen_addresses_in_segues_syntax() {
+        assert_eq!(
+            verdict("http-socket", Some("/tmp/x.sock")),
+            applied("http", "unix:/tmp/x.sock")
+        );
+        assert_eq!(
+            verdict("http-socket", Some("run/x.sock")),
+            applied("http", "unix:/srv/run/x.sock")
+        );
+        assert_eq!(verdict("http", Some(":8000")), applied("http", ":8000"));
+        assert_eq!(
+            verdict("http", Some("[::1]:8000")),
+            applied("http", "[::1]:8000")
+        );
+        assert_eq!(
+            verdict("http-socket", Some("0.0.0.0:80")),
+            applied("http", "0.0.0.0:80")
+        );
+        assert!(
+            matches!(verdict("http", Some("8080")), Verdict::Invalid(m) if m.contains(":8080"))
+        );
+        assert!(matches!(
+            verdict("http-socket", Some("@abstract")),
+            Verdict::Invalid(_)
+        ));
+        assert_eq!(
+            verdict("chmod-socket", None),
+            applied("chmod-socket", "666")
+        );
+        assert_eq!(
+            verdict("chmod-socket", Some("660")),
+            applied("chmod-socket", "660")
+        );
+        assert!(matches!(
+            verdict("chmod-socket", Some("rw")),
+            Verdict::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn other_applied_options() {
+        let cases = [
+            ("listen", "128", "backlog", "128"),
+            ("limit-post", "1048576", "limit-request-body", "1048576"),
+            ("buffer-size", "32768", "buffer-size", "32768"),
+            ("socket-timeout", "60", "socket-timeout", "60"),
+            ("harakiri", "30", "harakiri", "30"),
+            ("max-requests", "5000", "max-requests", "5000"),
+            ("max-requests-delta", "50", "max-requests-jitter", "50"),
+            ("max-worker-lifetime", "3600", "max-worker-lifetime", "3600"),
+            ("reload-on-rss", "512", "reload-on-rss", "512"),
+            ("touch-reload", "/srv/reload", "touch-reload", "/srv/reload"),
+            ("master-fifo", "fifo", "master-fifo", "/srv/fifo"),
+            ("pidfile", "/run/app.pid", "pidfile", "/run/app.pid"),
+            ("home", "venv", "virtualenv", "/srv/venv"),
+            ("pyhome", "/v", "virtualenv", "/v"),
+            ("wsgi", "app:create()", "app", "app:create()"),
+            ("module", "project/wsgi.py", "wsgi-file", "project/wsgi.py"),
+            ("callable", "app", "callable", "app"),
+            ("mount", "/admin=admin.py", "mount", "/admin=admin.py"),
+            ("worker-reload-mercy", "15", "graceful-timeout", "15"),
+            ("procname", "shop", "name", "shop"),
+            ("optimize", "2", "env", "PYTHONOPTIMIZE=2"),
+            ("log-format", "json", "log-format", "json"),
+            ("reload-strategy", "respawn", "reload-strategy", "respawn"),
+            ("graceful-timeout", "10", "graceful-timeout", "10"),
+        ];
+        for (key, value, name, want) in cases {
+            assert_eq!(verdict(key, Some(value)), applied(name, want), "{key}");
+        }
+        assert!(is_unsupported(
+            &verdict("log-format", Some("%(addr) %(uri)")),
+            "stderr"
+        ));
+        assert!(matches!(
+            verdict("pythonpath", Some("/srv/*/lib")),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(
+            verdict("env", Some("NOEQUALS")),
+            Verdict::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn unsupported_options_say_what_to_do() {
+        for (key, text) in [
+            ("uid", "User="),
+            ("gid", "User="),
+            ("daemonize", "foreground"),
+            ("logto", "stderr"),
+            ("req-logger", "stderr"),
+            ("py-autoreload", "touch-reload"),
+            ("offload-threads", "sendfile"),
+            ("route", "router"),
+            ("route-if", "router"),
+            ("stats", "segue status"),
+            ("fastcgi-socket", "FastCGI"),
+            ("uwsgi-socket", "uwsgi protocol"),
+            ("smart-attach-daemon", "side processes"),
+            ("unique-cron", "side processes"),
+            ("cheaper-algo", "fixed number"),
+            ("emperor-tyrant", "emperor"),
+            ("gevent", "threads"),
+            ("https", "TLS"),
+            ("memory-report", "migrating-from-uwsgi"),
+        ] {
+            assert!(
+                is_unsupported(&verdict(key, Some("x")), text),
+                "{key}: {:?}",
+                verdict(key, Some("x"))
+            );
+        }
+    }
+
+    #[test]
+    fn every_catalog_option_has_a_verdict() {
+        for name in names() {
+            let v = verdict(name, Some("1"));
+            assert!(!matches!(v, Verdict::Unknown { .. }), "{name}");
+        }
+        assert!(is_implied(&verdict("if-env", Some("X"))));
+        assert!(is_implied(&verdict("set-placeholder", Some("a=b"))));
+        assert!(is_unsupported(
+            &verdict("for-glob", Some("*")),
+            "ini reader"
+        ));
+    }
+}
