@@ -53,21 +53,21 @@ fn table() -> String {
     sorted.sort_by_key(|o| o.name);
     let header = "| uWSGI option | outcome | in segue / what to do |\n| --- | --- | --- |\n";
     let mut out = String::new();
-    out.push_str("### Applied\n\nThese set a segue option.\n\n");
+    out.push_str("#### Applied\n\nThese set a segue option.\n\n");
     out.push_str(header);
     for o in &sorted {
         if let Rule::Apply(name, conv) = rule(o.name) {
             row(&mut out, o, &format!("applied: `{name}`"), conv_note(conv));
         }
     }
-    out.push_str("\n### Implied\n\nsegue always behaves so; the line is accepted and has no effect. Turning a boolean one off (`master = false`) is unsupported.\n\n");
+    out.push_str("\n#### Implied\n\nsegue always behaves so; the line is accepted and has no effect. Turning a boolean one off (`master = false`) is unsupported.\n\n");
     out.push_str(header);
     for o in &sorted {
         if let Rule::Implied { why, .. } = rule(o.name) {
             row(&mut out, o, "implied", why);
         }
     }
-    out.push_str("\n### Unsupported, with what to do instead\n\n");
+    out.push_str("\n#### Unsupported, with what to do instead\n\n");
     out.push_str(header);
     for o in &sorted {
         if let Rule::Unsupported(text) = rule(o.name) {
@@ -76,7 +76,7 @@ fn table() -> String {
             }
         }
     }
-    out.push_str("\n### Other uWSGI options\n\nNot supported; nothing in segue corresponds. Grouped by where uWSGI defines them.\n");
+    out.push_str("\n#### Other uWSGI options\n\nNot supported; nothing in segue corresponds. Grouped by where uWSGI defines them.\n");
     let mut group = "";
     for o in catalog::all() {
         if rule(o.name) != Rule::Unsupported(super::rules::GENERIC) {
@@ -84,7 +84,7 @@ fn table() -> String {
         }
         if o.group != group {
             group = o.group;
-            let _ = write!(out, "\n#### {group}\n\n{header}");
+            let _ = write!(out, "\n##### {group}\n\n{header}");
         }
         row(&mut out, o, "unsupported", "");
     }
