@@ -366,10 +366,28 @@ fn bad_configuration_is_refused_with_the_fix() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     assert!(run(&["--http", "nonsense", "app"]).contains("expected HOST:PORT"));
-    assert!(run(&["--workers", "0", "app"]).contains("--workers must be at least 1"));
+    assert!(run(&["--workers", "0", "app"]).contains("--workers: must be at least 1"));
+    assert!(
+        run(&["-w", "lots", "app"]).contains("-w: invalid value 'lots': expected a whole number")
+    );
+    assert!(
+        run(&["--wokrers", "2", "app"])
+            .contains("--wokrers: not an option (did you mean '--workers'?)")
+    );
+    // Every problem at once, not the first one only.
+    let all = run(&[
+        "--workers",
+        "0",
+        "--threads",
+        "x",
+        "--chdir",
+        "/definitely/missing",
+        "app",
+    ]);
+    assert!(all.contains("has 3 problems"), "{all}");
     assert!(run(&["--chdir", "/definitely/missing", "app"]).contains("is not a directory"));
     assert!(run(&["--virtualenv", "/tmp", "app"]).contains("has no bin/python"));
-    assert!(run(&["bad app"]).contains("invalid APP"));
+    assert!(run(&["bad app"]).contains("invalid app 'bad app'"));
     assert!(run(&["--env", "NOEQUALS", "app"]).contains("expected KEY=VALUE"));
     assert!(run(&["--chmod-socket", "999", "app"]).contains("expected octal permission bits"));
 }

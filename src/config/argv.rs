@@ -78,6 +78,19 @@ pub fn parse(
                     .cloned()
                     .ok_or_else(|| ArgError::MissingValue(flag.clone()))?,
             ),
+            // A name no dialect knows (reported later as a typo): if a word follows that is
+            // not a flag, and another word after it, the first is most likely its value
+            // (`--wokrers 2 app`), so that the report names the typo, not "two apps".
+            (None, None) => {
+                let rest = words.as_slice();
+                match rest {
+                    [next, _, ..] if !next.starts_with('-') => {
+                        words.next();
+                        Some(next.clone())
+                    }
+                    _ => None,
+                }
+            }
             (None, _) => None,
         };
         parsed.entries.push(Entry {
@@ -163,6 +176,9 @@ mod tests {
         );
         let p = parse(&words("--typo-flag app"), Some("GUNICORN_CMD_ARGS"), &arity).unwrap();
         assert_eq!(p.entries[0].origin, Origin::Env("GUNICORN_CMD_ARGS".into()));
+        assert_eq!(p.positional, ["app"]);
+        let p = parse(&words("--wokrers 2 app"), None, &arity).unwrap();
+        assert_eq!(pairs(&p), [("--wokrers".into(), Some("2".into()))]);
         assert_eq!(p.positional, ["app"]);
     }
 }

@@ -47,6 +47,15 @@ struct Reader<'a> {
     problems: Vec<String>,
 }
 
+/// `source: option`, without saying the flag twice (`--wokrers`, not `command line --wokrers:
+/// --wokrers`).
+fn at(source: &Origin, option: &str) -> String {
+    match source {
+        Origin::Flag(flag) if flag == option => flag.clone(),
+        other => format!("{other}: {option}"),
+    }
+}
+
 fn place(s: &Setting, name: &str) -> String {
     match &s.origin {
         Origin::Flag(flag) => flag.clone(),
@@ -106,11 +115,11 @@ impl Reader<'_> {
     }
 
     fn positive(&mut self, name: &str) -> usize {
-        let n = self.count(name);
-        if n == 0 && self.text(name).is_some() {
+        let n = self.parsed::<u64>(name, "a whole number");
+        if n == Some(0) {
             self.bad(name, "must be at least 1");
         }
-        usize::try_from(n.max(1)).unwrap_or(usize::MAX)
+        usize::try_from(n.unwrap_or(1).max(1)).unwrap_or(usize::MAX)
     }
 
     fn secs(&mut self, name: &str) -> Duration {
@@ -175,7 +184,7 @@ impl Resolved {
                 Some(n) => format!(" (did you mean '{n}'?)"),
                 None => String::new(),
             };
-            problems.push(format!("{}: {}: not an option{hint}", u.source, u.option));
+            problems.push(format!("{}: not an option{hint}", at(&u.source, &u.option)));
         }
         let has_unsupported = !self.unsupported.is_empty() && !ignore_unsupported;
         if has_unsupported {
@@ -187,7 +196,7 @@ impl Resolved {
             }
         }
         for n in &self.invalid {
-            problems.push(format!("{}: {}: {}", n.source, n.option, n.note));
+            problems.push(format!("{}: {}", at(&n.source, &n.option), n.note));
         }
         (problems, has_unsupported)
     }
@@ -199,7 +208,16 @@ impl Resolved {
             problems: Vec::new(),
         };
         let ignore = rd.boolean("ignore-unsupported");
-        let (dialect, has_unsupported) = self.dialect_problems(ignore);
+        let (mut dialect, has_unsupported) = self.dialect_problems(ignore);
+        // Ignoring an unsupported listener must not quietly serve on the default address.
+        if ignore && self.get("http").is_none() {
+            for n in self.unsupported.iter().filter(|n| is_listener(&n.option)) {
+                dialect.push(format!(
+                    "{}: segue cannot listen this way, and no other listener is configured: add http-socket (ini) or --http ADDR",
+                    at(&n.source, &n.option)
+                ));
+            }
+        }
         let config = build(&mut rd);
         let mut problems = dialect;
         problems.extend(rd.problems);
@@ -211,6 +229,12 @@ impl Resolved {
             }),
         }
     }
+}
+
+/// uWSGI's and gunicorn's ways of listening that segue does not speak (yet).
+fn is_listener(option: &str) -> bool {
+    let name = option.trim_start_matches('-');
+    name == "s" || name.ends_with("socket") || name == "https" || name == "shared-socket"
 }
 
 fn app_spec(rd: &mut Reader<'_>, chdir: Option<&Path>) -> Option<AppSpec> {

@@ -44,7 +44,9 @@ fn setting_json(opt: &option::Opt, s: &Setting) -> Value {
 
 /// The `--print-config` document: `settings` (every option: value, source, and the name it
 /// was written as when that differs), `implied`, `unsupported`, `unknown`, `invalid`,
-/// `warnings`, `files`, and `problems`: what serving would refuse, empty when it would start.
+/// `warnings`, `files`, `problems` (what serving would refuse, empty when it would start) and
+/// `effective`: the configuration the master would run with (null when refused), which shows
+/// what compound options became (gunicorn's `timeout` as harakiri and heartbeat timeout).
 pub fn print_config(r: &Resolved) -> Value {
     let settings: Map<String, Value> = r
         .settings()
@@ -52,9 +54,12 @@ pub fn print_config(r: &Resolved) -> Value {
         .filter(|(opt, _)| opt.on_reload != option::OnReload::Control)
         .map(|(opt, s)| (opt.name.to_owned(), setting_json(opt, &s)))
         .collect();
-    let problems = match r.config() {
-        Ok(_) => Vec::new(),
-        Err(refusal) => refusal.problems,
+    let (problems, effective) = match r.config() {
+        Ok(config) => (
+            Vec::new(),
+            serde_json::to_value(&config).unwrap_or(Value::Null),
+        ),
+        Err(refusal) => (refusal.problems, Value::Null),
     };
     json!({
         "settings": settings,
@@ -65,6 +70,7 @@ pub fn print_config(r: &Resolved) -> Value {
         "warnings": r.warnings,
         "files": r.files,
         "problems": problems,
+        "effective": effective,
     })
 }
 

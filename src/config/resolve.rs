@@ -58,12 +58,13 @@ impl Invocation {
 /// Precedence, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Layer {
-    /// `VIRTUAL_ENV`, `FORWARDED_ALLOW_IPS`: defaults taken from the environment, which any
+    /// `VIRTUAL_ENV`, `FORWARDED_ALLOW_IPS`, `WEB_CONCURRENCY`: defaults taken from the
+    /// environment, which any
     /// explicit setting (even in a file) overrides, as in gunicorn.
     EnvDefault,
     /// ini, toml and gunicorn.conf.py files, in the order given.
     File,
-    /// `SEGUE_*`, `GUNICORN_CMD_ARGS`, `WEB_CONCURRENCY`.
+    /// `SEGUE_*`, `GUNICORN_CMD_ARGS`.
     Env,
     /// The command line.
     Cli,
@@ -305,13 +306,16 @@ pub fn resolve(inv: &Invocation) -> Result<Resolved, ReadError> {
     match parsed.positional.as_slice() {
         [] => {}
         [one] => positional(&mut r, one, Origin::Flag("APP".into()), Layer::Cli),
-        [a, b, ..] => r.invalid.push(Note {
+        [a, b, ..] => {
+            positional(&mut r, a, Origin::Flag("APP".into()), Layer::Cli);
+            r.invalid.push(Note {
             option: b.clone(),
             source: Origin::Flag("APP".into()),
             note: format!(
                 "more than one APP given ('{a}' and '{b}'): name one app (or --mount PREFIX=APP for several); a misspelt option before them takes no value"
             ),
-        }),
+            })
+        }
     }
 
     // The environment.
@@ -458,7 +462,10 @@ fn read_file(
         };
         let conf = gunicorn::read_conf(&python, &target, CONF_TIMEOUT)?;
         match conf.file {
-            gunicorn::ConfSource::File(path) | gunicorn::ConfSource::Module { path: Some(path), .. } => r.files.push(path),
+            gunicorn::ConfSource::File(path)
+            | gunicorn::ConfSource::Module {
+                path: Some(path), ..
+            } => r.files.push(path),
             gunicorn::ConfSource::Module { path: None, .. } => {}
         }
         for entry in &conf.entries {

@@ -67,6 +67,10 @@ def application(environ, start_response):
     if path.startswith("/path/"):
         return _json(start_response, [ord(c) for c in path[len("/path/"):]])
 
+    if path == "/osenv":
+        # The worker process's environment (--env, ini `env =`), not the request's.
+        return _json(start_response, {k: os.environ.get(k) for k in q.get("keys", "").split(",") if k})
+
     if path == "/environ":
         out = {}
         for k, v in environ.items():

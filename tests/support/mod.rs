@@ -3,6 +3,8 @@
 //! sleeps), and speaks raw HTTP/1.1 over loopback.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod oneshot;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -124,10 +126,27 @@ pub struct Builder {
     via: Vec<String>,
     /// With `inside`: the segue to run, as the wrapper sees it (instead of `segue_bin()`).
     program: Option<String>,
+    /// The working directory segue starts in (default: the test's).
+    cwd: Option<PathBuf>,
 }
 
 pub fn server(app: &str) -> Builder {
     server_in(&apps_dir(), app)
+}
+
+/// A server given only the test's own arguments (no `--chdir`, no APP): for configuration
+/// files that name the app themselves. The harness still adds `--http 127.0.0.1:0` (it
+/// overrides the file's listeners: the command line wins) and `--control`.
+pub fn bare() -> Builder {
+    Builder {
+        args: vec![],
+        env: vec![],
+        wait_ready: true,
+        listen: true,
+        via: vec![],
+        program: None,
+        cwd: None,
+    }
 }
 
 /// A server whose `--chdir` is `dir`.
@@ -139,6 +158,7 @@ pub fn server_in(dir: &Path, app: &str) -> Builder {
         listen: true,
         via: vec![],
         program: None,
+        cwd: None,
     }
 }
 
@@ -174,6 +194,13 @@ impl Builder {
     pub fn inside(mut self, prefix: &[&str], program: &str) -> Self {
         self.via = prefix.iter().map(|s| s.to_string()).collect();
         self.program = Some(program.to_string());
+        self
+    }
+
+    /// Start segue in `dir` (where it looks for `./gunicorn.conf.py`, and what relative paths
+    /// in configuration files mean).
+    pub fn cwd(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_owned());
         self
     }
 
@@ -214,6 +241,9 @@ impl Builder {
                 path
             }
         };
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         cmd.args(&self.args)
             .env("SEGUE_TEST_DIR", &marks)
             .env_remove("VIRTUAL_ENV")

@@ -444,7 +444,8 @@ impl<'c, 'e> Reader<'c, 'e> {
     /// (for an Unknown verdict) when it looks like a typo of an option, and otherwise dropped
     /// with a warning.
     fn entries(&mut self) -> Vec<Entry> {
-        let known = |k: &str| super::option(k).is_some() || crate::config::option::find(k).is_some();
+        let known =
+            |k: &str| super::option(k).is_some() || crate::config::option::find(k).is_some();
         let mut entries = Vec::new();
         for item in std::mem::take(&mut self.items) {
             if item.placeholder {
