@@ -149,13 +149,25 @@ pub enum LogFormat {
 /// Options of the serving mode, one line of `--help` each.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The WSGI app as MODULE[:CALLABLE] (CALLABLE defaults to `application`).
-    #[arg(value_name = "APP", required_unless_present = "wsgi_file")]
+    /// The WSGI app as MODULE[:CALLABLE] or MODULE:FACTORY(LITERAL ARGS) (CALLABLE defaults to --callable).
+    #[arg(value_name = "APP", required_unless_present_any = ["wsgi_file", "eval", "mount"])]
     pub app: Option<String>,
 
-    /// Load the app from this Python file (its `application` callable) instead of APP.
+    /// Load the app from this Python file (its --callable) instead of APP.
     #[arg(long, value_name = "PATH", conflicts_with = "app")]
     pub wsgi_file: Option<PathBuf>,
+
+    /// Run this Python code as a module and serve its --callable (uWSGI's eval), instead of APP.
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["app", "wsgi_file"])]
+    pub eval: Option<String>,
+
+    /// The callable's name when APP names none, and of --wsgi-file, --eval and file mounts.
+    #[arg(long, value_name = "NAME", default_value = super::app::DEFAULT_CALLABLE)]
+    pub callable: String,
+
+    /// Serve APP (a .py/.wsgi file or a module spec) under PREFIX as SCRIPT_NAME (repeatable).
+    #[arg(long, value_name = "PREFIX=APP")]
+    pub mount: Vec<String>,
 
     /// Listen on HOST:PORT, :PORT, [::1]:PORT or unix:/path (repeatable; default 127.0.0.1:8000).
     #[arg(long = "http", value_name = "ADDR")]

@@ -215,21 +215,60 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 impl ServeArgs {
-    /// Validates the flags into a [`Config`]; every error names the flag and the fix.
-    pub fn into_config(self) -> Result<Config, Error> {
-        let app = match (self.app, self.wsgi_file) {
-            (_, Some(file)) => {
+    /// APP, `--wsgi-file` or `--eval` as the root app, and each `--mount` under its prefix.
+    fn app_spec(&self) -> Result<AppSpec, Error> {
+        let callable = self.callable.as_str();
+        if !callable.split('.').all(|p| {
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_alphanumeric() || c == '_')
+        }) {
+            return Err(AppError::BadCallable(callable.to_owned()).into());
+        }
+        let root = match (&self.app, &self.wsgi_file, &self.eval) {
+            (_, Some(file), _) => {
                 if !file.is_file() {
-                    return Err(Error::NoWsgiFile(file));
+                    return Err(Error::NoWsgiFile(file.clone()));
                 }
-                AppSpec::root(AppSource::File {
-                    path: absolute(&file),
-                    callable: app::DEFAULT_CALLABLE.to_owned(),
+                Some(AppSource::File {
+                    path: absolute(file),
+                    callable: callable.to_owned(),
                 })
             }
-            (Some(spec), None) => AppSpec::root(AppSource::module(&spec, app::DEFAULT_CALLABLE)?),
-            (None, None) => return Err(Error::NoApp),
+            (_, None, Some(code)) => Some(AppSource::Eval {
+                code: code.clone(),
+                callable: callable.to_owned(),
+            }),
+            (Some(spec), None, None) => Some(AppSource::module(spec, callable)?),
+            (None, None, None) => None,
         };
+        // Relative mount files are the worker's, which runs in --chdir.
+        let base = match &self.chdir {
+            Some(dir) => absolute(dir),
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        let mut mounts = self
+            .mount
+            .iter()
+            .map(|m| Mount::parse(m, callable, &base))
+            .collect::<Result<Vec<_>, _>>()?;
+        match (root, mounts.is_empty()) {
+            (Some(source), true) => Ok(AppSpec::root(source)),
+            (None, true) => Err(Error::NoApp),
+            (root, false) => {
+                mounts.extend(root.map(|source| Mount {
+                    prefix: String::new(),
+                    source,
+                }));
+                Ok(AppSpec::mounted(mounts)?)
+            }
+        }
+    }
+
+    /// Validates the flags into a [`Config`]; every error names the flag and the fix.
+    pub fn into_config(self) -> Result<Config, Error> {
+        let app = self.app_spec()?;
         if self.workers == 0 {
             return Err(Error::Zero("workers"));
         }
