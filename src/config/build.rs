@@ -247,6 +247,14 @@ fn app_spec(rd: &mut Reader<'_>, chdir: Option<&Path>) -> Option<AppSpec> {
     {
         rd.bad("callable", app::AppError::BadCallable(callable.clone()));
     }
+    let named: Vec<&str> = ["app", "wsgi-file", "eval"]
+        .into_iter()
+        .filter(|n| rd.r.get(n).is_some())
+        .collect();
+    if named.len() > 1 {
+        let last = named[named.len() - 1];
+        rd.bad(last, format!("give one root app: {} name one each (use --mount PREFIX=APP to serve several)", named.join(", ")));
+    }
     // uWSGI resolves a relative file after `chdir`; so does segue, whatever the source.
     let base = chdir
         .map(Path::to_owned)

@@ -9,8 +9,9 @@ use http::{HeaderMap, HeaderName, Version, header};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use super::app::Mounted;
 use super::input::Input;
-use super::{App, Local, Peer, Request};
+use super::{Local, Peer, Request};
 use crate::http::request_body::RequestBody;
 
 /// `bytes` as a Python `str` by latin-1 (ASCII fast path).
@@ -77,20 +78,27 @@ fn joined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> std::borrow::Cow<'a,
     std::borrow::Cow::Owned(out)
 }
 
-/// The environ for `request`; `body` becomes `wsgi.input`.
+/// The request path percent-decoded (borrowed when it has no `%`): what mounts are matched
+/// against and `PATH_INFO` is cut from.
+pub fn decoded_path(request: &Request) -> std::borrow::Cow<'_, [u8]> {
+    percent_encoding::percent_decode(request.uri.path().as_bytes()).into()
+}
+
+/// The environ for `request` to the app `mount`, whose `PATH_INFO` is `path_info` (the decoded
+/// path after the mount's prefix); `body` becomes `wsgi.input`.
 pub fn build<'py>(
     py: Python<'py>,
-    app: &App,
+    mount: &Mounted,
     request: &Request,
+    path_info: &[u8],
     body: Option<RequestBody>,
 ) -> PyResult<Bound<'py, PyDict>> {
     use pyo3::intern;
-    let env = app.base.bind(py).copy()?;
+    let env = mount.base.bind(py).copy()?;
     env.set_item(intern!(py, "REQUEST_METHOD"), request.method.as_str())?;
 
     let path = request.uri.path();
-    let decoded: Vec<u8> = percent_encoding::percent_decode(path.as_bytes()).collect();
-    env.set_item(intern!(py, "PATH_INFO"), latin1(py, &decoded))?;
+    env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
     let query = request.uri.query().unwrap_or("");
     env.set_item(intern!(py, "QUERY_STRING"), query)?;
     let raw_uri = request.uri.path_and_query().map_or(path, |pq| pq.as_str());

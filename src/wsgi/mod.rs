@@ -8,8 +8,10 @@
 pub mod app;
 pub mod environ;
 pub mod errors;
+pub mod factory;
 pub mod file_wrapper;
 pub mod input;
+pub mod mounts;
 pub mod response;
 
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,7 @@ use tokio::sync::oneshot;
 use crate::http::body::ResponseBody;
 use crate::http::request_body::RequestBody;
 pub use crate::peer::{Local, Peer};
-pub use app::App;
+pub use app::{App, Mounted};
 use response::{Response, StartResponse};
 
 /// One request handed to a Python thread.
@@ -69,15 +71,25 @@ pub struct Job {
     pub reply: oneshot::Sender<Reply>,
 }
 
-/// Runs the app for one request, on a Python thread, and always produces a reply: an app error
-/// before the headers went out becomes a 500 (or the 400/413 a body read failure calls for),
-/// one after aborts the connection.
+/// Runs the app mounted at the request's path for one request, on a Python thread, and always
+/// produces a reply: no app there is a 404, an app error before the headers went out becomes a
+/// 500 (or the 400/413 a body read failure calls for), one after aborts the connection.
 pub fn handle(py: Python<'_>, app: &App, job: Job) {
     let Job { mut request, reply } = job;
-    let method = request.method.clone();
     let body = request.body.take();
-    let resp = Arc::new(Mutex::new(Response::new(reply, method == Method::HEAD)));
-    let result = call(py, app, request, body, &resp);
+    let path = environ::decoded_path(&request);
+    let Some((mount, prefix_len)) = app.mounts.route(&path) else {
+        let target = request.uri.path();
+        tracing::debug!(path = target, "no app mounted at the request's path: 404");
+        let _ = reply.send(response::error_reply(
+            StatusCode::NOT_FOUND,
+            format!("no app mounted at {target}\n"),
+        ));
+        return;
+    };
+    let head = request.method == Method::HEAD;
+    let resp = Arc::new(Mutex::new(Response::new(reply, head)));
+    let result = call(py, mount, &request, &path[prefix_len..], body, &resp);
     if let Err(err) = result {
         response::fail(py, &resp, err);
     } else {
@@ -87,14 +99,15 @@ pub fn handle(py: Python<'_>, app: &App, job: Job) {
 
 fn call(
     py: Python<'_>,
-    app: &App,
-    request: Request,
+    mount: &Mounted,
+    request: &Request,
+    path_info: &[u8],
     body: Option<RequestBody>,
     resp: &Arc<Mutex<Response>>,
 ) -> PyResult<()> {
-    let environ = environ::build(py, app, &request, body)?;
+    let environ = environ::build(py, mount, request, path_info, body)?;
     let start_response = Bound::new(py, StartResponse::new(resp.clone()))?;
-    let iterable = app.callable.bind(py).call1((environ, start_response))?;
+    let iterable = mount.callable.bind(py).call1((environ, start_response))?;
     let outcome = drive(py, resp, &iterable);
     // A plain list or tuple has no close(); asking would build and discard an AttributeError,
     // a formatted message on every request of most frameworks.

@@ -162,6 +162,14 @@ pub fn server_in(dir: &Path, app: &str) -> Builder {
     }
 }
 
+/// A server in `tests/apps` with no APP argument: the test names the app with --wsgi-file,
+/// --eval or --mount.
+pub fn server_without_app() -> Builder {
+    let mut b = server_in(&apps_dir(), "");
+    b.args.pop();
+    b
+}
+
 impl Builder {
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|s| s.to_string()));
