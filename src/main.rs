@@ -29,7 +29,8 @@ fn main() -> anyhow::Result<()> {
             };
             let config = cli.serve.into_config()?;
             segue::logging::init(&config.worker.log);
-            return segue::master::run(config, start).context("segue cannot start");
+            let status = segue::master::run(config, start).context("segue cannot start")?;
+            std::process::exit(status);
         }
         Some(Command::UpgradeCheck) => {
             println!("{}", segue::master::upgrade::check_line());
@@ -53,8 +54,9 @@ fn main() -> anyhow::Result<()> {
             let config: segue::config::Config =
                 serde_json::from_str(&json).context("bad master configuration")?;
             segue::logging::init(&config.worker.log);
-            return segue::master::run(config, Start::Fresh(Vec::new()))
-                .context("segue cannot start");
+            let status = segue::master::run(config, Start::Fresh(Vec::new()))
+                .context("segue cannot start")?;
+            std::process::exit(status);
         }
         Some(Command::CheckReload {
             serve,

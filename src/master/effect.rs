@@ -116,4 +116,7 @@ pub enum Effect {
     Preflight(PathBuf),
     /// Re-execute `binary` in place with the supervisor's handover.
     Exec(PathBuf),
+    /// Every worker is reaped after a stop: the master leaves its loop and exits with this
+    /// status (0, or [`super::EXIT_BOOT_FAILED`] when the app did not boot at first start).
+    Exit(i32),
 }
