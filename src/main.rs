@@ -83,8 +83,9 @@ fn main() -> anyhow::Result<()> {
             let config: segue::config::Config =
                 serde_json::from_str(&json).context("bad master configuration")?;
             segue::logging::init(&config.worker.log);
-            return segue::master::run(config, Start::Fresh(Vec::new()))
-                .context("segue cannot start");
+            let status = segue::master::run(config, Start::Fresh(Vec::new()))
+                .context("segue cannot start")?;
+            std::process::exit(status);
         }
         Command::CheckReload {
             serve,
@@ -254,7 +255,7 @@ fn serve(
     }
     tracing::info!("{}", segue::config::report::summary(&config, &resolved));
     match segue::master::run(config, start) {
-        Ok(()) => 0,
+        Ok(status) => status,
         Err(e) => {
             eprintln!("segue cannot start: {e:#}");
             1

@@ -184,6 +184,7 @@ fn get_version(venv: &Path) -> String {
 
 #[test]
 fn a_venv_without_segue_is_named_with_the_fix_and_a_reload_into_it_rolls_back() {
+    // ... and at first start it ends the master with the same words (see the end).
     let dir = std::env::temp_dir().join(format!("segue-nosegue-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -219,6 +220,21 @@ fn a_venv_without_segue_is_named_with_the_fix_and_a_reload_into_it_rolls_back() 
     // The old generation keeps serving.
     assert_eq!(get(s.addr(), "/").status, 200);
     assert_eq!(workers_in(&s.status(), "ready").len(), 1);
+
+    let mut first = server("cases:application")
+        .args(&["--virtualenv", bare.to_str().unwrap()])
+        .exits()
+        .start();
+    let status = first.wait_exit(std::time::Duration::from_secs(15));
+    let log = first.log.all();
+    assert_eq!(status.and_then(|st| st.code()), Some(3), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("cannot import segue's worker module")
+                && l.contains("pip install segue==0.1.0")
+                && l.contains("segue exits: the app did not boot at first start")),
+        "{log}"
+    );
 }
 
 #[test]

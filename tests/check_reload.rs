@@ -146,16 +146,17 @@ fn refuses_urls_that_are_not_paths() {
 }
 
 #[test]
-fn an_app_that_never_becomes_ready_is_reported_with_its_log() {
-    // The private master never reports `ready` (every import fails); the check gives up after
-    // --boot-timeout plus 10 s and shows why from the server's log.
+fn an_app_that_does_not_boot_fails_the_check_at_once_with_the_reason() {
+    // The private master exits with status 3 at its first start (the import fails); the check
+    // does not wait for --boot-timeout plus 10 s, and shows why from the server's log.
+    let started = std::time::Instant::now();
     let out = Command::new(segue_bin())
         .args([
             "check-reload",
             "--chdir",
             apps_dir().to_str().unwrap(),
             "--boot-timeout",
-            "1",
+            "30",
             "--duration",
             "1",
             "no_such_module:app",
@@ -166,8 +167,15 @@ fn an_app_that_never_becomes_ready_is_reported_with_its_log() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("the app did not start serving: not ready within")
-            && err.contains("cannot import 'no_such_module:app'"),
+        err.contains(
+            "the app did not start serving: it did not boot (the master exited with status 3"
+        ) && err.contains("cannot import 'no_such_module:app'")
+            && err.contains("segue exits: the app did not boot at first start"),
         "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
     );
 }

@@ -151,35 +151,124 @@ fn no_zombies_after_many_crashes_and_grandchildren() {
     assert_eq!(s.worker_pids().len(), 2);
 }
 
+/// A master that is expected to exit on its own: its status, how long it took, and its log.
+fn exit_of(mut s: support::Server, within: Duration) -> (i32, Duration, String) {
+    let started = Instant::now();
+    let status = s
+        .wait_exit(within)
+        .unwrap_or_else(|| panic!("segue still runs after {within:?}:\n{}", s.log.all()));
+    let log = s.log.all();
+    (status.code().unwrap_or(-1), started.elapsed(), log)
+}
+
+const DID_NOT_BOOT: &str =
+    "segue exits: the app did not boot at first start (on reload a failing app rolls back instead)";
+
 #[test]
-fn import_failure_is_explained_and_the_master_keeps_trying() {
-    let mut s = server("no_such_module:app").no_wait().start();
-    let line = s.wait_log(&["cannot import 'no_such_module:app'"]);
+fn an_unresolvable_app_ends_the_first_start_with_status_3_and_the_reason() {
+    let s = server("nosuchmodule:app").exits().start();
+    let (code, took, log) = exit_of(s, Duration::from_secs(10));
+    assert_eq!(code, 3, "{log}");
+    assert!(took < Duration::from_secs(5), "took {took:?}:\n{log}");
+    // One line says what failed, how to fix it, and that this is why segue exits.
+    let line = log
+        .lines()
+        .find(|l| l.contains(DID_NOT_BOOT))
+        .unwrap_or_else(|| panic!("no exit line:\n{log}"));
     assert!(
-        line.contains("ModuleNotFoundError")
-            && line.contains("did you set --chdir or --pythonpath?"),
+        line.contains(
+            "cannot import 'nosuchmodule:app': ModuleNotFoundError: No module named 'nosuchmodule'"
+        ) && line.contains("did you set --chdir or --pythonpath?"),
         "{line}"
     );
-    // It backs off rather than spinning, and the master stays up.
+    assert_eq!(log.matches("worker keeps dying young").count(), 0, "{log}");
+}
+
+#[test]
+fn an_import_that_raises_ends_the_first_start_with_the_traceback() {
+    let s = server("broken_import:application").exits().start();
+    let (code, _, log) = exit_of(s, Duration::from_secs(10));
+    assert_eq!(code, 3, "{log}");
+    assert!(
+        log.contains("cannot import 'broken_import:application': ModuleNotFoundError: No module named 'this_module_does_not_exist'")
+            && log.contains("broken_import.py"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("did you set --chdir").count(),
+        0,
+        "the hint is only for the app module itself:\n{log}"
+    );
+    assert!(log.contains(DID_NOT_BOOT), "{log}");
+}
+
+#[test]
+fn an_import_that_hangs_ends_the_first_start_at_the_boot_timeout() {
+    let deploy = support::Deploy::new("slow:60");
+    let s = support::server_in(&deploy.root, "versioned:application")
+        .args(&["--boot-timeout", "2"])
+        .exits()
+        .start();
+    let (code, took, log) = exit_of(s, Duration::from_secs(15));
+    assert_eq!(code, 3, "{log}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "took {took:?}:\n{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains(DID_NOT_BOOT))
+        .unwrap_or_default();
+    assert!(
+        line.contains("not ready within 2s (raise --boot-timeout"),
+        "{line}\n{log}"
+    );
+}
+
+#[test]
+fn the_first_boot_failure_of_several_workers_ends_the_master_once_leaving_no_process() {
+    // The first import raises, the other two hang: the master does not wait for them.
+    let counter = std::env::temp_dir().join(format!("segue-first-fails-{}", std::process::id()));
+    let _ = std::fs::remove_file(&counter);
+    let mut s = server("first_import_fails:application")
+        .args(&["--workers", "3", "--boot-timeout", "30"])
+        .env("SEGUE_IMPORT_COUNTER", counter.to_str().unwrap())
+        .exits()
+        .start();
+    let status = s.wait_exit(Duration::from_secs(15));
+    let log = s.log.all();
+    assert_eq!(status.and_then(|st| st.code()), Some(3), "{log}");
+    assert_eq!(log.matches(DID_NOT_BOOT).count(), 1, "{log}");
+    assert!(
+        log.contains("RuntimeError: import number 1 fails on purpose"),
+        "{log}"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || s.group_members().is_empty()),
+        "left behind: {:?}",
+        s.group_members()
+    );
+    let _ = std::fs::remove_file(&counter);
+}
+
+#[test]
+fn a_deploy_broken_after_the_first_start_backs_off_and_recovers() {
+    // Ready once, then every import fails: the slot crash-loops with backoff, the master stays
+    // up and says why, and the fixed deploy is picked up without a restart.
+    let flag = std::env::temp_dir().join(format!("segue-broken-flag-{}", std::process::id()));
+    let _ = std::fs::remove_file(&flag);
+    let ctl = std::env::temp_dir().join(format!("segue-crashloop-{}.sock", std::process::id()));
+    let mut s = server("flag_broken:application")
+        .args(&["--control", ctl.to_str().unwrap()])
+        .env("SEGUE_BROKEN_FLAG", flag.to_str().unwrap())
+        .start();
+    s.break_flagged_app(&flag);
     assert!(
         s.log
             .wait_count(&["worker keeps dying young"], 1, EVENT_TIMEOUT),
         "{}",
         s.log.all()
     );
-    assert!(
-        s.wait_exit(Duration::from_millis(500)).is_none(),
-        "master exited on a broken app"
-    );
-}
-
-#[test]
-fn status_shows_why_a_slot_is_crash_looping() {
-    let ctl = std::env::temp_dir().join(format!("segue-crashloop-{}.sock", std::process::id()));
-    let s = server("no_such_module:app")
-        .args(&["--control", ctl.to_str().unwrap()])
-        .no_wait()
-        .start();
     s.wait_status("slot 0 crash-looping", |st| {
         st["crash_loops"][0]["slot"] == 0
     });
@@ -189,27 +278,23 @@ fn status_shows_why_a_slot_is_crash_looping() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("slot 0 is crash-looping")
-            && text.contains("No module named 'no_such_module'"),
+        text.contains("slot 0 is crash-looping") && text.contains("broken on purpose"),
         "{text}"
     );
-}
-
-#[test]
-fn import_error_inside_the_app_shows_the_traceback() {
-    let s = server("broken_import:application").no_wait().start();
-    s.wait_log(&["cannot import 'broken_import:application': ModuleNotFoundError: No module named 'this_module_does_not_exist'"]);
-    s.wait_log(&["broken_import.py"]);
-    assert_eq!(
-        s.log.count(&["did you set --chdir"]),
-        0,
-        "the hint is only for the app module itself"
+    assert!(
+        s.wait_exit(Duration::from_millis(500)).is_none(),
+        "master exited on a broken app after its first start"
     );
+    assert_eq!(s.log.count(&["segue exits"]), 0);
+    std::fs::remove_file(&flag).unwrap();
+    s.wait_status("ready again", |st| {
+        support::workers_in(st, "ready").len() == 1
+    });
 }
 
 #[test]
 fn missing_callable_names_the_fix() {
-    let s = server("cases:nope").no_wait().start();
+    let s = server("cases:nope").exits().start();
     s.wait_log(&["module 'cases' has no attribute 'nope'"]);
 }
 

@@ -23,12 +23,13 @@ fn segue(args: &[&str], control: &std::path::Path) -> std::process::Output {
 fn scaling_down_while_a_slot_backs_off_keeps_the_master_serving() {
     let dir = tempdir("backoff");
     let flag = dir.join("broken");
-    std::fs::write(&flag, "").unwrap();
     let s = server("flag_broken:application")
         .args(&["--workers", "3"])
         .env("SEGUE_BROKEN_FLAG", flag.to_str().unwrap())
-        .no_wait()
         .start();
+    // Broken after its first start (before it, a broken app ends the master): the slots
+    // crash-loop with backoff.
+    s.break_flagged_app(&flag);
     // Slot 2 has died young often enough that its next respawn waits on a timer of 0.8 s or
     // more, far longer than a crashing import takes.
     s.wait_status("slot 2 backing off", |st| {

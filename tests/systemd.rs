@@ -188,11 +188,15 @@ fn watchdog_pings_only_while_workers_are_healthy() {
         >= 3));
 
     let broken = Manager::new("watchdog-broken");
-    let s = server("no_such_module:app")
+    let flag = std::env::temp_dir().join(format!("segue-watchdog-flag-{}", std::process::id()));
+    let _ = std::fs::remove_file(&flag);
+    let s = server("flag_broken:application")
         .env("NOTIFY_SOCKET", &broken.env())
         .env("WATCHDOG_USEC", "400000")
-        .no_wait()
+        .env("SEGUE_BROKEN_FLAG", flag.to_str().unwrap())
         .start();
+    // Serving once, then every import fails: the only slot crash-loops.
+    s.break_flagged_app(&flag);
     s.wait_status("a crash-looping slot", |st| {
         st["crash_loops"][0]["slot"] == 0
     });
@@ -202,6 +206,26 @@ fn watchdog_pings_only_while_workers_are_healthy() {
         !eventually(Duration::from_millis(1500), || count(&broken) > settled),
         "WATCHDOG=1 while crash-looping"
     );
+    let _ = std::fs::remove_file(&flag);
+}
+
+#[test]
+fn an_app_that_does_not_boot_at_first_start_is_never_ready_and_says_why() {
+    let m = Manager::new("boot-failure");
+    let mut s = server("nosuchmodule:app")
+        .env("NOTIFY_SOCKET", &m.env())
+        .exits()
+        .start();
+    let status = s.wait_exit(EVENT_TIMEOUT);
+    assert_eq!(status.and_then(|st| st.code()), Some(3), "{}", s.log.all());
+    let i = m.wait("STOPPING=1", 0);
+    let texts = m.texts();
+    assert!(
+        texts[i]
+            .contains("STATUS=segue exits: the app did not boot: cannot import 'nosuchmodule:app'"),
+        "{texts:?}"
+    );
+    assert!(!texts.iter().any(|t| t.contains("READY=1")), "{texts:?}");
 }
 
 #[test]

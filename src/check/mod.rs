@@ -89,10 +89,13 @@ impl Master {
             .take()
             .ok_or_else(|| Error::NoStart("no stderr".into()))?;
         // The log is for the person reading the report; readiness comes from the control socket.
+        // `copied` closes when the master and its workers have all closed stderr.
+        let (copied_tx, copied) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(log, "{line}");
             }
+            drop(copied_tx);
         });
         let within = config.worker.boot_timeout + Duration::from_secs(10);
         match wait_ready(&mut child, &control, within) {
@@ -103,6 +106,9 @@ impl Master {
             }),
             Err(why) => {
                 let _ = kill_group(&mut child);
+                // A master that exited logged its reason last: let the copy catch up with it
+                // (bounded, should a process outside the group still hold the pipe).
+                let _ = copied.recv_timeout(Duration::from_secs(2));
                 let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(30).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -138,6 +144,12 @@ fn wait_ready(child: &mut Child, control: &Path, within: Duration) -> Result<Soc
             }
         }
         match child.try_wait() {
+            Ok(Some(exit)) if exit.code() == Some(crate::master::EXIT_BOOT_FAILED) => {
+                return Err(format!(
+                    "it did not boot (the master exited with status {}, the reason is in its log)",
+                    crate::master::EXIT_BOOT_FAILED
+                ));
+            }
             Ok(Some(exit)) => return Err(format!("it exited ({exit}) before it was ready")),
             Ok(None) => {}
             Err(e) => return Err(format!("cannot watch it: {e}")),

@@ -121,4 +121,7 @@ pub enum Effect {
     /// Resolve the configuration again from this invocation, off the loop; the answer comes
     /// back as [`Event::ConfigRead`].
     ReadConfig(Invocation),
+    /// Every worker is reaped after a stop: the master leaves its loop and exits with this
+    /// status (0, or [`super::EXIT_BOOT_FAILED`] when the app did not boot at first start).
+    Exit(i32),
 }

@@ -65,6 +65,8 @@ pub struct Executor {
     notifier: Option<Notifier>,
     /// The control socket's fd, handed over by an upgrade.
     control_fd: Option<RawFd>,
+    /// The status the master exits with, once the supervisor has said so ([`Effect::Exit`]).
+    exit: Option<i32>,
 }
 
 impl Executor {
@@ -87,7 +89,13 @@ impl Executor {
             events,
             notifier,
             control_fd,
+            exit: None,
         }
+    }
+
+    /// The status to exit with, once the supervisor has decided the master is done.
+    pub fn exit_status(&self) -> Option<i32> {
+        self.exit
     }
 
     /// Carries out one effect; returns what it learned at once (to be handled before anything
@@ -160,6 +168,7 @@ impl Executor {
                     let _ = events.send(Event::ConfigRead(result));
                 });
             }
+            Effect::Exit(status) => self.exit = Some(status),
         }
         None
     }

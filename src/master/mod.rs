@@ -10,6 +10,7 @@
 pub mod command;
 pub mod effect;
 pub mod executor;
+mod first_start;
 pub mod generation;
 mod handover;
 pub mod listener;
@@ -46,6 +47,8 @@ use effect::Event;
 use executor::Executor;
 use listener::Listener;
 use supervisor::Supervisor;
+
+pub use first_start::EXIT_BOOT_FAILED;
 
 /// Why the master could not start.
 #[derive(Debug, thiserror::Error)]
@@ -98,8 +101,9 @@ pub enum Start {
     Upgraded(upgrade::Handover),
 }
 
-/// Runs the master until it is stopped.
-pub fn run(config: Config, start: Start) -> Result<(), Error> {
+/// Runs the master until it is stopped; returns the status to exit with: 0 after a stop,
+/// [`EXIT_BOOT_FAILED`] when the app did not boot at first start.
+pub fn run(config: Config, start: Start) -> Result<i32, Error> {
     let exe = std::env::current_exe().map_err(Error::Exe)?;
     if config.worker.virtualenv.is_none() {
         let python = generation::own_python();
@@ -209,7 +213,7 @@ async fn serve(
     listeners: Vec<Listener>,
     notifier: Option<Notifier>,
     handover: Option<upgrade::Handover>,
-) -> Result<(), Error> {
+) -> Result<i32, Error> {
     let watchdog_every = notifier.as_ref().and_then(Notifier::watchdog_interval);
     reaper::become_subreaper();
     // Installed before the first spawn so that no SIGCHLD is missed.
@@ -277,7 +281,10 @@ async fn serve(
     // Signals coalesce, so a periodic sweep catches exits whose SIGCHLD merged with another.
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
-    loop {
+    let status = loop {
+        if let Some(status) = exec.exit_status() {
+            break status;
+        }
         let inputs = tokio::select! {
             // Worker messages first: a worker exits only once its last word is queued here (see
             // `executor::run_channel`), so taking the queue before SIGCHLD and the sweep means a
@@ -303,12 +310,9 @@ async fn serve(
             _ = watchdog.tick(), if watchdog_every.is_some() => vec![Event::Watchdog],
         };
         carry_out(&mut sup, &mut exec, Vec::new(), inputs);
-        if sup.finished() {
-            break;
-        }
-    }
+    };
     tracing::info!("master exiting");
-    Ok(())
+    Ok(status)
 }
 
 /// Runs `effects`, then feeds each event (and whatever the executor learns on the way) to the

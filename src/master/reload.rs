@@ -378,8 +378,15 @@ impl Supervisor {
         }
         self.record(report);
         let status = self.status_line();
+        // A reload asked for during the first start rolls back to a generation that has not been
+        // ready yet: systemd must not hear READY=1 before it is.
+        let ready = if self.announced_ready {
+            "READY=1\n"
+        } else {
+            ""
+        };
         self.emit(Effect::Notify(format!(
-            "READY=1\nSTATUS={status}; reload rolled back: {first_line}"
+            "{ready}STATUS={status}; reload rolled back: {first_line}"
         )));
         self.forget_idle_generations();
         self.start_queued_reload();

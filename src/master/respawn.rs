@@ -1,6 +1,7 @@
 //! Keeping every slot filled: a worker that dies is replaced, at once after an isolated crash
 //! and with growing backoff while its slot keeps dying young; a new generation's worker that
-//! dies rolls its reload back instead.
+//! dies rolls its reload back instead, and one that does not boot at first start ends the master
+//! ([`super::first_start`]).
 
 use super::effect::{Effect, Timer};
 use super::reaper::ExitKind;
@@ -39,6 +40,10 @@ impl Supervisor {
             .is_some_and(|r| r.target == w.generation)
         {
             self.abort_reload(format!("cannot start a worker: {error}"), None);
+            return;
+        }
+        if self.fails_first_start(&w) {
+            self.fail_first_start(&format!("cannot start a worker: {error}"));
             return;
         }
         self.replacement_failed(&w);
@@ -87,6 +92,12 @@ impl Supervisor {
         ) {
             self.forget_idle_generations();
             self.answer_promoted_waiters();
+            return;
+        }
+        if self.fails_first_start(&worker) {
+            let reason =
+                why.unwrap_or_else(|| format!("a worker exited before reporting ready ({kind})"));
+            self.fail_first_start(&reason);
             return;
         }
         if self.phase != Phase::Running {

@@ -5,7 +5,8 @@
 //!
 //! This file routes events; the rules live beside it by concept: [`super::reload`] (a reload
 //! run), [`super::recycle`] (replacing workers past their limits), [`super::handover`] (in-place
-//! upgrades), [`super::respawn`] (refilling slots, crash-loop backoff), [`super::stop`],
+//! upgrades), [`super::respawn`] (refilling slots, crash-loop backoff), [`super::first_start`]
+//! (an app that does not boot at first start ends the master), [`super::stop`],
 //! [`super::status`] (status and systemd text), [`super::table`] (workers and slots).
 
 use std::collections::{HashMap, VecDeque};
@@ -63,10 +64,16 @@ pub struct Supervisor {
     pub(super) serving: GenerationId,
     /// Next generation id (never reused).
     pub(super) next_generation: GenerationId,
-    /// Whether "ready" has been announced for the first generation.
+    /// Whether "ready" has been announced for the first generation. Until then a worker that
+    /// does not boot ends the master ([`super::first_start`]).
     pub(super) announced_ready: bool,
     /// Running or stopping.
     pub(super) phase: Phase,
+    /// The status the master exits with once stopped: 0, or [`super::EXIT_BOOT_FAILED`] after
+    /// a failed first start (set by [`super::first_start`]).
+    pub(super) exit_status: i32,
+    /// Whether [`Effect::Exit`] has been emitted (it is, once).
+    exit_sent: bool,
     /// The reload being carried out.
     pub(super) reload: Option<ReloadRun>,
     /// A reload asked for while one runs; later requests coalesce into it.
@@ -104,6 +111,8 @@ impl Supervisor {
             next_generation: 1,
             announced_ready: false,
             phase: Phase::Running,
+            exit_status: 0,
+            exit_sent: false,
             reload: None,
             queued: None,
             reading: None,
@@ -161,6 +170,10 @@ impl Supervisor {
             Event::PreflightDone { binary, result } => self.on_preflight(binary, result),
             Event::ExecFailed(err) => self.on_exec_failed(err),
             Event::ConfigRead(result) => self.on_config_read(result),
+        }
+        if self.finished() && !self.exit_sent {
+            self.exit_sent = true;
+            self.emit(Effect::Exit(self.exit_status));
         }
         self.take()
     }
@@ -249,10 +262,15 @@ impl Supervisor {
                 );
                 tracing::error!(worker = %id, generation = w.generation, "{error}");
                 w.boot_failure = Some(crate::protocol::BootFailure {
-                    error,
+                    error: error.clone(),
                     traceback: None,
                 });
                 self.emit(Effect::Kill(id));
+                if let Some(w) = self.table.get(id)
+                    && self.fails_first_start(w)
+                {
+                    self.fail_first_start(&error);
+                }
             }
             Timer::DrainDeadline(id) => {
                 let Some(w) = self.table.get(id) else {
@@ -309,7 +327,13 @@ impl Supervisor {
                         tracing::error!(worker = %id, generation, "worker failed to boot: {}", failure.error)
                     }
                 }
+                let error = failure.error.clone();
                 worker.boot_failure = Some(failure);
+                if let Some(w) = self.table.get(id)
+                    && self.fails_first_start(w)
+                {
+                    self.fail_first_start(&error);
+                }
             }
             ToMaster::Heartbeat(stats) => {
                 worker.stats = stats;

@@ -122,6 +122,8 @@ pub struct Builder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     wait_ready: bool,
+    /// Wait for nothing at all: the master is expected to exit on its own.
+    wait_nothing: bool,
     listen: bool,
     via: Vec<String>,
     /// With `inside`: the segue to run, as the wrapper sees it (instead of `segue_bin()`).
@@ -139,6 +141,7 @@ pub fn server(app: &str) -> Builder {
 /// overrides the file's listeners: the command line wins) and `--control`.
 pub fn bare() -> Builder {
     Builder {
+        wait_nothing: false,
         args: vec![],
         env: vec![],
         wait_ready: true,
@@ -155,6 +158,7 @@ pub fn server_in(dir: &Path, app: &str) -> Builder {
         args: vec!["--chdir".into(), dir.display().to_string(), app.into()],
         env: vec![],
         wait_ready: true,
+        wait_nothing: false,
         listen: true,
         via: vec![],
         program: None,
@@ -185,6 +189,15 @@ impl Builder {
     /// waits for the control socket to answer, and takes the address from it.
     pub fn no_wait(mut self) -> Self {
         self.wait_ready = false;
+        self
+    }
+
+    /// Wait for nothing, not even the control socket: for an app that does not boot, where the
+    /// master exits at first start (perhaps before its status ever answered). The test watches
+    /// `wait_exit` and the log; the server has no address.
+    pub fn exits(mut self) -> Self {
+        self.wait_ready = false;
+        self.wait_nothing = true;
         self
     }
 
@@ -279,7 +292,7 @@ impl Builder {
             log,
             marks,
         };
-        if self.via.is_empty() || self.program.is_some() {
+        if (self.via.is_empty() || self.program.is_some()) && !self.wait_nothing {
             server.await_start(self.wait_ready, self.listen);
         }
         server
@@ -581,6 +594,17 @@ impl Server {
     /// The worker PIDs: children of the master in /proc.
     pub fn worker_pids(&self) -> Vec<i32> {
         children_of(self.pid())
+    }
+
+    /// Breaks a running `flag_broken` app: creates its flag (so that every import from now on
+    /// fails) and SIGKILLs every worker. The server was ready once, so its slots crash-loop with
+    /// backoff instead of ending the master; removing the flag lets them recover.
+    pub fn break_flagged_app(&self, flag: &Path) {
+        std::fs::write(flag, "").unwrap();
+        for pid in self.worker_pids() {
+            // SAFETY: kill(2) on a worker of the server this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 
     /// Children of the master that are zombies.

@@ -1,4 +1,5 @@
-//! Start, readiness, crashes, backoff, deadlines, stop.
+//! Start, readiness, crashes, backoff, deadlines, stop. Crash loops are reached after the first
+//! ready: before it, a worker that does not boot ends the master (`first_start.rs`).
 
 use std::time::Duration;
 
@@ -41,8 +42,8 @@ async fn a_crash_after_a_long_life_is_respawned_at_once_and_resets_the_count() {
 
 #[tokio::test(start_paused = true)]
 async fn crash_loop_backoff_grows_and_a_long_life_resets_it() {
-    let (mut sim, effects) = Sim::start(&["--workers", "1"]);
-    let mut w = spawned(&effects)[0];
+    let mut sim = Sim::serving(&["--workers", "1"]);
+    let mut w = sim.workers(1, "ready")[0];
     // First early death: at once. Then 100 ms, 200 ms, 400 ms.
     let effects = sim.exit(w, 1);
     w = spawned(&effects)[0];
@@ -71,9 +72,8 @@ async fn crash_loop_backoff_grows_and_a_long_life_resets_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_respawn_timer_counts_once() {
-    let (mut sim, effects) = Sim::start(&["--workers", "2"]);
-    let ids = spawned(&effects);
-    sim.ready(ids[0]);
+    let mut sim = Sim::serving(&["--workers", "2"]);
+    let ids = sim.workers(1, "ready");
     let again = spawned(&sim.exit(ids[1], 1))[0];
     let effects = sim.exit(again, 1);
     let (_, timer) = timers(&effects).pop().unwrap();
@@ -86,16 +86,14 @@ async fn a_respawn_timer_counts_once() {
 
 #[tokio::test(start_paused = true)]
 async fn boot_deadline_kills_a_worker_still_starting_but_not_a_ready_one() {
-    let (mut sim, effects) = Sim::start(&["--workers", "2"]);
-    let ids = spawned(&effects);
-    sim.ready(ids[0]);
+    let mut sim = Sim::serving(&["--workers", "2"]);
+    let ids = sim.workers(1, "ready");
+    // Slot 1's worker crashes; its replacement never gets ready.
+    let late = spawned(&sim.exit(ids[1], 1))[0];
     assert!(killed(&sim.timer(Timer::BootDeadline(ids[0]))).is_empty());
-    assert_eq!(
-        killed(&sim.timer(Timer::BootDeadline(ids[1]))),
-        vec![ids[1]]
-    );
+    assert_eq!(killed(&sim.timer(Timer::BootDeadline(late))), vec![late]);
     // Its exit then reports the timeout as the slot's last failure.
-    sim.exit(ids[1], 137);
+    sim.exit(late, 137);
     let slot = &sim.sup.table.slots()[1];
     assert!(
         slot.last_failure
@@ -134,14 +132,20 @@ async fn events_about_workers_that_are_gone_change_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_spawn_counts_as_an_early_death_of_its_slot() {
-    let (mut sim, effects) = Sim::start(&["--workers", "1"]);
-    let id = spawned(&effects)[0];
+    let mut sim = Sim::serving(&["--workers", "1"]);
+    let w = sim.workers(1, "ready")[0];
+    let id = spawned(&sim.exit(w, 1))[0];
     let effects = sim.feed(Event::SpawnFailed {
         id,
         error: "cannot create the control socketpair".into(),
     });
-    // First failure: retried at once; the worker record is gone.
-    assert_eq!(spawned(&effects).len(), 1);
+    // Its slot's second early death: retried after 100 ms; the worker record is gone.
+    assert!(spawned(&effects).is_empty());
+    assert_eq!(
+        timers(&effects).pop().map(|(d, _)| d),
+        Some(Duration::from_millis(100))
+    );
+    assert_eq!(sim.sup.table.slots()[0].failures, 2);
     assert!(sim.state(id).is_none());
 }
 

@@ -37,10 +37,8 @@ async fn scale_is_refused_below_one_in_big_steps_and_during_a_reload() {
 /// timer fires for an index that no longer exists.
 #[tokio::test(start_paused = true)]
 async fn scale_down_while_a_slot_backs_off_ignores_its_timer() {
-    let (mut sim, effects) = Sim::start(&["--workers", "3"]);
-    let ids = spawned(&effects);
-    sim.ready(ids[0]);
-    sim.ready(ids[1]);
+    let mut sim = Sim::serving(&["--workers", "3"]);
+    let ids = sim.workers(1, "ready");
     let again = spawned(&sim.exit(ids[2], 1))[0];
     let effects = sim.exit(again, 1);
     let (_, timer) = timers(&effects).pop().expect("slot 2 backs off");
@@ -59,8 +57,8 @@ async fn scale_down_while_a_slot_backs_off_ignores_its_timer() {
 
 #[tokio::test(start_paused = true)]
 async fn scale_up_while_another_slot_backs_off_starts_the_new_slot_at_once() {
-    let (mut sim, effects) = Sim::start(&["--workers", "1"]);
-    let w = spawned(&effects)[0];
+    let mut sim = Sim::serving(&["--workers", "1"]);
+    let w = sim.workers(1, "ready")[0];
     let again = spawned(&sim.exit(w, 1))[0];
     assert!(!timers(&sim.exit(again, 1)).is_empty());
     let effects = sim.command(Command::Scale(1));
