@@ -231,6 +231,23 @@ fn serve(
         }
     };
     config.invocation = Some(inv);
+    let check = resolved.flag("check-config");
+    let start = if check {
+        // Import the app once, as a worker would, and touch nothing the real server owns.
+        config.listen = vec![segue::config::ListenAddr::Tcp(([127, 0, 0, 1], 0).into())];
+        config.listen_explicit = false;
+        config.workers = 1;
+        config.worker.multiprocess = false;
+        config.control = None;
+        config.pidfile = None;
+        config.master_fifo = None;
+        config.touch_reload = None;
+        config.invocation = None;
+        config.exit_when_ready = true;
+        Start::Fresh(Vec::new())
+    } else {
+        start
+    };
     segue::logging::init(&config.worker.log);
     for n in &resolved.implied {
         tracing::info!("{}: {}: implied: {}", n.source, n.option, n.note);
@@ -255,6 +272,11 @@ fn serve(
     }
     tracing::info!("{}", segue::config::report::summary(&config, &resolved));
     match segue::master::run(config, start) {
+        Ok(0) if check => {
+            println!("segue --check-config: the app loads");
+            0
+        }
+        Ok(_) if check => 1,
         Ok(status) => status,
         Err(e) => {
             eprintln!("segue cannot start: {e:#}");

@@ -308,3 +308,55 @@ fn the_real_gunicorn_example_config_is_fully_accounted_for() {
         serde_json::json!(["DJANGO_SECRET_KEY=something", "SPAM=eggs"])
     );
 }
+
+#[test]
+fn check_config_imports_the_app_and_exits_zero_or_one() {
+    let apps = apps_dir();
+    let dir = apps.to_str().unwrap();
+    let out = run(
+        &apps,
+        &["--check-config", "--chdir", dir, "cases:application"],
+        &[],
+        SECS,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("the app loads"), "{}", out.stdout);
+    let out = run(
+        &apps,
+        &[
+            "--check-config",
+            "--chdir",
+            dir,
+            "broken_import:application",
+        ],
+        &[],
+        SECS,
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("broken_import"), "{}", out.stderr);
+    let out = run(
+        &apps,
+        &["--check-config", "--chdir", dir, "cases:create_nothing()"],
+        &[],
+        SECS,
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+}
+
+#[test]
+fn name_sets_the_process_names_of_the_master_and_workers() {
+    let s = server("cases:application")
+        .args(&["-n", "shop", "-w", "2"])
+        .start();
+    let comm = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(comm(s.pid()), "shop");
+    let mut names: Vec<String> = s.worker_pids().into_iter().map(comm).collect();
+    names.sort();
+    assert_eq!(names.len(), 2);
+    assert!(names.iter().all(|n| n.starts_with("shop w")), "{names:?}");
+}

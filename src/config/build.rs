@@ -253,7 +253,13 @@ fn app_spec(rd: &mut Reader<'_>, chdir: Option<&Path>) -> Option<AppSpec> {
         .collect();
     if named.len() > 1 {
         let last = named[named.len() - 1];
-        rd.bad(last, format!("give one root app: {} name one each (use --mount PREFIX=APP to serve several)", named.join(", ")));
+        rd.bad(
+            last,
+            format!(
+                "give one root app: {} name one each (use --mount PREFIX=APP to serve several)",
+                named.join(", ")
+            ),
+        );
     }
     // uWSGI resolves a relative file after `chdir`; so does segue, whatever the source.
     let base = chdir
@@ -524,5 +530,6 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         heartbeat_timeout,
         python: None,
         invocation: None,
+        exit_when_ready: false,
     })
 }

@@ -150,6 +150,9 @@ pub struct Config {
     /// a configuration built otherwise (check-reload's child gets the resolved JSON).
     #[serde(default)]
     pub invocation: Option<Invocation>,
+    /// `--check-config`: stop as soon as the first generation is ready (the app imported).
+    #[serde(default)]
+    pub exit_when_ready: bool,
 }
 
 /// Worker recycling limits; a worker past one is replaced surge-style (replacement ready first).

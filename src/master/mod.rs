@@ -105,6 +105,9 @@ pub enum Start {
 /// [`EXIT_BOOT_FAILED`] when the app did not boot at first start.
 pub fn run(config: Config, start: Start) -> Result<i32, Error> {
     let exe = std::env::current_exe().map_err(Error::Exe)?;
+    if let Some(name) = &config.worker.name {
+        crate::logging::set_process_name(name);
+    }
     if config.worker.virtualenv.is_none() {
         let python = generation::own_python();
         if !python.exists() {

@@ -83,6 +83,10 @@ impl Supervisor {
                 workers = ready,
                 "segue ready: all workers serving"
             );
+            if self.base.exit_when_ready {
+                tracing::info!("--check-config: the app loaded; stopping");
+                self.stop_graceful();
+            }
         }
     }
 

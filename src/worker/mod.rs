@@ -141,6 +141,9 @@ fn run(master_version: &str) -> i32 {
         }
     };
     crate::logging::init(&boot.config.log);
+    if let Some(name) = &boot.config.name {
+        crate::logging::set_process_name(&format!("{name} w{}", boot.worker_id));
+    }
     let span = tracing::info_span!(
         "worker",
         generation = boot.generation,
