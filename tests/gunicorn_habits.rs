@@ -360,3 +360,85 @@ fn name_sets_the_process_names_of_the_master_and_workers() {
     assert_eq!(names.len(), 2);
     assert!(names.iter().all(|n| n.starts_with("shop w")), "{names:?}");
 }
+
+/// gunicorn's `--bind fd://N`: a socket the parent bound, inherited as fd N.
+#[test]
+fn bind_fd_adopts_a_socket_the_parent_bound() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let raw = listener.as_raw_fd();
+    let dir = scratch("bind-fd");
+    let control = dir.join("control.sock");
+    let mut cmd = std::process::Command::new(support::segue_bin());
+    cmd.args(["--bind", "fd://7", "--control"])
+        .arg(&control)
+        .args(["--chdir", apps_dir().to_str().unwrap(), "cases:application"])
+        .env_remove("VIRTUAL_ENV")
+        .stderr(std::process::Stdio::null())
+        .process_group(0);
+    // SAFETY: dup2 in the child before exec, on an fd the test owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(listener);
+    let ok = support::eventually(SECS, || {
+        support::control_status(&control).is_ok_and(|st| st["ready"] == true)
+    });
+    let body = if ok {
+        Some(get(addr, "/").text())
+    } else {
+        None
+    };
+    // SAFETY: kill(2) on the process group the test started.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+    let _ = child.wait();
+    assert_eq!(
+        body.as_deref(),
+        Some("hello\n"),
+        "segue did not serve on the inherited socket"
+    );
+
+    let out = run(
+        &apps_dir(),
+        &["--bind", "fd://9", "cases:application"],
+        &[],
+        SECS,
+    );
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr.contains("fd 9") || out.stderr.contains("9"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn gunicorn_and_uwsgi_options_segue_lacks_say_what_to_do() {
+    // The examples: clap used to suggest --reload-surge for --preload.
+    let out = run(
+        &apps_dir(),
+        &["--preload", "--py-autoreload=3", "cases:application"],
+        &[],
+        SECS,
+    );
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("--preload: not supported"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("--py-autoreload: not supported"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("reload-surge"), "{}", out.stderr);
+}

@@ -423,7 +423,20 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
     }
     let listen_set = rd.r.get("http").is_some();
     let mut listen = Vec::new();
+    let mut listen_fds = Vec::new();
     for addr in rd.list("http") {
+        if let Some(fd) = addr.strip_prefix("fd://") {
+            match fd.parse::<i32>() {
+                Ok(n) if n >= 0 => listen_fds.push(n),
+                _ => rd.bad(
+                    "http",
+                    format!(
+                        "invalid value '{addr}': expected fd://N with N a file descriptor number"
+                    ),
+                ),
+            }
+            continue;
+        }
         match addr.parse::<ListenAddr>() {
             Ok(a) => listen.push(match a {
                 ListenAddr::Unix(p) => ListenAddr::Unix(absolute(&rd.r.cwd, &p)),
@@ -503,11 +516,12 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
     };
     Some(Config {
         worker,
-        listen: if listen.is_empty() {
+        listen: if listen.is_empty() && listen_fds.is_empty() {
             vec![ListenAddr::Tcp(([127, 0, 0, 1], 8000).into())]
         } else {
             listen
         },
+        listen_fds,
         listen_explicit: listen_set,
         workers,
         env,

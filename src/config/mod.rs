@@ -111,6 +111,10 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Addresses the master binds (or takes from systemd) and keeps for life.
     pub listen: Vec<ListenAddr>,
+    /// Listening sockets inherited as file descriptors (gunicorn's `--bind fd://N`), adopted
+    /// beside `listen`.
+    #[serde(default)]
+    pub listen_fds: Vec<i32>,
     /// Whether `--http` was given (rather than defaulted): then sockets from systemd must match.
     #[serde(default)]
     pub listen_explicit: bool,

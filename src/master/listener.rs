@@ -175,6 +175,31 @@ impl Listener {
         })
     }
 
+    /// Adopts the listening socket this process inherited as fd `fd` (gunicorn's
+    /// `--bind fd://N`, for a parent that bound it, such as circus or a wrapper script).
+    pub fn inherited_fd(fd: RawFd) -> Result<Listener, Error> {
+        // Own the fd only if it is open: from_raw_fd on a closed number would later close
+        // whatever else gets that number.
+        // SAFETY: borrowed only for this one fcntl(2), which fails harmlessly on a closed fd.
+        let open = nix::fcntl::fcntl(
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_GETFD,
+        )
+        .is_ok();
+        if !open || fd <= 2 {
+            return Err(Error::BadInherited {
+                fd,
+                why: "no listening socket is open under that number in segue (did the parent pass it? 0-2 are stdio)".into(),
+            });
+        }
+        // SAFETY: the fd is open and nothing else in this process owns it: it came from the
+        // parent, and the master opened nothing under that number before binding.
+        let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let mut l = Listener::inherited(owned, None)?;
+        l.systemd_name = None;
+        Ok(l)
+    }
+
     /// The raw fd, for SCM_RIGHTS.
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

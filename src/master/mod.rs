@@ -151,6 +151,12 @@ pub fn run(config: Config, start: Start) -> Result<i32, Error> {
         }
         adopted
     };
+    let mut listeners = listeners;
+    if handover.is_none() {
+        for &fd in &config.listen_fds {
+            listeners.push(Listener::inherited_fd(fd)?);
+        }
+    }
     if let Some(path) = &config.pidfile {
         std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
             Error::Pidfile {

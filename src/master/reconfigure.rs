@@ -35,7 +35,10 @@ pub fn keep_master_settings(old: &Config, new: &mut Config) -> Vec<String> {
             ));
         }
     };
-    held("http", old.listen != new.listen);
+    held(
+        "http",
+        old.listen != new.listen || old.listen_fds != new.listen_fds,
+    );
     held("backlog", old.backlog != new.backlog);
     held("chmod-socket", old.socket_mode != new.socket_mode);
     held("control", old.control != new.control);
@@ -49,6 +52,7 @@ pub fn keep_master_settings(old: &Config, new: &mut Config) -> Vec<String> {
         ));
     }
     new.listen.clone_from(&old.listen);
+    new.listen_fds.clone_from(&old.listen_fds);
     new.listen_explicit = old.listen_explicit;
     new.backlog = old.backlog;
     new.socket_mode = old.socket_mode;
