@@ -359,6 +359,13 @@ fn an_edited_ini_applies_on_reload_and_a_broken_one_rolls_back() {
         notes.contains("backlog changed"),
         "the accept queue is the master's: {r}"
     );
+    // An old worker may still take a connection it was accepting when told to drain (that is
+    // what loses nothing); once generation 1 is gone, every answer is the new one's.
+    s.wait_status("generation 1 gone", |st| {
+        st["workers"]
+            .as_array()
+            .is_some_and(|w| w.iter().all(|w| w["generation"] == 2))
+    });
     assert_eq!(get(s.addr(), "/osenv?keys=VERSION").json()["VERSION"], "2");
 
     write(&dir, "uwsgi.ini", &ini("3", "procesess = 4\n"));

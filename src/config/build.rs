@@ -362,7 +362,14 @@ fn timeouts(rd: &mut Reader<'_>, threads: usize) -> (Option<Duration>, Duration)
         Some("sync") | Some("gunicorn.workers.sync.SyncWorker") => true,
         Some("gthread") | Some("gunicorn.workers.gthread.ThreadWorker") => false,
         Some(other) => {
-            rd.bad("worker-class", format!("'{other}' is not a worker class segue has: use sync or gthread (segue's workers are threaded; see docs/migrating-from-gunicorn.md)"));
+            // gunicorn's catalog knows why each other class cannot be (ASGI, greenlets, ...).
+            let why = match super::gunicorn::translate("worker_class", Some(other)) {
+                super::entry::Verdict::Unsupported(text) => format!("not supported: {text}"),
+                _ => format!(
+                    "'{other}' is not a worker class segue has: use sync or gthread (segue's workers are threaded; see docs/migrating-from-gunicorn.md)"
+                ),
+            };
+            rd.bad("worker-class", why);
             false
         }
     };

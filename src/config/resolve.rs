@@ -332,9 +332,14 @@ pub fn resolve(inv: &Invocation) -> Result<Resolved, ReadError> {
                     positional(&mut r, app, Origin::Env(var.clone()), Layer::Env);
                 }
             }
-            "WEB_CONCURRENCY" => {
-                r.push("workers", value, Origin::Env(var.clone()), var, Layer::Env)
-            }
+            // gunicorn takes WEB_CONCURRENCY as the default worker count: a file overrides it.
+            "WEB_CONCURRENCY" => r.push(
+                "workers",
+                value,
+                Origin::Env(var.clone()),
+                var,
+                Layer::EnvDefault,
+            ),
             "VIRTUAL_ENV" if !value.is_empty() => r.push(
                 "virtualenv",
                 value,
