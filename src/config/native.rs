@@ -65,12 +65,35 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, TomlError> {
         path: path.to_owned(),
         source,
     };
-    if std::fs::metadata(path).map_err(io)?.len() > MAX_FILE_BYTES {
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        // A FIFO would block the read (and a reload with it); a device may never end.
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    if meta.len() > MAX_FILE_BYTES {
         return Err(TomlError::TooLarge {
             path: path.to_owned(),
         });
     }
-    let text = std::fs::read_to_string(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    use std::io::Read;
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(TomlError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8 text",
+        ))
+    })?;
     parse(path, &text)
 }
 

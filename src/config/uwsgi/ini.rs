@@ -88,6 +88,14 @@ impl<'c, 'e> Reader<'c, 'e> {
             path: path.to_owned(),
             source,
         })?;
+        if !meta.is_file() {
+            // A FIFO would block the read (and a reload with it); a device may never end.
+            return Err(IniError::Read {
+                at: at.clone(),
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            });
+        }
         if meta.len() > MAX_FILE_BYTES {
             return Err(IniError::TooLarge {
                 at: at.clone(),

@@ -60,19 +60,19 @@ fn pairs(ini: &Ini) -> Vec<(&str, Option<&str>)> {
         .collect()
 }
 
-fn verdict(key: &str, value: Option<&str>) -> Verdict {
+pub(super) fn verdict(key: &str, value: Option<&str>) -> Verdict {
     translate(key, value, Path::new("/srv"))
 }
 
-fn applied(name: &'static str, value: &str) -> Verdict {
+pub(super) fn applied(name: &'static str, value: &str) -> Verdict {
     Verdict::Applied(vec![(name, value.to_owned())])
 }
 
-fn is_implied(v: &Verdict) -> bool {
+pub(super) fn is_implied(v: &Verdict) -> bool {
     matches!(v, Verdict::Implied(_))
 }
 
-fn is_unsupported(v: &Verdict, containing: &str) -> bool {
+pub(super) fn is_unsupported(v: &Verdict, containing: &str) -> bool {
     matches!(v, Verdict::Unsupported(t) if t.contains(containing))
 }
 

@@ -203,22 +203,7 @@ fn listen(key: &str, v: &str, absolute: &dyn Fn(&str) -> String) -> Result<Strin
 mod tests {
     use super::*;
     use crate::config::uwsgi::names;
-
-    fn verdict(key: &str, value: Option<&str>) -> Verdict {
-        translate(key, value, Path::new("/srv"))
-    }
-
-    fn applied(name: &'static str, value: &str) -> Verdict {
-        Verdict::Applied(vec![(name, value.to_owned())])
-    }
-
-    fn is_implied(v: &Verdict) -> bool {
-        matches!(v, Verdict::Implied(_))
-    }
-
-    fn is_unsupported(v: &Verdict, containing: &str) -> bool {
-        matches!(v, Verdict::Unsupported(t) if t.contains(containing))
-    }
+    use crate::config::uwsgi::tests::{applied, is_implied, is_unsupported, verdict};
 
     #[test]
     fn booleans_and_values() {
