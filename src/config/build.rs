@@ -357,9 +357,10 @@ fn reload_strategy(rd: &mut Reader<'_>) -> ReloadStrategy {
 /// explicit `--harakiri` or `--heartbeat-timeout` wins over it.
 fn timeouts(rd: &mut Reader<'_>, threads: usize) -> (Option<Duration>, Duration) {
     let class = rd.text("worker-class");
+    // gunicorn itself runs `sync` with --threads above 1 as gthread.
     let sync = match class.as_deref() {
         None => threads == 1,
-        Some("sync") | Some("gunicorn.workers.sync.SyncWorker") => true,
+        Some("sync") | Some("gunicorn.workers.sync.SyncWorker") => threads == 1,
         Some("gthread") | Some("gunicorn.workers.gthread.ThreadWorker") => false,
         Some(other) => {
             // gunicorn's catalog knows why each other class cannot be (ASGI, greenlets, ...).

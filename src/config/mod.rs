@@ -19,6 +19,9 @@ pub mod report;
 pub mod resolve;
 pub mod uwsgi;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -45,7 +45,7 @@ pub(super) enum Rule {
     Unsupported(&'static str),
 }
 
-pub(super) const GENERIC: &str = "not supported by segue; see docs/migrating-from-uwsgi.md";
+pub(super) const GENERIC: &str = "segue has no counterpart for it (docs/migrating-from-uwsgi.md lists what segue does for every uWSGI option)";
 const OFF: &str = "segue always behaves as if this were on and cannot turn it off: remove the line";
 const READER: &str = "read by segue's ini reader as uWSGI reads it; not an option of its own";
 
