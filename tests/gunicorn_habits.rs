@@ -442,3 +442,11 @@ fn gunicorn_and_uwsgi_options_segue_lacks_say_what_to_do() {
     );
     assert!(!out.stderr.contains("reload-surge"), "{}", out.stderr);
 }
+
+#[test]
+fn the_example_gunicorn_conf_serves() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gunicorn.conf.py");
+    let s = bare().args(&["-c", file.to_str().unwrap()]).start();
+    assert_eq!(get(s.addr(), "/").text(), "Hello, World!\n");
+    assert_eq!(s.status()["workers"].as_array().unwrap().len(), 2);
+}

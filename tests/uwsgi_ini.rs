@@ -435,3 +435,11 @@ fn an_ini_section_and_segue_ini_select_what_is_read() {
     );
     assert!(out.stderr.contains("nosuch"), "{}", out.stderr);
 }
+
+#[test]
+fn the_example_ini_serves() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/uwsgi.ini");
+    let s = bare().args(&["--ini", file.to_str().unwrap()]).start();
+    assert_eq!(get(s.addr(), "/").text(), "Hello, World!\n");
+    assert_eq!(s.status()["workers"].as_array().unwrap().len(), 2);
+}
