@@ -190,8 +190,9 @@ impl Resolved {
         if has_unsupported {
             for n in &self.unsupported {
                 problems.push(format!(
-                    "{}: {}: not supported: {}",
-                    n.source, n.option, n.note
+                    "{}: not supported: {}",
+                    at(&n.source, &n.option),
+                    n.note
                 ));
             }
         }

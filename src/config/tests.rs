@@ -114,7 +114,11 @@ fn every_problem_is_listed_at_once_with_its_place() {
         "{text}"
     );
     assert!(text.contains("--threads: invalid value 'x'"), "{text}");
-    assert!(text.contains("--preload: not supported"), "{text}");
+    assert!(text.contains("\n  --preload: not supported"), "{text}");
+    assert!(
+        !text.contains("command line"),
+        "a flag is named once: {text}"
+    );
     assert!(
         err.has_unsupported && text.contains("--ignore-unsupported"),
         "{text}"
