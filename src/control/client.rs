@@ -170,6 +170,9 @@ fn write_reload(out: &mut impl Write, r: &ReloadReport) -> std::io::Result<()> {
             writeln!(out, "{}", tb.trim_end())?;
         }
     }
+    for note in &r.notes {
+        writeln!(out, "not applied: {note}")?;
+    }
     Ok(())
 }
 
