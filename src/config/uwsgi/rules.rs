@@ -321,7 +321,7 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         (
             &["offload-threads"],
             Unsupported(
-                "segue has no offload threads: wsgi.file_wrapper files are already sent with sendfile without holding a Python thread; serve static files from nginx",
+                "segue has no offload threads: wsgi.file_wrapper files are already sent with sendfile without holding a Python thread, and static-map files without taking one at all",
             ),
         ),
         (
