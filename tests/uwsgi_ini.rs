@@ -149,17 +149,24 @@ fn the_seeds_blocks_verbatim_have_every_key_accounted_for() {
         .iter()
         .map(|e| e["option"].as_str().unwrap())
         .collect();
-    for key in [
-        "attach-daemon",
-        "cron",
-        "static-map",
-        "static-expires-uri",
-        "cheap",
-        "idle",
-        "emperor",
-    ] {
+    for key in ["attach-daemon", "cron", "cheap", "idle", "emperor"] {
         assert!(unsupported.contains(&key), "{key} in {unsupported:?}");
     }
+    // segue serves static files itself: the seed's two lines are settings now.
+    assert_eq!(
+        doc["settings"]["static-map"]["value"][0], "/static=/path/to/static",
+        "{}",
+        doc["settings"]
+    );
+    assert_eq!(
+        doc["settings"]["static-expires-uri"]["value"][0],
+        "/static/build/* 2592000"
+    );
+    assert!(!unsupported.contains(&"static-map"), "{unsupported:?}");
+    assert!(
+        !unsupported.contains(&"static-expires-uri"),
+        "{unsupported:?}"
+    );
 }
 
 #[test]
@@ -168,6 +175,7 @@ fn serving_a_seed_block_that_needs_what_segue_lacks_refuses_with_the_whole_list(
     let file = write(&dir, "uwsgi.ini", SEED_ADVANCED);
     let out = run(&dir, &["--ini", &file], &[], SECS);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
+    // static-map is supported, but the seed's /path/to/static does not exist here.
     for key in [
         "attach-daemon",
         "cron",

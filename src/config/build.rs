@@ -9,6 +9,7 @@ use super::app::{self, AppSource, AppSpec, Mount};
 use super::entry::Origin;
 use super::option;
 use super::resolve::{Resolved, Setting};
+use super::static_files::{self, ExpiresOn, StaticFiles, StaticMap};
 use super::{
     Config, Limits, ListenAddr, LogConfig, LogFormat, Recycle, ReloadStrategy, WorkerConfig,
 };
@@ -398,6 +399,116 @@ fn timeouts(rd: &mut Reader<'_>, threads: usize) -> (Option<Duration>, Duration)
     (harakiri, heartbeat)
 }
 
+/// The static-file options. Relative paths resolve against `chdir` when set (uWSGI resolves
+/// them in the worker, after its chdir), else against the working directory; every root is
+/// made canonical here, once per generation, so a deploy that swaps a `current` symlink takes
+/// effect at the next reload.
+fn static_settings(rd: &mut Reader<'_>, chdir: Option<&Path>) -> StaticFiles {
+    let base = chdir
+        .map(Path::to_owned)
+        .unwrap_or_else(|| rd.r.cwd.clone());
+    let canonical = |rd: &mut Reader<'_>, name: &str, value: &str, file_ok: bool| {
+        let path = absolute(&base, Path::new(value));
+        match std::fs::canonicalize(&path) {
+            Ok(real) if real.is_dir() || (file_ok && real.is_file()) => Some(real),
+            Ok(_) => {
+                let what = if file_ok {
+                    "a directory or a file"
+                } else {
+                    "a directory"
+                };
+                rd.bad(name, format!("'{value}' is not {what} (check the path)"));
+                None
+            }
+            Err(e) => {
+                rd.bad(
+                    name,
+                    format!("'{value}' ({}): {e} (check the path)", path.display()),
+                );
+                None
+            }
+        }
+    };
+    let mut maps = Vec::new();
+    for dir in rd.list("check-static") {
+        if let Some(root) = canonical(rd, "check-static", &dir, false) {
+            maps.push(StaticMap {
+                prefix: String::new(),
+                root,
+                is_file: false,
+            });
+        }
+    }
+    let mut mapped = Vec::new();
+    for text in rd.list("static-map") {
+        match static_files::parse_map(&text) {
+            Ok((prefix, dir)) => {
+                if let Some(root) = canonical(rd, "static-map", &dir, true) {
+                    let is_file = root.is_file();
+                    mapped.push(StaticMap {
+                        prefix,
+                        root,
+                        is_file,
+                    });
+                }
+            }
+            Err(e) => rd.bad("static-map", e),
+        }
+    }
+    // Longest prefix first; equal prefixes keep their order (each falls through to the next).
+    mapped.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
+    maps.extend(mapped);
+    let mut expires = Vec::new();
+    for (name, on) in [
+        ("static-expires", ExpiresOn::File),
+        ("static-expires-uri", ExpiresOn::Uri),
+    ] {
+        for text in rd.list(name) {
+            match static_files::parse_expires(&text, on) {
+                Ok(rule) => expires.push(rule),
+                Err(e) => rd.bad(name, e),
+            }
+        }
+    }
+    let mut index = Vec::new();
+    for file in rd.list("static-index") {
+        let relative = Path::new(&file);
+        if file.is_empty()
+            || relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            rd.bad(
+                "static-index",
+                format!("invalid value '{file}': expected a file name such as index.html"),
+            );
+        } else {
+            index.push(file);
+        }
+    }
+    let safe = rd
+        .list("static-safe")
+        .into_iter()
+        .filter_map(|d| canonical(rd, "static-safe", &d, false))
+        .collect();
+    let mut gzip = Vec::new();
+    for pattern in rd.list("static-gzip") {
+        match static_files::check_regex(&pattern) {
+            Ok(()) => gzip.push(pattern),
+            Err(e) => rd.bad("static-gzip", e),
+        }
+    }
+    StaticFiles {
+        maps,
+        expires,
+        index,
+        safe,
+        gzip,
+        gzip_all: rd.boolean("static-gzip-all"),
+    }
+}
+
 fn build(rd: &mut Reader<'_>) -> Option<Config> {
     let chdir = rd.text("chdir").and_then(|d| rd.directory("chdir", &d));
     let app = app_spec(rd, chdir.as_deref());
@@ -496,6 +607,7 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         );
     }
     let reload_surge = rd.text("reload-surge").map(|_| rd.positive("reload-surge"));
+    let static_files = static_settings(rd, chdir.as_deref());
     let worker = WorkerConfig {
         app: app?,
         multiprocess: workers > 1,
@@ -522,6 +634,7 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         boot_timeout: rd.secs("boot-timeout"),
         harakiri,
         name: rd.text("name"),
+        static_files,
     };
     Some(Config {
         worker,

@@ -17,6 +17,7 @@ pub mod native;
 pub mod option;
 pub mod report;
 pub mod resolve;
+pub mod static_files;
 pub mod uwsgi;
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use address::ListenAddr;
 pub use app::{AppError, AppSource, AppSpec, Mount};
 pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy};
 pub use resolve::Invocation;
+pub use static_files::StaticFiles;
 
 /// Request size limits; exceeding one is answered with 414, 431 or 413, never a crash.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -104,6 +106,10 @@ pub struct WorkerConfig {
     /// `--name`: the start of the workers' process names.
     #[serde(default)]
     pub name: Option<String>,
+    /// Files served from the file system before the app (`--static-map` and friends); the
+    /// default serves none, so a `Boot` from an older master still deserializes.
+    #[serde(default)]
+    pub static_files: StaticFiles,
 }
 
 /// Everything the master runs with: its own settings, and the [`WorkerConfig`] each

@@ -450,6 +450,87 @@ pub static OPTIONS: &[Opt] = &[
         Applies,
         "Seconds to wait for more of a request body, 0 for ever; then the app's read raises"
     ),
+    // Static files.
+    opt!(
+        "static-map",
+        None,
+        Text,
+        true,
+        None,
+        "PREFIX=DIR",
+        Applies,
+        "Serve files under DIR (or the file itself) for URL paths under PREFIX, before the app; a missing file falls through to the app (repeatable; longest prefix first)"
+    ),
+    opt!(
+        "check-static",
+        None,
+        Text,
+        true,
+        None,
+        "DIR",
+        Applies,
+        "Serve DIR/PATH for any request path whose file exists there, before the static maps and the app (repeatable)"
+    ),
+    opt!(
+        "static-index",
+        None,
+        Text,
+        true,
+        None,
+        "FILE",
+        Applies,
+        "File served when a static path is a directory (e.g. index.html; repeatable, tried in order); directories are never listed"
+    ),
+    opt!(
+        "static-safe",
+        None,
+        Text,
+        true,
+        None,
+        "DIR",
+        Applies,
+        "Also serve static files whose real path (after symlinks) is under DIR (repeatable)"
+    ),
+    opt!(
+        "static-expires",
+        None,
+        Text,
+        true,
+        None,
+        "REGEX SECS",
+        Applies,
+        "Static files whose real path matches REGEX get Expires and Cache-Control: max-age of SECS (repeatable; first match wins)"
+    ),
+    opt!(
+        "static-expires-uri",
+        None,
+        Text,
+        true,
+        None,
+        "REGEX SECS",
+        Applies,
+        "Static responses whose request target (path and query, as sent) matches REGEX get Expires and max-age of SECS (repeatable)"
+    ),
+    opt!(
+        "static-gzip",
+        None,
+        Text,
+        true,
+        None,
+        "REGEX",
+        Applies,
+        "For static files whose real path matches REGEX, send FILE.gz instead when it exists and the client accepts gzip (repeatable)"
+    ),
+    opt!(
+        "static-gzip-all",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        Applies,
+        "Look for a precompressed FILE.gz for every static file (as --static-gzip '.')"
+    ),
     // Reloads.
     opt!(
         "reload-strategy",

@@ -10,4 +10,5 @@ pub mod framing;
 pub mod host;
 pub mod request_body;
 pub mod sendfile;
+pub mod static_files;
 pub mod validate;

@@ -255,6 +255,7 @@ async fn serve(
         config: config.clone(),
         pool,
         counters: counters.clone(),
+        statics: crate::http::static_files::StaticServer::new(&config.static_files),
     });
     let mut drain = Drain::default();
     let gil = watchdog::GilProbe::start(GIL_PROBE);

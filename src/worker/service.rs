@@ -20,6 +20,7 @@ use crate::http::forwarded;
 use crate::http::framing::HeadVerdict;
 use crate::http::request_body::{BodyLimits, RequestBody};
 use crate::http::sendfile::FileQueue;
+use crate::http::static_files::{StaticReply, StaticServer};
 use crate::http::validate;
 use crate::http::validate::Rejection;
 use crate::protocol::Stats;
@@ -106,6 +107,8 @@ pub struct Shared {
     pub pool: Pool,
     /// Counters for heartbeats.
     pub counters: Arc<Counters>,
+    /// Static files answered before the app (`--static-map`); `None` when none are mapped.
+    pub statics: Option<Arc<StaticServer>>,
 }
 
 /// One connection's service.
@@ -182,6 +185,61 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             }
         };
 
+        // Static files are answered here, on the tokio side: no Python thread, no GIL. A
+        // request with a body is the app's (no static answer would read it).
+        if let Some(statics) = &self.shared.statics {
+            if statics.may_serve(&parts.method, &parts.uri) && !validate::has_body(&parts.headers) {
+                let statics = statics.clone();
+                let service = self.clone();
+                return Box::pin(async move {
+                    match statics
+                        .serve(&parts.method, &parts.uri, &parts.headers)
+                        .await
+                    {
+                        Some(reply) => Ok(service.static_response(reply, guard, access, received)),
+                        None => {
+                            service
+                                .to_app(parts, incoming, https, guard, access, received)
+                                .await
+                        }
+                    }
+                });
+            }
+        }
+        self.to_app(parts, incoming, https, guard, access, received)
+    }
+}
+
+impl Service {
+    /// Sends a static answer the way app replies go, so drain, access log and in-flight
+    /// counting treat it alike.
+    fn static_response(
+        &self,
+        reply: StaticReply,
+        guard: InFlight,
+        access: Option<AccessLine>,
+        received: Instant,
+    ) -> Response<ResponseBody> {
+        let reply = Reply {
+            status: reply.status,
+            reason: None,
+            headers: reply.headers,
+            body: reply.body.with_files(self.files.clone()),
+        };
+        into_response(reply, guard, self.drain.is_draining(), access, received)
+    }
+
+    /// Hands the request to a Python thread and waits for the app's reply.
+    fn to_app(
+        &self,
+        parts: http::request::Parts,
+        incoming: Incoming,
+        https: bool,
+        guard: InFlight,
+        access: Option<AccessLine>,
+        received: Instant,
+    ) -> BoxFuture {
+        let limits = &self.shared.config.limits;
         let body_limits = BodyLimits {
             max: limits.request_body,
             timeout: self.shared.config.socket_timeout,

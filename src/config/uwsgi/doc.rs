@@ -29,6 +29,10 @@ fn conv_note(conv: Conv) -> &'static str {
         Conv::Path => "relative paths are taken from the working directory",
         Conv::PyPath => "no glob expansion: one directory per line",
         Conv::Secs => "seconds",
+        Conv::Flag => "boolean; bare means true",
+        Conv::StaticPath => {
+            "relative paths are taken from `chdir` if set, else the working directory"
+        }
         Conv::Count | Conv::Text | Conv::Pair | Conv::Mount => "",
     }
 }

@@ -29,6 +29,11 @@ pub(super) enum Conv {
     NoAccessLog,
     /// A number that becomes `env = PYTHONOPTIMIZE=N`.
     Optimize,
+    /// A boolean; bare means true.
+    Flag,
+    /// A static-file path: relative ones are taken from `chdir` (where uWSGI's workers
+    /// resolve them), so it is passed on as written.
+    StaticPath,
 }
 
 /// What a uWSGI option is to segue.
@@ -53,7 +58,7 @@ const UWSGI_PROTOCOL: &str = "the uwsgi protocol is not supported yet: listen wi
 const LOGS: &str = "segue logs to stderr (--log-level, --log-format text|json, --access-log): let systemd's journal or your supervisor collect and rotate it";
 const SIDE: &str = "segue does not run side processes: run it as its own systemd service or timer";
 const SCALE: &str = "segue runs a fixed number of workers: set workers, and change it live with `segue workers +1|-1`";
-const STATIC: &str = "segue does not serve static files: serve them from nginx (location /static/ { alias ...; }) or with WhiteNoise in the app";
+const STATIC: &str = "segue serves static files with static-map, check-static, static-index, static-safe, static-expires, static-expires-uri, static-gzip and static-gzip-all only: use those, or serve the files from nginx";
 const USER: &str = "segue does not switch user: start it as that user (systemd's User= and Group=)";
 const AUTORELOAD: &str = "segue does not watch Python modules: use touch-reload, or a file watcher that runs `segue reload`";
 const ROUTER: &str = "segue has no internal router: route in nginx, or in the app";
@@ -119,6 +124,17 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         (&["procname", "procname-master"], Apply("name", Text)),
         (&["disable-logging"], Apply("access-log", NoAccessLog)),
         (&["optimize"], Apply("env", Optimize)),
+        (&["static-map"], Apply("static-map", StaticPath)),
+        (
+            &["check-static", "static-check"],
+            Apply("check-static", StaticPath),
+        ),
+        (&["static-index"], Apply("static-index", Text)),
+        (&["static-safe"], Apply("static-safe", StaticPath)),
+        (&["static-expires"], Apply("static-expires", Text)),
+        (&["static-expires-uri"], Apply("static-expires-uri", Text)),
+        (&["static-gzip"], Apply("static-gzip", Text)),
+        (&["static-gzip-all"], Apply("static-gzip-all", Flag)),
         (
             &["master"],
             Implied {
@@ -305,7 +321,7 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         (
             &["offload-threads"],
             Unsupported(
-                "segue has no offload threads: wsgi.file_wrapper files are already sent with sendfile without holding a Python thread; serve static files from nginx",
+                "segue has no offload threads: wsgi.file_wrapper files are already sent with sendfile without holding a Python thread, and static-map files without taking one at all",
             ),
         ),
         (

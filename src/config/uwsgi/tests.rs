@@ -175,7 +175,11 @@ emperor = /etc/uwsgi-emperor/vassals
         .collect();
     assert_eq!(v[0], applied("virtualenv", "/path/to/app/env"));
     assert!(is_unsupported(&v[1], "side processes") && is_unsupported(&v[2], "side processes"));
-    assert!(is_unsupported(&v[3], "static files") && is_unsupported(&v[4], "static files"));
+    assert_eq!(v[3], applied("static-map", "/static=/path/to/static"));
+    assert_eq!(
+        v[4],
+        applied("static-expires-uri", "/static/build/* 2592000")
+    );
     assert!(
         is_unsupported(&v[5], "fixed number of workers") && is_unsupported(&v[6], "fixed number")
     );

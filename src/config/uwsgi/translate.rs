@@ -109,6 +109,10 @@ fn convert(key: &str, value: Option<&str>, conv: Conv, base: &Path) -> Result<St
                 ))
             }
         }
+        Conv::Flag => match boolean(value) {
+            Some(on) => Ok(on.to_string()),
+            None => Err(not_bool(key, value)),
+        },
         Conv::NoAccessLog => match boolean(value) {
             Some(off) => Ok((!off).to_string()),
             None => Err(not_bool(key, value)),
@@ -136,7 +140,7 @@ fn convert(key: &str, value: Option<&str>, conv: Conv, base: &Path) -> Result<St
                 "'{key} = {v}' is not a number of seconds: write e.g. {key} = 30"
             )),
         },
-        Conv::Text => Ok(v.to_owned()),
+        Conv::Text | Conv::StaticPath => Ok(v.to_owned()),
         Conv::Path => Ok(absolute(v)),
         Conv::PyPath => {
             if v.contains(['*', '?', '[']) {
