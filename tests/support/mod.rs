@@ -60,9 +60,25 @@ pub fn test_venv() -> PathBuf {
 pub struct Log {
     lines: Mutex<Vec<String>>,
     grew: Condvar,
+    /// Set when segue's stderr reached end of file (it and its workers are gone).
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl Log {
+    /// Waits (at most `timeout`) until every line segue wrote has been read: after the master
+    /// exits, its last lines may still be in the pipe.
+    pub fn wait_ended(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap();
+        while !self.ended.load(Ordering::SeqCst) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            lines = self.grew.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
     /// Waits until a line containing every one of `needles` appears; returns it.
     pub fn wait_for(&self, needles: &[&str], timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
@@ -284,6 +300,9 @@ impl Builder {
                 sink.lines.lock().unwrap().push(line);
                 sink.grew.notify_all();
             }
+            let _guard = sink.lines.lock().unwrap();
+            sink.ended.store(true, Ordering::SeqCst);
+            sink.grew.notify_all();
         });
         let mut server = Server {
             child: Some(child),
@@ -582,6 +601,7 @@ impl Server {
         let child = self.child.as_mut().unwrap();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
+                self.log.wait_ended(Duration::from_secs(5));
                 return Some(status);
             }
             if Instant::now() >= deadline {
