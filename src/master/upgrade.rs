@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::reaper::ExitKind;
-use crate::config::ListenAddr;
+use crate::config::{ListenAddr, Protocol};
 use crate::control::ReloadReport;
 use crate::protocol::{PROTOCOL_VERSION, set_cloexec};
 
@@ -36,6 +36,9 @@ pub struct HandedListener {
     pub fd: RawFd,
     /// Its systemd name, if it came from systemd.
     pub systemd_name: Option<String>,
+    /// What it speaks; a handover from before protocols existed carries HTTP listeners only.
+    #[serde(default)]
+    pub protocol: Protocol,
 }
 
 /// A running worker crossing the exec.
