@@ -539,7 +539,9 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
     Some(Config {
         worker,
         listen: if listen.is_empty() && listen_fds.is_empty() {
-            vec![Endpoint::http(ListenAddr::Tcp(([127, 0, 0, 1], 8000).into()))]
+            vec![Endpoint::http(ListenAddr::Tcp(
+                ([127, 0, 0, 1], 8000).into(),
+            ))]
         } else {
             listen
         },

@@ -84,9 +84,12 @@ impl Header {
     }
 }
 
+/// One variable: its name and value, borrowed from the block.
+pub type Var<'a> = (&'a [u8], &'a [u8]);
+
 /// The variables of a block, in order (a name may repeat: nginx sends one `HTTP_*` per header
 /// line).
-pub fn parse_vars(block: &[u8]) -> Result<Vec<(&[u8], &[u8])>, PacketError> {
+pub fn parse_vars(block: &[u8]) -> Result<Vec<Var<'_>>, PacketError> {
     let mut vars = Vec::new();
     let mut at = 0;
     while at < block.len() {

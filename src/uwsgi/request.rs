@@ -91,11 +91,7 @@ fn uri_safe(bytes: &[u8]) -> String {
 
 /// The request `vars` describe. `modifier1` 30 strips `SCRIPT_NAME` from `PATH_INFO`;
 /// `trusted` says whether the peer may claim HTTPS (a unix socket, or `--forwarded-allow-ips`).
-pub fn head(
-    vars: &[(&[u8], &[u8])],
-    modifier1: u8,
-    trusted: bool,
-) -> Result<Head, RequestError> {
+pub fn head(vars: &[(&[u8], &[u8])], modifier1: u8, trusted: bool) -> Result<Head, RequestError> {
     let last = |name: &str| {
         vars.iter()
             .rev()
@@ -154,7 +150,9 @@ pub fn head(
             gateway.extra.push((name.to_owned(), value.to_vec()));
             continue;
         };
-        let name = String::from_utf8_lossy(name).to_ascii_lowercase().replace('_', "-");
+        let name = String::from_utf8_lossy(name)
+            .to_ascii_lowercase()
+            .replace('_', "-");
         // The body is CONTENT_LENGTH bytes as nginx sends it, never chunked: nginx's own copies
         // of these fields would contradict it.
         if ["content-length", "content-type", "transfer-encoding"].contains(&name.as_str()) {
@@ -163,7 +161,12 @@ pub fn head(
         let bad = || RequestError::Header(text(key));
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
         let value = HeaderValue::from_bytes(value).map_err(|_| bad())?;
-        headers.append(name, value);
+        if name == header::HOST {
+            // nginx's `uwsgi_param HTTP_HOST $host` may come beside the client's own Host.
+            headers.insert(name, value);
+        } else {
+            headers.append(name, value);
+        }
     }
     let length = last("CONTENT_LENGTH").unwrap_or_default();
     let content_length = if length.is_empty() {
@@ -179,8 +182,8 @@ pub fn head(
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(content_length));
     }
     if let Some(ct) = last("CONTENT_TYPE").filter(|c| !c.is_empty()) {
-        let ct = HeaderValue::from_bytes(ct)
-            .map_err(|_| RequestError::Header("CONTENT_TYPE".into()))?;
+        let ct =
+            HeaderValue::from_bytes(ct).map_err(|_| RequestError::Header("CONTENT_TYPE".into()))?;
         headers.insert(header::CONTENT_TYPE, ct);
     }
 
@@ -188,7 +191,8 @@ pub fn head(
         ["on", "1", "true", "yes"]
             .iter()
             .any(|t| v.eq_ignore_ascii_case(t.as_bytes()))
-    }) || last("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case(b"https"))
+    }) || last("REQUEST_SCHEME")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"https"))
         || last("UWSGI_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case(b"https"));
     let given = |name: &str| last(name).filter(|v| !v.is_empty()).map(<[u8]>::to_vec);
     gateway.script_name = script_name;
@@ -255,7 +259,10 @@ mod tests {
         assert_eq!(g.server_name.as_deref(), Some(&b"example.com"[..]));
         assert_eq!(
             g.extra,
-            vec![("DOCUMENT_ROOT".to_owned(), b"/usr/share/nginx/html".to_vec())]
+            vec![(
+                "DOCUMENT_ROOT".to_owned(),
+                b"/usr/share/nginx/html".to_vec()
+            )]
         );
         assert!(!g.https);
     }

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::drain::{ConnState, DrainWatch};
@@ -18,7 +17,7 @@ use crate::config::WorkerConfig;
 use crate::http::body::ResponseBody;
 use crate::http::forwarded;
 use crate::http::framing::HeadVerdict;
-use crate::http::request_body::{BodyLimits, RequestBody};
+use crate::http::request_body::{BodyLimits, RequestBody, Source};
 use crate::http::sendfile::FileQueue;
 use crate::http::validate;
 use crate::http::validate::Rejection;
@@ -127,15 +126,19 @@ pub struct Service {
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
 
-impl hyper::service::Service<Request<Incoming>> for Service {
+/// Generic over the body so that requests of other protocols (uwsgi, whose body is read from
+/// the socket by segue) take the same path as hyper's.
+impl<B: Source> hyper::service::Service<Request<B>> for Service {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
     type Future = BoxFuture;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, req: Request<B>) -> Self::Future {
         let received = Instant::now();
         let guard = InFlight::new(self.conn.clone(), self.shared.counters.clone());
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
+        // A gateway protocol's request has no raw HTTP head for the scanner to judge.
+        let gateway = parts.extensions.remove::<crate::gateway::Gateway>();
         let limits = &self.shared.config.limits;
         let access = self
             .shared
@@ -145,7 +148,11 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             .then(|| AccessLine::new(&self.peer, &parts.method, &parts.uri, parts.version));
 
         // One verdict per request, in order, even when another check rejects it.
-        let checked = match self.conn.head_verdict() {
+        let verdict = match gateway {
+            Some(_) => HeadVerdict::Clean,
+            None => self.conn.head_verdict(),
+        };
+        let checked = match verdict {
             HeadVerdict::Refused(rejection) => Err(rejection),
             HeadVerdict::Clean => validate::check(
                 &parts.method,
@@ -195,6 +202,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             local: self.local.clone(),
             https,
             body: None,
+            gateway,
         };
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
