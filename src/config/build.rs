@@ -440,7 +440,13 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
     let listen_set = rd.r.get("http").is_some() || rd.r.get("socket").is_some();
     let mut listen = Vec::new();
     let mut listen_fds = Vec::new();
-    for addr in rd.list("http") {
+    // `--http`'s default address serves only when no listener at all is configured.
+    let http = if rd.r.get("http").is_none() && rd.r.get("socket").is_some() {
+        Vec::new()
+    } else {
+        rd.list("http")
+    };
+    for addr in http {
         if let Some(fd) = addr.strip_prefix("fd://") {
             match fd.parse::<i32>() {
                 Ok(n) if n >= 0 => listen_fds.push(n),

@@ -71,7 +71,6 @@ http {{
     scgi_temp_path {d}/scgi;
     client_max_body_size 20m;
     large_client_header_buffers 8 64k;
-    uwsgi_buffer_size 64k;
     server {{
         listen 127.0.0.1:{port};
         server_name segue-test;
@@ -104,7 +103,7 @@ http {{
             .args(["-g", "daemon off; master_process off;"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
             .process_group(0)
             .spawn()
             .expect("cannot start nginx (scripts/test installs it: apt-get install nginx)");
@@ -128,9 +127,10 @@ http {{
         nginx
     }
 
-    /// nginx's error log so far.
+    /// nginx's error log so far (and what it wrote to stderr before opening it).
     pub fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        read("stderr.log") + &read("error.log")
     }
 }
 
