@@ -44,7 +44,7 @@ fn free_port() -> u16 {
 
 impl Nginx {
     /// nginx on a free port passing every request to `upstream` (`127.0.0.1:PORT` or
-    /// `unix:/path`): `/` plainly, `/secure/` with `HTTPS on`, `/app/` with `SCRIPT_NAME
+    /// `unix:/path`): `/` plainly, `/secure/` with `HTTPS on` (under `SCRIPT_NAME /secure`), `/app/` with `SCRIPT_NAME
     /// /app` and modifier1 30 (PATH_INFO without the prefix).
     pub fn start(dir: &Path, upstream: &str) -> Nginx {
         std::fs::create_dir_all(dir).unwrap();
@@ -81,6 +81,8 @@ http {{
         location /secure/ {{
             include {p};
             uwsgi_param HTTPS on;
+            uwsgi_param SCRIPT_NAME /secure;
+            uwsgi_modifier1 30;
             uwsgi_pass {upstream};
         }}
         location /app/ {{
