@@ -42,6 +42,7 @@ segue_fuzz::fuzz_target!(|data| {
         request_fields: 1 + usize::from(limits_byte >> 6) * 8,
         request_field_size: 8190,
         request_body: Some(100),
+        head: None,
     };
     if validate::check(&method, &uri, version, &headers, &limits).is_err() {
         return;

@@ -211,3 +211,22 @@ pub unsafe fn take_from_env() -> Option<Result<Handover, String>> {
         Err(e) => Err(format!("unreadable handover from the old master: {e}")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_handed_over_before_protocols_existed_speaks_http() {
+        let old = r#"{"addr":{"Tcp":"127.0.0.1:8000"},"fd":5,"systemd_name":null}"#;
+        let l: HandedListener = serde_json::from_str(old).unwrap();
+        assert_eq!(l.protocol, Protocol::Http);
+        let uwsgi = HandedListener {
+            protocol: Protocol::Uwsgi,
+            ..l
+        };
+        let back: HandedListener =
+            serde_json::from_str(&serde_json::to_string(&uwsgi).unwrap()).unwrap();
+        assert_eq!(back.protocol, Protocol::Uwsgi);
+    }
+}
