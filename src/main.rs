@@ -234,7 +234,9 @@ fn serve(
     let check = resolved.flag("check-config");
     let start = if check {
         // Import the app once, as a worker would, and touch nothing the real server owns.
-        config.listen = vec![segue::config::ListenAddr::Tcp(([127, 0, 0, 1], 0).into())];
+        config.listen = vec![segue::config::Endpoint::http(
+            segue::config::ListenAddr::Tcp(([127, 0, 0, 1], 0).into()),
+        )];
         config.listen_explicit = false;
         config.workers = 1;
         config.worker.multiprocess = false;

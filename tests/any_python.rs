@@ -264,6 +264,7 @@ fn a_worker_module_of_another_version_names_both() {
         generation: 1,
         config,
         listeners: vec![],
+        protocols: vec![],
         max_requests: None,
         scoreboard_cell: None,
     };

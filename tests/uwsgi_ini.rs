@@ -129,13 +129,15 @@ fn the_seeds_blocks_verbatim_have_every_key_accounted_for() {
         .map(|e| e["option"].as_str().unwrap())
         .collect();
     assert_eq!(implied, ["enable-threads", "single-interpreter"]);
-    let unsupported: Vec<&str> = doc["unsupported"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["option"].as_str().unwrap())
-        .collect();
-    assert_eq!(unsupported, ["socket"]);
+    assert_eq!(
+        doc["unsupported"],
+        serde_json::json!([]),
+        "socket is segue's uwsgi listener"
+    );
+    assert_eq!(
+        s["socket"]["value"],
+        serde_json::json!(["unix:/tmp/uwsgi.sock"])
+    );
 
     let file = write(&dir, "advanced.ini", SEED_ADVANCED);
     let doc = run(&dir, &["--ini", &file, "--print-config"], &[], SECS).json();
@@ -198,12 +200,17 @@ fn serving_a_seed_block_that_needs_what_segue_lacks_refuses_with_the_whole_list(
     );
 
     // Ignoring what is unsupported must not quietly serve on a default address instead of
-    // the uwsgi socket.
-    let file = write(&dir, "lazy.ini", SEED_LAZY);
+    // a listener segue cannot open (a FastCGI socket).
+    let file = write(
+        &dir,
+        "fastcgi.ini",
+        "[uwsgi]\nfastcgi-socket = /tmp/fcgi.sock\nmodule = cases\n",
+    );
     let out = run(&dir, &["--ini", &file, "--ignore-unsupported"], &[], SECS);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(
-        out.stderr.contains("socket: segue cannot listen this way"),
+        out.stderr
+            .contains("fastcgi-socket: segue cannot listen this way"),
         "{}",
         out.stderr
     );

@@ -213,7 +213,9 @@ pub fn run(mut config: Config, plan: Plan) -> Result<i32, Error> {
     // Always a private socket, even if the user's options name one: that path may be the
     // production server's, and a deploy script's `segue reload` must never reach this check.
     let control = dir.join("control.sock");
-    config.listen = vec![crate::config::ListenAddr::Tcp(([127, 0, 0, 1], 0).into())];
+    config.listen = vec![crate::config::Endpoint::http(
+        crate::config::ListenAddr::Tcp(([127, 0, 0, 1], 0).into()),
+    )];
     config.control = Some(control.clone());
     config.pidfile = None;
     config.touch_reload = None;

@@ -1,5 +1,6 @@
 //! Listen addresses as a user writes them (`127.0.0.1:8000`, `:8000`, `[::1]:8000`,
-//! `unix:/run/app.sock`), parsed once in the master and carried to workers by value.
+//! `unix:/run/app.sock`), and the protocol each listener speaks, parsed once in the master and
+//! carried to workers by value.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -70,6 +71,67 @@ impl FromStr for ListenAddr {
     }
 }
 
+impl ListenAddr {
+    /// Parses a `--socket` value: uWSGI's forms, where a value without `:` is a unix socket
+    /// path (`/tmp/uwsgi.sock`), besides every `--http` form.
+    pub fn parse_uwsgi(input: &str) -> Result<ListenAddr, AddrError> {
+        if input.starts_with('@') {
+            return Err(AddrError {
+                input: input.to_owned(),
+                why: "abstract unix sockets are not supported (use a path)",
+            });
+        }
+        if !input.is_empty() && !input.contains(':') {
+            return Ok(ListenAddr::Unix(PathBuf::from(input)));
+        }
+        input.parse()
+    }
+}
+
+/// The protocol a listener speaks. Every protocol gets the same reload guarantees: the master
+/// holds the socket, workers drain, nothing in flight is lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1 (`--http`); what listeners from before protocols existed speak.
+    #[default]
+    Http,
+    /// The uwsgi binary protocol (`--socket`), as nginx's `uwsgi_pass` speaks it.
+    Uwsgi,
+}
+
+/// A listener as configured: where, and in which protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Where it accepts.
+    pub addr: ListenAddr,
+    /// What its clients speak.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+impl Endpoint {
+    /// An HTTP listener at `addr`.
+    pub fn http(addr: ListenAddr) -> Endpoint {
+        Endpoint {
+            addr,
+            protocol: Protocol::Http,
+        }
+    }
+}
+
+/// HTTP listeners show as their address alone (`127.0.0.1:8000`, `unix:/path`), as they always
+/// have in logs and `status`; others carry their protocol as a scheme (`uwsgi://127.0.0.1:3031`,
+/// `uwsgi://unix:/run/app.sock`).
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.protocol {
+            Protocol::Http => write!(f, "{}", self.addr),
+            Protocol::Uwsgi => write!(f, "uwsgi://{}", self.addr),
+        }
+    }
+}
+
 impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -104,6 +166,30 @@ mod tests {
         assert_eq!(
             "unix:/tmp/s.sock".parse::<ListenAddr>().unwrap(),
             ListenAddr::Unix("/tmp/s.sock".into())
+        );
+    }
+
+    #[test]
+    fn uwsgi_sockets_take_bare_paths_and_show_their_protocol() {
+        assert_eq!(
+            ListenAddr::parse_uwsgi("/tmp/uwsgi.sock").unwrap(),
+            ListenAddr::Unix("/tmp/uwsgi.sock".into())
+        );
+        assert_eq!(
+            ListenAddr::parse_uwsgi("unix:/tmp/u.sock").unwrap(),
+            ListenAddr::Unix("/tmp/u.sock".into())
+        );
+        let tcp = ListenAddr::parse_uwsgi(":3031").unwrap();
+        assert_eq!(tcp, ListenAddr::Tcp("0.0.0.0:3031".parse().unwrap()));
+        assert!(ListenAddr::parse_uwsgi("@abstract").is_err());
+        let e = Endpoint {
+            addr: "127.0.0.1:3031".parse().unwrap(),
+            protocol: Protocol::Uwsgi,
+        };
+        assert_eq!(e.to_string(), "uwsgi://127.0.0.1:3031");
+        assert_eq!(
+            Endpoint::http("127.0.0.1:80".parse().unwrap()).to_string(),
+            "127.0.0.1:80"
         );
     }
 

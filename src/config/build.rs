@@ -11,7 +11,8 @@ use super::option;
 use super::resolve::{Resolved, Setting};
 use super::static_files::{self, ExpiresOn, StaticFiles, StaticMap};
 use super::{
-    Config, Limits, ListenAddr, LogConfig, LogFormat, Recycle, ReloadStrategy, WorkerConfig,
+    Config, Endpoint, Limits, ListenAddr, LogConfig, LogFormat, Protocol, Recycle, ReloadStrategy,
+    WorkerConfig,
 };
 
 /// Why the configuration cannot serve: every problem, one line each.
@@ -170,6 +171,13 @@ impl Reader<'_> {
     }
 }
 
+fn absolute_addr(cwd: &Path, addr: ListenAddr) -> ListenAddr {
+    match addr {
+        ListenAddr::Unix(p) => ListenAddr::Unix(absolute(cwd, &p)),
+        other => other,
+    }
+}
+
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {
     let joined = cwd.join(path);
     std::path::absolute(&joined).unwrap_or(joined)
@@ -212,10 +220,10 @@ impl Resolved {
         let ignore = rd.boolean("ignore-unsupported");
         let (mut dialect, has_unsupported) = self.dialect_problems(ignore);
         // Ignoring an unsupported listener must not quietly serve on the default address.
-        if ignore && self.get("http").is_none() {
+        if ignore && self.get("http").is_none() && self.get("socket").is_none() {
             for n in self.unsupported.iter().filter(|n| is_listener(&n.option)) {
                 dialect.push(format!(
-                    "{}: segue cannot listen this way, and no other listener is configured: add http-socket (ini) or --http ADDR",
+                    "{}: segue cannot listen this way, and no other listener is configured: add http-socket or socket (ini), or --http ADDR",
                     at(&n.source, &n.option)
                 ));
             }
@@ -541,10 +549,16 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
             _ => rd.bad("env", format!("invalid value '{kv}': expected KEY=VALUE")),
         }
     }
-    let listen_set = rd.r.get("http").is_some();
+    let listen_set = rd.r.get("http").is_some() || rd.r.get("socket").is_some();
     let mut listen = Vec::new();
     let mut listen_fds = Vec::new();
-    for addr in rd.list("http") {
+    // `--http`'s default address serves only when no listener at all is configured.
+    let http = if rd.r.get("http").is_none() && rd.r.get("socket").is_some() {
+        Vec::new()
+    } else {
+        rd.list("http")
+    };
+    for addr in http {
         if let Some(fd) = addr.strip_prefix("fd://") {
             match fd.parse::<i32>() {
                 Ok(n) if n >= 0 => listen_fds.push(n),
@@ -558,11 +572,17 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
             continue;
         }
         match addr.parse::<ListenAddr>() {
-            Ok(a) => listen.push(match a {
-                ListenAddr::Unix(p) => ListenAddr::Unix(absolute(&rd.r.cwd, &p)),
-                other => other,
-            }),
+            Ok(a) => listen.push(Endpoint::http(absolute_addr(&rd.r.cwd, a))),
             Err(e) => rd.bad("http", e),
+        }
+    }
+    for addr in rd.list("socket") {
+        match ListenAddr::parse_uwsgi(&addr) {
+            Ok(a) => listen.push(Endpoint {
+                addr: absolute_addr(&rd.r.cwd, a),
+                protocol: Protocol::Uwsgi,
+            }),
+            Err(e) => rd.bad("socket", e),
         }
     }
     let forwarded = rd.text("forwarded-allow-ips").unwrap_or_default();
@@ -639,7 +659,9 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
     Some(Config {
         worker,
         listen: if listen.is_empty() && listen_fds.is_empty() {
-            vec![ListenAddr::Tcp(([127, 0, 0, 1], 8000).into())]
+            vec![Endpoint::http(ListenAddr::Tcp(
+                ([127, 0, 0, 1], 8000).into(),
+            ))]
         } else {
             listen
         },

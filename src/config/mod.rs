@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::forwarded::TrustedProxies;
 
-pub use address::ListenAddr;
+pub use address::{Endpoint, ListenAddr, Protocol};
 pub use app::{AppError, AppSource, AppSpec, Mount};
 pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy};
 pub use resolve::Invocation;
@@ -118,13 +118,15 @@ pub struct WorkerConfig {
 pub struct Config {
     /// What workers are told.
     pub worker: WorkerConfig,
-    /// Addresses the master binds (or takes from systemd) and keeps for life.
-    pub listen: Vec<ListenAddr>,
+    /// Listeners the master binds (or takes from systemd) and keeps for life, each with the
+    /// protocol it speaks (`--http`, then `--socket`).
+    pub listen: Vec<Endpoint>,
     /// Listening sockets inherited as file descriptors (gunicorn's `--bind fd://N`), adopted
     /// beside `listen`.
     #[serde(default)]
     pub listen_fds: Vec<i32>,
-    /// Whether `--http` was given (rather than defaulted): then sockets from systemd must match.
+    /// Whether `--http` or `--socket` was given (rather than defaulted): then sockets from
+    /// systemd must match.
     #[serde(default)]
     pub listen_explicit: bool,
     /// Worker processes at start (`segue workers +1/-1` changes the live count, not this).

@@ -238,6 +238,16 @@ pub static OPTIONS: &[Opt] = &[
         "Listen on HOST:PORT, :PORT, [::1]:PORT or unix:/path (repeatable; gunicorn's --bind, uWSGI's http-socket)"
     ),
     opt!(
+        "socket",
+        Some('s'),
+        Text,
+        true,
+        None,
+        "ADDR",
+        NeedsRestart,
+        "Listen for the uwsgi protocol (nginx's uwsgi_pass) on HOST:PORT, :PORT, unix:/path or /path (repeatable; uWSGI's socket)"
+    ),
+    opt!(
         "backlog",
         None,
         Count,

@@ -126,3 +126,34 @@ fn every_problem_is_listed_at_once_with_its_place() {
     let r = resolve(&inv(&["app", "--preload", "--ignore-unsupported"], &[])).unwrap();
     assert!(r.config().is_ok());
 }
+
+#[test]
+fn socket_listeners_speak_uwsgi_and_replace_the_default_http_listener() {
+    use super::{Endpoint, ListenAddr, Protocol};
+    let config = |args: &[&str]| resolve(&inv(args, &[])).unwrap().config().unwrap();
+    let uwsgi = |addr: &str| Endpoint {
+        addr: ListenAddr::parse_uwsgi(addr).unwrap(),
+        protocol: Protocol::Uwsgi,
+    };
+    let c = config(&["app", "--socket", "/tmp/u.sock", "-s", ":3031"]);
+    assert_eq!(c.listen, vec![uwsgi("/tmp/u.sock"), uwsgi(":3031")]);
+    assert!(c.listen_explicit);
+    let c = config(&["app", "--uwsgi-socket", "127.0.0.1:3031", "--http", ":8080"]);
+    assert_eq!(
+        c.listen,
+        vec![
+            Endpoint::http(":8080".parse().unwrap()),
+            uwsgi("127.0.0.1:3031")
+        ]
+    );
+    let c = config(&["app"]);
+    assert_eq!(
+        c.listen,
+        vec![Endpoint::http("127.0.0.1:8000".parse().unwrap())]
+    );
+    let err = resolve(&inv(&["app", "--socket", "@abstract"], &[]))
+        .unwrap()
+        .config()
+        .unwrap_err();
+    assert!(err.to_string().contains("abstract unix sockets"), "{err}");
+}

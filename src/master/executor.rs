@@ -193,6 +193,7 @@ impl Executor {
             generation,
             config,
             listeners: self.listeners.iter().map(|l| l.addr.clone()).collect(),
+            protocols: self.listeners.iter().map(|l| l.protocol).collect(),
             max_requests,
             scoreboard_cell: cell,
         };
@@ -305,6 +306,7 @@ impl Executor {
                 addr: l.addr.clone(),
                 fd: l.raw_fd(),
                 systemd_name: l.systemd_name.clone(),
+                protocol: l.protocol,
             })
             .collect();
         handover.control_fd = self.control_fd;

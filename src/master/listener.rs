@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::config::ListenAddr;
+use crate::config::{Endpoint, ListenAddr, Protocol};
 
 /// One listening socket and the address it really has (a `:0` port resolved).
 #[derive(Debug)]
 pub struct Listener {
     /// The bound address, as logged and sent to workers.
     pub addr: ListenAddr,
+    /// What its clients speak; workers are told it with each socket. Sockets from systemd
+    /// speak HTTP unless `--socket` names their address.
+    pub protocol: Protocol,
     /// The socket. CLOEXEC: it reaches workers only by SCM_RIGHTS.
     pub fd: OwnedFd,
     /// A unix socket file this master created and removes at exit.
@@ -102,6 +105,7 @@ impl Listener {
                     .unwrap_or(*sa);
                 Ok(Listener {
                     addr: ListenAddr::Tcp(local),
+                    protocol: Protocol::Http,
                     fd: socket.into(),
                     owned_path: None,
                     systemd_name: None,
@@ -121,6 +125,7 @@ impl Listener {
                 socket.listen(backlog_i32(backlog)).map_err(fail)?;
                 Ok(Listener {
                     addr: addr.clone(),
+                    protocol: Protocol::Http,
                     fd: socket.into(),
                     owned_path: Some(path.clone()),
                     systemd_name: None,
@@ -129,8 +134,32 @@ impl Listener {
         }
     }
 
+    /// Binds `endpoint` as [`Listener::bind`] does; the listener speaks its protocol.
+    pub fn bind_endpoint(
+        endpoint: &Endpoint,
+        backlog: u32,
+        mode: Option<u32>,
+    ) -> Result<Listener, Error> {
+        let mut l = Listener::bind(&endpoint.addr, backlog, mode)?;
+        l.protocol = endpoint.protocol;
+        Ok(l)
+    }
+
+    /// The listener as status and the log show it (`uwsgi://` before a uwsgi one's address).
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            addr: self.addr.clone(),
+            protocol: self.protocol,
+        }
+    }
+
     /// Takes back a listener the previous image of this master handed over across exec.
-    pub fn handed(fd: OwnedFd, addr: ListenAddr, systemd_name: Option<String>) -> Listener {
+    pub fn handed(
+        fd: OwnedFd,
+        addr: ListenAddr,
+        protocol: Protocol,
+        systemd_name: Option<String>,
+    ) -> Listener {
         let _ = crate::protocol::set_cloexec(fd.as_raw_fd(), true);
         // A unix socket file this master created is still this master's to remove.
         let owned_path = match (&addr, &systemd_name) {
@@ -139,6 +168,7 @@ impl Listener {
         };
         Listener {
             addr,
+            protocol,
             fd,
             owned_path,
             systemd_name,
@@ -169,6 +199,7 @@ impl Listener {
         };
         Ok(Listener {
             addr,
+            protocol: Protocol::Http,
             fd: socket.into(),
             owned_path: None,
             systemd_name: Some(name.unwrap_or_default()),

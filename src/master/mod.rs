@@ -127,6 +127,7 @@ pub fn run(config: Config, start: Start) -> Result<i32, Error> {
                 Listener::handed(
                     unsafe { std::os::fd::OwnedFd::from_raw_fd(l.fd) },
                     l.addr.clone(),
+                    l.protocol,
                     l.systemd_name.clone(),
                 )
             })
@@ -135,17 +136,23 @@ pub fn run(config: Config, start: Start) -> Result<i32, Error> {
         let bound = config
             .listen
             .iter()
-            .map(|addr| Listener::bind(addr, config.backlog, config.socket_mode))
+            .map(|e| Listener::bind_endpoint(e, config.backlog, config.socket_mode))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(n) = &notifier {
             store_with_systemd(n, &bound);
         }
         bound
     } else {
-        let adopted = inherited
+        let mut adopted = inherited
             .into_iter()
             .map(|i| Listener::inherited(i.fd, i.name))
             .collect::<Result<Vec<_>, _>>()?;
+        // A socket from systemd speaks HTTP, unless --socket names its address.
+        for l in &mut adopted {
+            if let Some(e) = config.listen.iter().find(|e| e.addr == l.addr) {
+                l.protocol = e.protocol;
+            }
+        }
         if config.listen_explicit {
             check_activation_matches(&adopted, &config.listen)?;
         }
@@ -197,14 +204,14 @@ fn store_with_systemd(notifier: &Notifier, listeners: &[Listener]) {
 /// With both `LISTEN_FDS` and `--http`, each must have a counterpart in the other.
 fn check_activation_matches(
     adopted: &[Listener],
-    requested: &[crate::config::ListenAddr],
+    requested: &[crate::config::Endpoint],
 ) -> Result<(), listener::Error> {
-    let have: Vec<_> = adopted.iter().map(|l| l.addr.clone()).collect();
+    let have: Vec<_> = adopted.iter().map(Listener::endpoint).collect();
     let same = have.len() == requested.len() && requested.iter().all(|r| have.contains(r));
     if same {
         return Ok(());
     }
-    let list = |v: &[crate::config::ListenAddr]| {
+    let list = |v: &[crate::config::Endpoint]| {
         v.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
@@ -263,7 +270,7 @@ async fn serve(
         triggers::watch_touch_file(path.clone(), config.reload_strategy, events_tx.clone());
     }
     let control_fd = _control.as_ref().map(|c| c.fd);
-    let addrs = listeners.iter().map(|l| l.addr.to_string()).collect();
+    let addrs = listeners.iter().map(|l| l.endpoint().to_string()).collect();
     let mut exec = Executor::new(listeners, events_tx, notifier, control_fd);
     let mut sup = Supervisor::new(config.clone(), exe, addrs);
     for l in exec.listeners() {
@@ -272,9 +279,11 @@ async fn serve(
             Some(name) => format!(" (socket '{name}' from systemd)"),
             None => String::new(),
         };
-        match &l.addr {
-            crate::config::ListenAddr::Tcp(a) => tracing::info!("listening on http://{a}{origin}"),
-            other => tracing::info!("listening on {other}{origin}"),
+        match (&l.addr, l.protocol) {
+            (crate::config::ListenAddr::Tcp(a), crate::config::Protocol::Http) => {
+                tracing::info!("listening on http://{a}{origin}")
+            }
+            _ => tracing::info!("listening on {}{origin}", l.endpoint()),
         }
     }
     tracing::info!(pid = std::process::id(), workers = config.workers, threads = config.worker.threads, app = %config.worker.app, "master started");

@@ -37,8 +37,9 @@ pub fn keep_master_settings(old: &Config, new: &mut Config) -> Vec<String> {
     };
     held(
         "http",
-        old.listen != new.listen || old.listen_fds != new.listen_fds,
+        http(&old.listen) != http(&new.listen) || old.listen_fds != new.listen_fds,
     );
+    held("socket", uwsgi(&old.listen) != uwsgi(&new.listen));
     held("backlog", old.backlog != new.backlog);
     held("chmod-socket", old.socket_mode != new.socket_mode);
     held("control", old.control != new.control);
@@ -119,4 +120,18 @@ impl Supervisor {
             self.emit(Effect::Reply(r, Outcome::Reload(outcome.clone())));
         }
     }
+}
+
+fn http(listen: &[crate::config::Endpoint]) -> Vec<&crate::config::Endpoint> {
+    listen
+        .iter()
+        .filter(|e| e.protocol == crate::config::Protocol::Http)
+        .collect()
+}
+
+fn uwsgi(listen: &[crate::config::Endpoint]) -> Vec<&crate::config::Endpoint> {
+    listen
+        .iter()
+        .filter(|e| e.protocol == crate::config::Protocol::Uwsgi)
+        .collect()
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::reaper::ExitKind;
-use crate::config::ListenAddr;
+use crate::config::{ListenAddr, Protocol};
 use crate::control::ReloadReport;
 use crate::protocol::{PROTOCOL_VERSION, set_cloexec};
 
@@ -36,6 +36,9 @@ pub struct HandedListener {
     pub fd: RawFd,
     /// Its systemd name, if it came from systemd.
     pub systemd_name: Option<String>,
+    /// What it speaks; a handover from before protocols existed carries HTTP listeners only.
+    #[serde(default)]
+    pub protocol: Protocol,
 }
 
 /// A running worker crossing the exec.
@@ -207,4 +210,23 @@ pub unsafe fn take_from_env() -> Option<Result<Handover, String>> {
         )),
         Err(e) => Err(format!("unreadable handover from the old master: {e}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_handed_over_before_protocols_existed_speaks_http() {
+        let old = r#"{"addr":{"Tcp":"127.0.0.1:8000"},"fd":5,"systemd_name":null}"#;
+        let l: HandedListener = serde_json::from_str(old).unwrap();
+        assert_eq!(l.protocol, Protocol::Http);
+        let uwsgi = HandedListener {
+            protocol: Protocol::Uwsgi,
+            ..l
+        };
+        let back: HandedListener =
+            serde_json::from_str(&serde_json::to_string(&uwsgi).unwrap()).unwrap();
+        assert_eq!(back.protocol, Protocol::Uwsgi);
+    }
 }

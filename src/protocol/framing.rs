@@ -380,6 +380,7 @@ mod tests {
             listeners: (0..listeners)
                 .map(|i| ListenAddr::Tcp(format!("127.0.0.1:{}", 8000 + i).parse().unwrap()))
                 .collect(),
+            protocols: Vec::new(),
             max_requests: None,
             scoreboard_cell: cell,
         }

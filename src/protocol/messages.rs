@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fd::FdRole;
-use crate::config::{ListenAddr, WorkerConfig};
+use crate::config::{ListenAddr, Protocol, WorkerConfig};
 
 /// Bumped whenever a message changes shape, so that a worker started by another master version
 /// (during an in-place upgrade) refuses to run rather than misread its orders.
@@ -26,6 +26,10 @@ pub struct Boot {
     /// The addresses served, so the worker can log and fill `SERVER_NAME`; the socket of
     /// `listeners[i]` comes as the fd of role [`FdRole::Listener`]`(i)`.
     pub listeners: Vec<ListenAddr>,
+    /// What `listeners[i]` speaks, so the worker serves each socket in its protocol. Missing
+    /// entries (a master from before protocols existed) are HTTP.
+    #[serde(default)]
+    pub protocols: Vec<Protocol>,
     /// This worker's request limit (with its jitter applied): on reaching it the worker sends a
     /// heartbeat at once, so the master starts the replacement without waiting a second.
     #[serde(default)]
@@ -36,6 +40,11 @@ pub struct Boot {
 }
 
 impl Boot {
+    /// The protocol of `listeners[i]`.
+    pub fn protocol(&self, i: usize) -> Protocol {
+        self.protocols.get(i).copied().unwrap_or_default()
+    }
+
     /// The fds this `Boot` goes with, in the order `spawn_worker` takes them: each listener's,
     /// then the scoreboard's if a cell is set.
     pub fn fd_roles(&self) -> Vec<FdRole> {

@@ -14,6 +14,8 @@ pub mod pool;
 pub mod ready;
 pub mod server;
 pub mod service;
+pub mod socket;
+pub mod uwsgi;
 pub mod watchdog;
 
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -27,7 +29,7 @@ use pyo3::types::PyAnyMethods;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_tokio::Signals;
 
-use crate::config::{ListenAddr, WorkerConfig};
+use crate::config::{ListenAddr, Protocol, WorkerConfig};
 use crate::protocol::scoreboard;
 use crate::protocol::{
     Boot, BootFailure, CONTROL_FD, Channel, FdRole, Fds, FrameError, Receiver, Sender, ToMaster,
@@ -151,7 +153,12 @@ fn run(master_version: &str) -> i32 {
         pid = std::process::id()
     );
     let _enter = span.enter();
-    let listeners = match fds.take_listeners(std::mem::take(&mut boot.listeners)) {
+    let addrs: Vec<(ListenAddr, Protocol)> = std::mem::take(&mut boot.listeners)
+        .into_iter()
+        .enumerate()
+        .map(|(i, addr)| (addr, boot.protocol(i)))
+        .collect();
+    let listeners = match fds.take_listeners(addrs) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot take the listening sockets from Boot: {e}");
@@ -182,7 +189,7 @@ fn run(master_version: &str) -> i32 {
 
 async fn serve(
     boot: Boot,
-    listeners: Vec<(ListenAddr, OwnedFd)>,
+    listeners: Vec<((ListenAddr, Protocol), OwnedFd)>,
     mut fds: Fds,
     control: StdUnixStream,
     exec_at: Instant,

@@ -38,6 +38,7 @@ pub async fn check(pool: &Pool, path: &str, timeout: Duration) -> Result<(), Boo
         local: Local::Tcp(([127, 0, 0, 1], 0).into()),
         https: false,
         body: None,
+        gateway: None,
     };
     let (tx, rx) = oneshot::channel();
     pool.submit(Job { request, reply: tx });

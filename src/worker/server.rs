@@ -1,4 +1,5 @@
-//! Accepting connections on the inherited listeners and serving each with hyper.
+//! Accepting connections on the inherited listeners and serving each in its listener's
+//! protocol: HTTP with hyper, uwsgi with [`super::uwsgi`].
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 use super::acceptor::{self, Accepted, Admission, Held};
 use super::drain::{ConnState, Drain, DrainWatch, drain_connection};
 use super::service::{Service, Shared};
-use crate::config::{Limits, ListenAddr};
+use crate::config::{Limits, ListenAddr, Protocol};
 use crate::http::framing::Pass;
 use crate::http::sendfile::{self, FileQueue};
 use crate::wsgi::{Local, Peer};
@@ -24,13 +25,13 @@ use crate::wsgi::{Local, Peer};
 /// connection limit). Each stops, and closes this worker's copy of the socket, when the drain
 /// starts.
 pub fn start(
-    listeners: Vec<(ListenAddr, OwnedFd)>,
+    listeners: Vec<((ListenAddr, Protocol), OwnedFd)>,
     shared: Arc<Shared>,
     drain: &Drain,
     admission: Admission,
 ) -> io::Result<()> {
     let http = Arc::new(http_builder(&shared));
-    for (i, (addr, fd)) in listeners.into_iter().enumerate() {
+    for (i, ((addr, protocol), fd)) in listeners.into_iter().enumerate() {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = acceptor::spawn(fd, i.to_string(), stop.clone(), admission.clone())?;
         let local = match addr {
@@ -40,6 +41,7 @@ pub fn start(
         tokio::spawn(accept_loop(
             accepted,
             stop,
+            protocol,
             local,
             shared.clone(),
             http.clone(),
@@ -84,6 +86,7 @@ fn http_builder(shared: &Shared) -> http1::Builder {
 async fn accept_loop(
     mut accepted: mpsc::UnboundedReceiver<Accepted>,
     stop: Arc<AtomicBool>,
+    protocol: Protocol,
     local: Local,
     shared: Arc<Shared>,
     http: Arc<http1::Builder>,
@@ -104,6 +107,20 @@ async fn accept_loop(
             },
         };
         match into_conn(fd, &local) {
+            Ok((conn, peer)) if protocol == Protocol::Uwsgi => {
+                let sock = match conn {
+                    Conn::Tcp(s) => super::socket::Sock::Tcp(s),
+                    Conn::Unix(s) => super::socket::Sock::Unix(s),
+                };
+                tokio::spawn(super::uwsgi::serve_connection(
+                    sock,
+                    held,
+                    peer,
+                    local.clone(),
+                    shared.clone(),
+                    watch.clone(),
+                ));
+            }
             Ok((conn, peer)) => {
                 tokio::spawn(serve_connection(
                     conn,

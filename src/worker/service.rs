@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::drain::{ConnState, DrainWatch};
@@ -18,7 +17,7 @@ use crate::config::WorkerConfig;
 use crate::http::body::ResponseBody;
 use crate::http::forwarded;
 use crate::http::framing::HeadVerdict;
-use crate::http::request_body::{BodyLimits, RequestBody};
+use crate::http::request_body::{BodyLimits, RequestBody, Source};
 use crate::http::sendfile::FileQueue;
 use crate::http::static_files::{StaticReply, StaticServer};
 use crate::http::validate;
@@ -130,15 +129,19 @@ pub struct Service {
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
 
-impl hyper::service::Service<Request<Incoming>> for Service {
+/// Generic over the body so that requests of other protocols (uwsgi, whose body is read from
+/// the socket by segue) take the same path as hyper's.
+impl<B: Source> hyper::service::Service<Request<B>> for Service {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
     type Future = BoxFuture;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, req: Request<B>) -> Self::Future {
         let received = Instant::now();
         let guard = InFlight::new(self.conn.clone(), self.shared.counters.clone());
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
+        // A gateway protocol's request has no raw HTTP head for the scanner to judge.
+        let gateway = parts.extensions.remove::<crate::gateway::Gateway>();
         let limits = &self.shared.config.limits;
         let access = self
             .shared
@@ -148,7 +151,11 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             .then(|| AccessLine::new(&self.peer, &parts.method, &parts.uri, parts.version));
 
         // One verdict per request, in order, even when another check rejects it.
-        let checked = match self.conn.head_verdict() {
+        let verdict = match &gateway {
+            Some(_) => HeadVerdict::Clean,
+            None => self.conn.head_verdict(),
+        };
+        let checked = match verdict {
             HeadVerdict::Refused(rejection) => Err(rejection),
             HeadVerdict::Clean => validate::check(
                 &parts.method,
@@ -199,14 +206,14 @@ impl hyper::service::Service<Request<Incoming>> for Service {
                         Some(reply) => Ok(service.static_response(reply, guard, access, received)),
                         None => {
                             service
-                                .to_app(parts, incoming, https, guard, access, received)
+                                .to_app(parts, incoming, gateway, https, guard, access, received)
                                 .await
                         }
                     }
                 });
             }
         }
-        self.to_app(parts, incoming, https, guard, access, received)
+        self.to_app(parts, incoming, gateway, https, guard, access, received)
     }
 }
 
@@ -230,10 +237,15 @@ impl Service {
     }
 
     /// Hands the request to a Python thread and waits for the app's reply.
-    fn to_app(
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one request's parts, passed on once"
+    )]
+    fn to_app<B: Source>(
         &self,
         parts: http::request::Parts,
-        incoming: Incoming,
+        incoming: B,
+        gateway: Option<crate::gateway::Gateway>,
         https: bool,
         guard: InFlight,
         access: Option<AccessLine>,
@@ -253,6 +265,7 @@ impl Service {
             local: self.local.clone(),
             https,
             body: None,
+            gateway,
         };
         let (tx, rx) = oneshot::channel();
         let pending = Pending {

@@ -80,8 +80,56 @@ fn joined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> std::borrow::Cow<'a,
 
 /// The request path percent-decoded (borrowed when it has no `%`): what mounts are matched
 /// against and `PATH_INFO` is cut from.
+/// A gateway's `PATH_INFO` (nginx decoded it already) stands for the path when there is one.
 pub fn decoded_path(request: &Request) -> std::borrow::Cow<'_, [u8]> {
+    if let Some(path) = request
+        .gateway
+        .as_ref()
+        .and_then(|g| g.path_info.as_deref())
+    {
+        return std::borrow::Cow::Borrowed(path);
+    }
     percent_encoding::percent_decode(request.uri.path().as_bytes()).into()
+}
+
+/// What a gateway protocol computed replaces what segue derived from the head: nginx saw the
+/// real client, the original target and its own `SCRIPT_NAME` (the app's mount prefix, if
+/// any, goes after it).
+fn apply_gateway(env: &Bound<'_, PyDict>, gateway: &crate::gateway::Gateway) -> PyResult<()> {
+    use pyo3::intern;
+    let py = env.py();
+    if !gateway.script_name.is_empty() {
+        let mount: String = match env.get_item(intern!(py, "SCRIPT_NAME"))? {
+            Some(v) => v.extract()?,
+            None => String::new(),
+        };
+        let mut name: String = gateway.script_name.iter().map(|&b| b as char).collect();
+        name.push_str(&mount);
+        env.set_item(intern!(py, "SCRIPT_NAME"), name)?;
+    }
+    let fields = [
+        (intern!(py, "REQUEST_URI"), &gateway.request_uri),
+        (intern!(py, "SERVER_PROTOCOL"), &gateway.server_protocol),
+        (intern!(py, "SERVER_NAME"), &gateway.server_name),
+        (intern!(py, "SERVER_PORT"), &gateway.server_port),
+        (intern!(py, "REMOTE_ADDR"), &gateway.remote_addr),
+        (intern!(py, "REMOTE_PORT"), &gateway.remote_port),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value {
+            env.set_item(key, latin1(py, v))?;
+        }
+    }
+    if let Some(uri) = &gateway.request_uri {
+        env.set_item(intern!(py, "RAW_URI"), latin1(py, uri))?;
+    }
+    for (key, value) in &gateway.extra {
+        env.set_item(key.as_str(), latin1(py, value))?;
+    }
+    if gateway.https {
+        env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+    }
+    Ok(())
 }
 
 /// The environ for `request` to the app `mount`, whose `PATH_INFO` is `path_info` (the decoded
@@ -154,6 +202,9 @@ pub fn build<'py>(
     }
     if request.https {
         env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+    }
+    if let Some(gateway) = &request.gateway {
+        apply_gateway(&env, gateway)?;
     }
     env.set_item(intern!(py, "wsgi.input"), Bound::new(py, Input::new(body))?)?;
     Ok(env)

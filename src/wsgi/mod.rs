@@ -47,6 +47,9 @@ pub struct Request {
     pub https: bool,
     /// The body, if the request has one.
     pub body: Option<RequestBody>,
+    /// What a gateway protocol (uwsgi) said beyond the HTTP head; it takes precedence in the
+    /// environ. `None` for HTTP.
+    pub gateway: Option<crate::gateway::Gateway>,
 }
 
 /// A response head and body, produced once per request.

@@ -19,7 +19,9 @@ fn doc_path() -> PathBuf {
 /// What segue does with the value, where it is more than "the same".
 fn conv_note(conv: Conv) -> &'static str {
     match conv {
-        Conv::Listen => "HTTP listener; a bare path is a unix socket (`unix:PATH`)",
+        Conv::Listen => {
+            "listener (`http`: HTTP; `socket`: the uwsgi protocol); a bare path is a unix socket (`unix:PATH`)"
+        }
         Conv::Module => {
             "a module spec; one that looks like a file (`*.py`, `a/b`) is a `wsgi-file`"
         }

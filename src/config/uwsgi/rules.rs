@@ -54,7 +54,7 @@ pub(super) const GENERIC: &str = "segue has no counterpart for it (docs/migratin
 const OFF: &str = "segue always behaves as if this were on and cannot turn it off: remove the line";
 const READER: &str = "read by segue's ini reader as uWSGI reads it; not an option of its own";
 
-const UWSGI_PROTOCOL: &str = "the uwsgi protocol is not supported yet: listen with http-socket and use nginx's proxy_pass, or wait for segue's uwsgi-protocol support";
+const UWSGI_VARIANTS: &str = "segue speaks the plain uwsgi protocol on its own sockets only: use socket = ADDR (one address per line) behind nginx's uwsgi_pass";
 const LOGS: &str = "segue logs to stderr (--log-level, --log-format text|json, --access-log): let systemd's journal or your supervisor collect and rotate it";
 const SIDE: &str = "segue does not run side processes: run it as its own systemd service or timer";
 const SCALE: &str = "segue runs a fixed number of workers: set workers, and change it live with `segue workers +1|-1`";
@@ -74,6 +74,7 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
     use Rule::*;
     &[
         (&["http-socket", "http"], Apply("http", Listen)),
+        (&["socket", "uwsgi-socket"], Apply("socket", Listen)),
         (&["processes", "workers"], Apply("workers", Count)),
         (&["threads"], Apply("threads", Count)),
         (&["chdir", "chdir2"], Apply("chdir", Path)),
@@ -293,8 +294,6 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         ),
         (
             &[
-                "socket",
-                "uwsgi-socket",
                 "suwsgi-socket",
                 "shared-socket",
                 "undeferred-shared-socket",
@@ -303,7 +302,7 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
                 "socket-protocol",
                 "abstract-socket",
             ],
-            Unsupported(UWSGI_PROTOCOL),
+            Unsupported(UWSGI_VARIANTS),
         ),
         (
             &[

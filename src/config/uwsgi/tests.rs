@@ -94,7 +94,7 @@ module = django.core.handlers.wsgi:WSGIHandler()
         .iter()
         .map(|e| verdict(&e.key, e.value.as_deref()))
         .collect();
-    assert!(is_unsupported(&v[0], "uwsgi protocol is not supported yet"));
+    assert_eq!(v[0], applied("socket", "unix:/tmp/uwsgi.sock"));
     assert!(is_implied(&v[1]) && is_implied(&v[2]));
     assert_eq!(v[3], applied("chdir", "/var/www/myapp"));
     assert_eq!(v[4], applied("pythonpath", "/var/www"));
@@ -127,7 +127,7 @@ eval = import newrelic.agent, wsgi; application = newrelic.agent.wsgi_applicatio
         .iter()
         .map(|e| verdict(&e.key, e.value.as_deref()))
         .collect();
-    assert!(is_unsupported(&v[0], "uwsgi protocol"));
+    assert_eq!(v[0], applied("socket", "unix:/tmp/uwsgi.sock"));
     assert!(v[1..5].iter().all(is_implied), "{v:?}");
     assert_eq!(v[5], applied("wsgi-file", "wsgi.py"));
     assert_eq!(

@@ -261,6 +261,15 @@ mod tests {
         );
         assert_eq!(verdict("http", Some(":8000")), applied("http", ":8000"));
         assert_eq!(
+            verdict("socket", Some("/tmp/uwsgi.sock")),
+            applied("socket", "unix:/tmp/uwsgi.sock")
+        );
+        assert_eq!(
+            verdict("uwsgi-socket", Some("127.0.0.1:3031")),
+            applied("socket", "127.0.0.1:3031")
+        );
+        assert_eq!(verdict("-s", Some(":3031")), applied("socket", ":3031"));
+        assert_eq!(
             verdict("http", Some("[::1]:8000")),
             applied("http", "[::1]:8000")
         );
@@ -348,7 +357,7 @@ mod tests {
             ("route-if", "router"),
             ("stats", "segue status"),
             ("fastcgi-socket", "FastCGI"),
-            ("uwsgi-socket", "uwsgi protocol"),
+            ("suwsgi-socket", "plain uwsgi protocol"),
             ("smart-attach-daemon", "side processes"),
             ("unique-cron", "side processes"),
             ("cheaper-algo", "fixed number"),
