@@ -42,7 +42,7 @@ fn boot_failure(s: &mut Server) -> String {
 }
 
 fn failing(app: &str) -> String {
-    let mut s = server(app).no_wait().start();
+    let mut s = server(app).exits().start();
     boot_failure(&mut s)
 }
 
@@ -147,7 +147,7 @@ fn a_missing_factory_is_named_without_its_parentheses() {
 
 #[test]
 fn a_raising_factory_is_a_boot_failure_with_its_traceback() {
-    let mut s = server("factories:raising()").no_wait().start();
+    let mut s = server("factories:raising()").exits().start();
     let err = boot_failure(&mut s);
     assert_contains(&err, &["the factory raised RuntimeError: factory-boom"]);
     s.wait_log(&["factories.py"]); // the traceback points into the factory
@@ -215,7 +215,7 @@ fn eval_code_runs_as_a_module_and_its_callable_is_served() {
 fn eval_failures_are_boot_failures() {
     let mut s = server_without_app()
         .args(&["--eval", "application = ("])
-        .no_wait()
+        .exits()
         .start();
     assert_contains(
         &boot_failure(&mut s),
@@ -223,7 +223,7 @@ fn eval_failures_are_boot_failures() {
     );
     let mut s = server_without_app()
         .args(&["--eval", "import factories; app = factories.echo"])
-        .no_wait()
+        .exits()
         .start();
     assert_contains(
         &boot_failure(&mut s),
@@ -242,7 +242,7 @@ fn wsgi_file_serves_the_named_callable() {
 
     let mut s = server_without_app()
         .args(&["--wsgi-file", file])
-        .no_wait()
+        .exits()
         .start();
     assert_contains(
         &boot_failure(&mut s),
@@ -307,7 +307,7 @@ fn without_a_root_mount_unmatched_paths_get_404_from_segue() {
 fn a_mount_that_cannot_import_fails_the_boot_naming_the_mount() {
     let mut s = server("factories:root")
         .args(&["--mount", "/x=broken_import:application"])
-        .no_wait()
+        .exits()
         .start();
     assert_contains(
         &boot_failure(&mut s),
