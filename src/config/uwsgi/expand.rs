@@ -142,13 +142,7 @@ impl Reader<'_, '_> {
 
     fn lookup(&mut self, name: &str) -> Option<String> {
         self.referenced.insert(name.to_owned());
-        let env_name = format!("UWSGI_{}", name.to_ascii_uppercase().replace('-', "_"));
-        (self.ctx.env)(&env_name).or_else(|| {
-            self.items
-                .iter()
-                .find(|i| i.key == name)
-                .map(|i| i.value.clone().unwrap_or_default())
-        })
+        self.option_value(name)
     }
 }
 

@@ -46,6 +46,18 @@ pub(super) struct Reader<'c, 'e> {
 const ENDS: &[&str] = &["end", "endif", "end-if", "endfor", "end-for"];
 
 impl<'c, 'e> Reader<'c, 'e> {
+    /// `%(name)` and `if-opt`'s view of an option: `UWSGI_NAME` from the environment, else
+    /// the first value read under that name, as uWSGI looks placeholders up.
+    pub(super) fn option_value(&self, name: &str) -> Option<String> {
+        let env_name = format!("UWSGI_{}", name.to_ascii_uppercase().replace('-', "_"));
+        (self.ctx.env)(&env_name).or_else(|| {
+            self.items
+                .iter()
+                .find(|i| i.key == name)
+                .map(|i| i.value.clone().unwrap_or_default())
+        })
+    }
+
     pub(super) fn new(ctx: &'c Context<'e>) -> Self {
         Reader {
             ctx,
@@ -341,19 +353,11 @@ impl<'c, 'e> Reader<'c, 'e> {
     /// An `if-*` or `for*` line: the block it opens, decided now, as uWSGI decides it (with
     /// the options read so far, unexpanded).
     fn evaluate(&mut self, key: &str, arg: &str, origin: &Origin) -> Result<Block, IniError> {
-        let lookup = |name: &str| {
-            let env_name = format!("UWSGI_{}", name.to_ascii_uppercase().replace('-', "_"));
-            (self.ctx.env)(&env_name).or_else(|| {
-                self.items
-                    .iter()
-                    .find(|i| i.key == name)
-                    .map(|i| i.value.clone().unwrap_or_default())
-            })
-        };
         if key == "if-opt" || key == "if-not-opt" {
             let name = arg.split_once('=').map_or(arg, |(n, _)| n);
             self.referenced.insert(name.to_owned());
         }
+        let lookup = |name: &str| self.option_value(name);
         let block = logic::evaluate(key, arg, origin, self.ctx, &lookup, &mut |path| {
             Ok(self.path(path))
         })?;
