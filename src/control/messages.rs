@@ -93,7 +93,8 @@ pub struct StatusReport {
     /// kernel's choice) or `unix:/run/app.sock`.
     #[serde(default)]
     pub listeners: Vec<String>,
-    /// A reload in progress, as "reload N -> generation G".
+    /// A reload in progress, as "reload N -> generation G" (or "reload N: reading the
+    /// configuration" before its generation starts).
     pub reloading: Option<String>,
     /// Every worker process.
     pub workers: Vec<WorkerReport>,

@@ -27,10 +27,17 @@ impl Supervisor {
             workers_wanted: self.table.wanted(),
             ready: self.announced_ready,
             listeners: self.listeners.clone(),
+            // A reload whose configuration is still being read is under way too: a client
+            // waiting for it (`segue upgrade --wait`) must not take it for over.
             reloading: self
                 .reload
                 .as_ref()
-                .map(|r| format!("reload {} -> generation {}", r.id, r.target)),
+                .map(|r| format!("reload {} -> generation {}", r.id, r.target))
+                .or_else(|| {
+                    self.reading
+                        .as_ref()
+                        .map(|_| format!("reload {}: reading the configuration", self.next_reload))
+                }),
             workers,
             reloads: self.history.iter().cloned().collect(),
             upgrades: self.upgrades,
