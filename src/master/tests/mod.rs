@@ -127,6 +127,14 @@ impl Sim {
         self.feed(Event::Command(command, Some(responder)))
     }
 
+    /// `segue reload --wait`: a reload whose caller is answered when it is over.
+    pub fn wait_reload(&mut self) -> Vec<Effect> {
+        self.ask(Command::Reload {
+            strategy: None,
+            wait: true,
+        })
+    }
+
     pub fn reload(&mut self) -> Vec<Effect> {
         self.command(Command::Reload {
             strategy: None,

@@ -71,14 +71,7 @@ async fn a_reload_reads_the_configuration_before_it_starts_a_generation() {
 #[tokio::test(start_paused = true)]
 async fn a_configuration_that_no_longer_resolves_fails_the_reload_and_the_old_generation_serves() {
     let mut sim = serving_from_invocation(&["--workers", "2"]);
-    let (responder, _rx) = Responder::pair();
-    sim.feed(Event::Command(
-        Command::Reload {
-            strategy: None,
-            wait: true,
-        },
-        Some(responder),
-    ));
+    sim.wait_reload();
     let effects = sim.feed(Event::ConfigRead(Err(
         "uwsgi.ini:3: procesess: not an option (did you mean 'processes'?)".into(),
     )));
@@ -118,14 +111,7 @@ async fn a_reload_asked_during_the_read_follows_it_and_reads_again() {
 #[tokio::test(start_paused = true)]
 async fn stopping_answers_a_reload_whose_read_is_pending() {
     let mut sim = serving_from_invocation(&[]);
-    let (responder, _rx) = Responder::pair();
-    sim.feed(Event::Command(
-        Command::Reload {
-            strategy: None,
-            wait: true,
-        },
-        Some(responder),
-    ));
+    sim.wait_reload();
     let effects = sim.command(Command::Stop { graceful: true });
     assert!(
         replies(&effects)

@@ -3,13 +3,6 @@
 use super::*;
 use crate::config::ReloadStrategy;
 
-fn wait_reload(sim: &mut Sim) -> Vec<Effect> {
-    sim.ask(Command::Reload {
-        strategy: None,
-        wait: true,
-    })
-}
-
 #[tokio::test(start_paused = true)]
 async fn chain_with_surge_one_replaces_one_slot_at_a_time() {
     let mut sim = Sim::serving(&["--workers", "3", "--reload-surge", "1"]);
@@ -79,7 +72,7 @@ async fn respawn_stops_one_old_worker_boots_a_canary_then_the_rest() {
 async fn a_new_worker_exiting_while_booting_rolls_back_and_the_old_keep_serving() {
     let mut sim = Sim::serving(&["--workers", "2"]);
     let old = sim.workers(1, "ready");
-    let effects = wait_reload(&mut sim);
+    let effects = sim.wait_reload();
     let new = spawned(&effects);
     sim.ready(new[0]);
     let effects = sim.exit(new[1], 1);
@@ -105,7 +98,7 @@ async fn a_new_worker_exiting_while_booting_rolls_back_and_the_old_keep_serving(
 #[tokio::test(start_paused = true)]
 async fn an_import_error_rolls_back_with_its_traceback() {
     let mut sim = Sim::serving(&["--workers", "1"]);
-    let effects = wait_reload(&mut sim);
+    let effects = sim.wait_reload();
     let new = spawned(&effects)[0];
     sim.boot_failed(
         new,
@@ -127,7 +120,7 @@ async fn an_import_error_rolls_back_with_its_traceback() {
 #[tokio::test(start_paused = true)]
 async fn a_boot_timeout_rolls_back() {
     let mut sim = Sim::serving(&["--workers", "1", "--boot-timeout", "3"]);
-    let effects = wait_reload(&mut sim);
+    let effects = sim.wait_reload();
     let new = spawned(&effects)[0];
     assert_eq!(killed(&sim.timer(Timer::BootDeadline(new))), vec![new]);
     let effects = sim.exit(new, 137);
@@ -141,7 +134,7 @@ async fn a_boot_timeout_rolls_back() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_ready_check_rolls_back() {
     let mut sim = Sim::serving(&["--workers", "1", "--ready-check", "/healthz"]);
-    let effects = wait_reload(&mut sim);
+    let effects = sim.wait_reload();
     let new = spawned(&effects)[0];
     sim.boot_failed(new, "--ready-check /healthz answered 503", None);
     let effects = sim.exit(new, 1);
@@ -153,7 +146,7 @@ async fn a_failed_ready_check_rolls_back() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_spawn_during_a_reload_rolls_it_back() {
     let mut sim = Sim::serving(&["--workers", "1"]);
-    let effects = wait_reload(&mut sim);
+    let effects = sim.wait_reload();
     let new = spawned(&effects)[0];
     let effects = sim.feed(Event::SpawnFailed {
         id: new,
@@ -185,9 +178,9 @@ async fn respawn_rollback_refills_the_slot_it_emptied_from_the_serving_generatio
 async fn reloads_asked_during_a_run_coalesce_into_one_that_follows_it() {
     let mut sim = Sim::serving(&["--workers", "1"]);
     let first = spawned(&sim.reload())[0];
-    let effects = wait_reload(&mut sim);
+    let effects = sim.wait_reload();
     assert!(spawned(&effects).is_empty());
-    wait_reload(&mut sim);
+    sim.wait_reload();
     let effects = sim.ask(Command::Reload {
         strategy: Some(ReloadStrategy::Respawn),
         wait: false,
@@ -220,7 +213,7 @@ async fn reloads_asked_during_a_run_coalesce_into_one_that_follows_it() {
 async fn reload_wait_is_answered_when_the_old_generation_has_exited_not_at_promotion() {
     let mut sim = Sim::serving(&["--workers", "1"]);
     let old = sim.workers(1, "ready")[0];
-    let new = spawned(&wait_reload(&mut sim))[0];
+    let new = spawned(&sim.wait_reload())[0];
     let effects = sim.ready(new);
     assert!(finished_reloads(&effects).is_empty());
     let effects = sim.exit(old, 0);
