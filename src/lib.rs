@@ -5,14 +5,15 @@
 //! Python interpreter with segue's worker loaded as an extension module (`segue._worker`, the
 //! `pyext/` crate) and serves. [`protocol`] is what they say to each other, [`config`] what both
 //! are told. [`http`] and `wsgi` are the request path inside a worker; [`peer`] names the two
-//! ends of a client connection for both, [`uwsgi`] parses nginx's uwsgi protocol and
-//! [`gateway`] carries the CGI variables such a protocol delivers. `worker` and `wsgi` exist with the `python` feature
+//! ends of a client connection for both, [`uwsgi`] and [`fastcgi`] parse the protocols nginx
+//! speaks to an app server and [`gateway`] turns the CGI variables they deliver into a request. `worker` and `wsgi` exist with the `python` feature
 //! only, so the master binary never links libpython.
 #![deny(missing_docs)]
 
 pub mod check;
 pub mod config;
 pub mod control;
+pub mod fastcgi;
 pub mod gateway;
 pub mod http;
 pub mod logging;

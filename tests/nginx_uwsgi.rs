@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nginx::Nginx;
 use support::oneshot::scratch;
-use support::{Conn, Load, Server, bare, get, server};
+use support::{Server, bare, get, server};
 
 /// The address of the server's uwsgi listener, from `status` (`uwsgi://127.0.0.1:PORT`).
 fn uwsgi_addr(s: &Server) -> SocketAddr {
@@ -45,6 +45,7 @@ fn environ(addr: SocketAddr, path: &str) -> serde_json::Value {
 /// The behaviours every uwsgi listener must show behind nginx.
 fn check_requests(front: &Nginx) {
     let addr = front.addr;
+    nginx::check_upload_and_big_headers(addr);
     let env = environ(addr, "/environ?a=1&b=%C3%A9");
     assert_eq!(env["REQUEST_METHOD"], "GET");
     assert_eq!(env["QUERY_STRING"], "a=1&b=%C3%A9");
@@ -68,41 +69,6 @@ fn check_requests(front: &Nginx) {
     let r = get(addr, "/path/caf%C3%A9");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), serde_json::json!([99, 97, 102, 0xc3, 0xa9]));
-
-    // A 1 MB upload arrives whole and in order.
-    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let mut c = Conn::open(addr);
-    c.send(
-        format!(
-            "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    c.send(&body);
-    let r = c.read_response(false);
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body.len(), body.len());
-    assert!(r.body == body, "the echoed body differs from the upload");
-
-    // Large header fields, 30 KB of them in all.
-    let mut c = Conn::open(addr);
-    let big: String = "x".repeat(6000);
-    let mut req = "GET /environ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".to_owned();
-    for i in 0..5 {
-        req.push_str(&format!("X-Big-{i}: {big}\r\n"));
-    }
-    req.push_str("\r\n");
-    c.send(req.as_bytes());
-    let r = c.read_response(false);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let env = r.json();
-    for i in 0..5 {
-        assert_eq!(
-            env[format!("HTTP_X_BIG_{i}")].as_str().map(str::len),
-            Some(6000)
-        );
-    }
 
     // `uwsgi_param HTTPS on` from a trusted peer (loopback and unix sockets are, by default).
     let env = environ(addr, "/secure/environ");
@@ -250,33 +216,7 @@ fn reloads_through_nginx_lose_nothing(strategy: &str, name: &str) {
         strategy,
     ]);
     let front = Nginx::start(&dir.join("nginx"), &uwsgi_addr(&s).to_string());
-    let load = Load::start(front.addr, "/", 3, 2, Duration::from_secs(120));
-    for n in 1..=5 {
-        s.signal(libc::SIGHUP);
-        s.wait_promoted(n);
-    }
-    let report = load.stop();
-    assert!(
-        report.failures.is_empty(),
-        "{} failed requests, e.g. {:?}\n{}",
-        report.failures.len(),
-        &report.failures[..report.failures.len().min(5)],
-        front.error_log()
-    );
-    let bad = report.bad_statuses();
-    assert!(
-        bad.is_empty(),
-        "{} non-200 responses at nginx (a 502 is a lost request), e.g. {:?}\n{}\n{}",
-        bad.len(),
-        &bad[..bad.len().min(5)],
-        front.error_log(),
-        s.log.all()
-    );
-    assert!(
-        report.ok() > 100,
-        "too little load: {} responses",
-        report.ok()
-    );
+    nginx::reloads_lose_nothing(&s, &front);
 }
 
 #[test]

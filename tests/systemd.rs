@@ -2,8 +2,12 @@
 //! and a `NOTIFY_SOCKET` listener in the test that records every sd_notify message (and the fds
 //! sent with `FDSTORE=1`).
 
+#[allow(dead_code)]
+#[path = "support/fastcgi.rs"]
+mod fcgi;
 mod support;
 
+use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
@@ -307,6 +311,64 @@ fn socket_activation_agrees_with_matching_http_and_refuses_a_mismatch() {
         !bad.wait_exit(EVENT_TIMEOUT)
             .expect("segue kept running on mismatched sockets")
             .success()
+    );
+}
+
+/// Sockets from systemd named by `--socket` and `--fastcgi-socket` speak those protocols (the
+/// others would speak HTTP).
+#[test]
+fn socket_activation_gives_socket_and_fastcgi_socket_their_protocols() {
+    let uwsgi = format!("127.0.0.1:{}", free_port());
+    let fastcgi = format!("127.0.0.1:{}", free_port());
+    let s = server("cases:application")
+        .via(&[
+            "systemd-socket-activate",
+            "-l",
+            &uwsgi,
+            "-l",
+            &fastcgi,
+            "--",
+        ])
+        .no_default_listener()
+        .args(&["--socket", &uwsgi, "--fastcgi-socket", &fastcgi])
+        .no_wait()
+        .start();
+    s.wait_log(&[&format!("Listening on {fastcgi}")]);
+    // A uwsgi packet wakes segue; it is answered as uWSGI would.
+    let mut block = Vec::new();
+    for (k, v) in [
+        ("REQUEST_METHOD", "GET"),
+        ("REQUEST_URI", "/"),
+        ("HTTP_HOST", "x"),
+    ] {
+        for part in [k, v] {
+            block.extend_from_slice(&(part.len() as u16).to_le_bytes());
+            block.extend_from_slice(part.as_bytes());
+        }
+    }
+    let mut packet = vec![0];
+    packet.extend_from_slice(&(block.len() as u16).to_le_bytes());
+    packet.push(0);
+    packet.extend_from_slice(&block);
+    let mut c = std::net::TcpStream::connect(&uwsgi).unwrap();
+    c.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+    c.write_all(&packet).unwrap();
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 OK\r\n") && answer.ends_with(b"hello\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // FastCGI on the other socket.
+    let mut f = fcgi::Client::connect(fastcgi.parse().unwrap());
+    f.send(&fcgi::request(1, false, &fcgi::get_vars("/"), b"", 1));
+    let (stdout, end) = f.response(1, &mut Vec::new());
+    assert_eq!(end, Some((0, 0)));
+    assert_eq!(fcgi::split(&stdout).2, b"hello\n");
+    assert_eq!(
+        s.status()["listeners"],
+        serde_json::json!([format!("uwsgi://{uwsgi}"), format!("fastcgi://{fastcgi}")])
     );
 }
 

@@ -1,4 +1,4 @@
-//! The uwsgi packet and the request it describes (`segue::uwsgi`): what a `--socket` listener
+//! The uwsgi packet and the request it describes (`segue::uwsgi`, `segue::gateway`): what a `--socket` listener
 //! reads from nginx, or from anyone who can connect to it.
 //!
 //! Input: a flags byte (bit 0: the peer is trusted; bits 1-2 pick the size limit), then the
@@ -11,8 +11,8 @@
 //!   has a body, equal to its length.
 #![cfg_attr(feature = "libfuzzer", no_main)]
 
-use segue::uwsgi::packet::{self, Header, MAX_VARS};
-use segue::uwsgi::request;
+use segue::gateway::request::{self, Proxy, Reading};
+use segue::uwsgi::packet::{self, Header, MAX_VARS, MODIFIER_STRIP_SCRIPT_NAME};
 
 segue_fuzz::fuzz_target!(|data| {
     let Some((&flags, rest)) = data.split_first() else {
@@ -35,30 +35,15 @@ segue_fuzz::fuzz_target!(|data| {
     };
     let again = packet::encode(header.modifier1, &vars).expect("a parsed block fits a packet");
     assert_eq!(&again[4..], block, "the block re-encodes to its own bytes");
-    let Ok(req) = request::head(&vars, header.modifier1, trusted) else {
+    let Ok(req) = request::head(
+        &vars,
+        Reading {
+            proxy: Proxy::Uwsgi,
+            strip_script_name: header.modifier1 == MODIFIER_STRIP_SCRIPT_NAME,
+            trusted,
+        },
+    ) else {
         return;
     };
-    if !trusted {
-        assert!(!req.gateway.https, "HTTPS claimed for an untrusted peer");
-        assert!(
-            req.gateway
-                .extra
-                .iter()
-                .all(|(k, _)| !["HTTPS", "REQUEST_SCHEME", "UWSGI_SCHEME"].contains(&k.as_str())),
-            "scheme variables passed on from an untrusted peer"
-        );
-    }
-    assert!(req.headers.get_all(http::header::HOST).iter().count() <= 1);
-    let lengths: Vec<_> = req
-        .headers
-        .get_all(http::header::CONTENT_LENGTH)
-        .iter()
-        .collect();
-    if req.content_length > 0 {
-        assert_eq!(lengths.len(), 1);
-        assert_eq!(lengths[0].to_str().unwrap(), req.content_length.to_string());
-    } else {
-        assert!(lengths.is_empty());
-    }
-    assert!(req.headers.get(http::header::TRANSFER_ENCODING).is_none());
+    segue_fuzz::gateway::check_head(&req, trusted);
 });

@@ -2,6 +2,7 @@
 //! with, the replay driver used when libFuzzer is not linked, and the oracles the targets check
 //! segue's parsers against. See docs/fuzzing.md.
 
+pub mod gateway;
 pub mod hyper_view;
 pub mod requests;
 pub mod split;

@@ -98,6 +98,9 @@ pub enum Protocol {
     Http,
     /// The uwsgi binary protocol (`--socket`), as nginx's `uwsgi_pass` speaks it.
     Uwsgi,
+    /// FastCGI's Responder role (`--fastcgi-socket`), as nginx's `fastcgi_pass` speaks it.
+    #[serde(rename = "fastcgi")]
+    FastCgi,
 }
 
 /// A listener as configured: where, and in which protocol.
@@ -122,12 +125,13 @@ impl Endpoint {
 
 /// HTTP listeners show as their address alone (`127.0.0.1:8000`, `unix:/path`), as they always
 /// have in logs and `status`; others carry their protocol as a scheme (`uwsgi://127.0.0.1:3031`,
-/// `uwsgi://unix:/run/app.sock`).
+/// `uwsgi://unix:/run/app.sock`, `fastcgi://127.0.0.1:9000`).
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.protocol {
             Protocol::Http => write!(f, "{}", self.addr),
             Protocol::Uwsgi => write!(f, "uwsgi://{}", self.addr),
+            Protocol::FastCgi => write!(f, "fastcgi://{}", self.addr),
         }
     }
 }

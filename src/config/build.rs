@@ -220,10 +220,10 @@ impl Resolved {
         let ignore = rd.boolean("ignore-unsupported");
         let (mut dialect, has_unsupported) = self.dialect_problems(ignore);
         // Ignoring an unsupported listener must not quietly serve on the default address.
-        if ignore && self.get("http").is_none() && self.get("socket").is_none() {
+        if ignore && !LISTENERS.iter().any(|l| self.get(l).is_some()) {
             for n in self.unsupported.iter().filter(|n| is_listener(&n.option)) {
                 dialect.push(format!(
-                    "{}: segue cannot listen this way, and no other listener is configured: add http-socket or socket (ini), or --http ADDR",
+                    "{}: segue cannot listen this way, and no other listener is configured: add http-socket, socket or fastcgi-socket (ini), or --http ADDR",
                     at(&n.source, &n.option)
                 ));
             }
@@ -240,6 +240,9 @@ impl Resolved {
         }
     }
 }
+
+/// segue's listener options: `http`'s default address serves only when none is set.
+const LISTENERS: [&str; 3] = ["http", "socket", "fastcgi-socket"];
 
 /// uWSGI's and gunicorn's ways of listening that segue does not speak (yet).
 fn is_listener(option: &str) -> bool {
@@ -549,11 +552,11 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
             _ => rd.bad("env", format!("invalid value '{kv}': expected KEY=VALUE")),
         }
     }
-    let listen_set = rd.r.get("http").is_some() || rd.r.get("socket").is_some();
+    let listen_set = LISTENERS.iter().any(|l| rd.r.get(l).is_some());
     let mut listen = Vec::new();
     let mut listen_fds = Vec::new();
     // `--http`'s default address serves only when no listener at all is configured.
-    let http = if rd.r.get("http").is_none() && rd.r.get("socket").is_some() {
+    let http = if rd.r.get("http").is_none() && listen_set {
         Vec::new()
     } else {
         rd.list("http")
@@ -576,13 +579,18 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
             Err(e) => rd.bad("http", e),
         }
     }
-    for addr in rd.list("socket") {
-        match ListenAddr::parse_uwsgi(&addr) {
-            Ok(a) => listen.push(Endpoint {
-                addr: absolute_addr(&rd.r.cwd, a),
-                protocol: Protocol::Uwsgi,
-            }),
-            Err(e) => rd.bad("socket", e),
+    for (option, protocol) in [
+        ("socket", Protocol::Uwsgi),
+        ("fastcgi-socket", Protocol::FastCgi),
+    ] {
+        for addr in rd.list(option) {
+            match ListenAddr::parse_uwsgi(&addr) {
+                Ok(a) => listen.push(Endpoint {
+                    addr: absolute_addr(&rd.r.cwd, a),
+                    protocol,
+                }),
+                Err(e) => rd.bad(option, e),
+            }
         }
     }
     let forwarded = rd.text("forwarded-allow-ips").unwrap_or_default();

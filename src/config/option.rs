@@ -248,6 +248,16 @@ pub static OPTIONS: &[Opt] = &[
         "Listen for the uwsgi protocol (nginx's uwsgi_pass) on HOST:PORT, :PORT, unix:/path or /path (repeatable; uWSGI's socket)"
     ),
     opt!(
+        "fastcgi-socket",
+        None,
+        Text,
+        true,
+        None,
+        "ADDR",
+        NeedsRestart,
+        "Listen for FastCGI (nginx's fastcgi_pass, keep-conn included) on HOST:PORT, :PORT, unix:/path or /path (repeatable; uWSGI's fastcgi-socket)"
+    ),
+    opt!(
         "backlog",
         None,
         Count,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::command::{Outcome, Responder};
 use super::effect::Effect;
 use super::supervisor::{Phase, Supervisor};
-use crate::config::{Config, ReloadStrategy};
+use crate::config::{Config, Endpoint, Protocol, ReloadStrategy};
 
 /// A reload waiting for its configuration to be read.
 #[derive(Debug)]
@@ -37,9 +37,17 @@ pub fn keep_master_settings(old: &Config, new: &mut Config) -> Vec<String> {
     };
     held(
         "http",
-        http(&old.listen) != http(&new.listen) || old.listen_fds != new.listen_fds,
+        speaking(&old.listen, Protocol::Http) != speaking(&new.listen, Protocol::Http)
+            || old.listen_fds != new.listen_fds,
     );
-    held("socket", uwsgi(&old.listen) != uwsgi(&new.listen));
+    held(
+        "socket",
+        speaking(&old.listen, Protocol::Uwsgi) != speaking(&new.listen, Protocol::Uwsgi),
+    );
+    held(
+        "fastcgi-socket",
+        speaking(&old.listen, Protocol::FastCgi) != speaking(&new.listen, Protocol::FastCgi),
+    );
     held("backlog", old.backlog != new.backlog);
     held("chmod-socket", old.socket_mode != new.socket_mode);
     held("control", old.control != new.control);
@@ -122,16 +130,7 @@ impl Supervisor {
     }
 }
 
-fn http(listen: &[crate::config::Endpoint]) -> Vec<&crate::config::Endpoint> {
-    listen
-        .iter()
-        .filter(|e| e.protocol == crate::config::Protocol::Http)
-        .collect()
-}
-
-fn uwsgi(listen: &[crate::config::Endpoint]) -> Vec<&crate::config::Endpoint> {
-    listen
-        .iter()
-        .filter(|e| e.protocol == crate::config::Protocol::Uwsgi)
-        .collect()
+/// The listeners of `listen` that speak `protocol`, in order.
+fn speaking(listen: &[Endpoint], protocol: Protocol) -> Vec<&Endpoint> {
+    listen.iter().filter(|e| e.protocol == protocol).collect()
 }

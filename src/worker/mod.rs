@@ -10,6 +10,7 @@
 
 pub mod acceptor;
 pub mod drain;
+pub mod fastcgi;
 pub mod pool;
 pub mod ready;
 pub mod server;

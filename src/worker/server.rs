@@ -1,5 +1,5 @@
 //! Accepting connections on the inherited listeners and serving each in its listener's
-//! protocol: HTTP with hyper, uwsgi with [`super::uwsgi`].
+//! protocol: HTTP with hyper, uwsgi with [`super::uwsgi`], FastCGI with [`super::fastcgi`].
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -107,19 +107,21 @@ async fn accept_loop(
             },
         };
         match into_conn(fd, &local) {
-            Ok((conn, peer)) if protocol == Protocol::Uwsgi => {
+            Ok((conn, peer)) if protocol != Protocol::Http => {
                 let sock = match conn {
                     Conn::Tcp(s) => super::socket::Sock::Tcp(s),
                     Conn::Unix(s) => super::socket::Sock::Unix(s),
                 };
-                tokio::spawn(super::uwsgi::serve_connection(
-                    sock,
-                    held,
-                    peer,
-                    local.clone(),
-                    shared.clone(),
-                    watch.clone(),
-                ));
+                let (local, shared, watch) = (local.clone(), shared.clone(), watch.clone());
+                if protocol == Protocol::FastCgi {
+                    tokio::spawn(super::fastcgi::serve_connection(
+                        sock, held, peer, local, shared, watch,
+                    ));
+                } else {
+                    tokio::spawn(super::uwsgi::serve_connection(
+                        sock, held, peer, local, shared, watch,
+                    ));
+                }
             }
             Ok((conn, peer)) => {
                 tokio::spawn(serve_connection(

@@ -9,35 +9,31 @@
 //! idle HTTP keep-alive connection ([`IDLE_GRACE`]) before it is closed, so a request already
 //! in the kernel's buffer is never dropped.
 
-use std::io::{self, IoSlice};
-use std::pin::Pin;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use http::{HeaderMap, Method, StatusCode, header};
-use http_body::Body;
+use bytes::Bytes;
+use http::Method;
 use http_body_util::BodyExt;
 
 use super::acceptor::Held;
 use super::drain::{ConnState, DrainWatch, IDLE_GRACE};
 use super::service::{Service, Shared};
-use super::socket::{LengthBody, Sock, Writer};
+use super::socket::{HeadStyle, LengthBody, Sock, Writer, response_head};
 use crate::config::Limits;
+use crate::gateway::request::{self, Proxy, Reading, RequestError};
 use crate::http::body::ResponseBody;
-use crate::http::sendfile::{self, FileQueue};
-use crate::uwsgi::packet::{self, HEADER_LEN, Header, MAX_VARS, PacketError};
-use crate::uwsgi::request::{self, RequestError};
+use crate::http::sendfile::FileQueue;
+use crate::uwsgi::packet::{
+    self, HEADER_LEN, Header, MAX_VARS, MODIFIER_STRIP_SCRIPT_NAME, PacketError,
+};
 use crate::wsgi::{Local, Peer};
 
 /// The least `--buffer-size` counts for on a uwsgi listener: uWSGI's own default, which
 /// nginx's default parameters fit.
 const MIN_VARS: usize = 4096;
-
-/// How long a closing connection still reads (and discards) what the client sends, so that
-/// unread request bytes do not turn the close into a reset that destroys the response.
-const LINGER: Duration = Duration::from_secs(1);
 
 /// The largest variables block a uwsgi listener accepts: the protocol's 65535 bytes, or
 /// `--buffer-size` (at least [`MIN_VARS`]) when set, as in uWSGI.
@@ -104,7 +100,7 @@ pub async fn serve_connection(
             if let Err(e) = write_response(&sock, response, &files, method == Method::HEAD).await {
                 tracing::debug!("uwsgi response to {peer:?} cut short: {e}");
             } else {
-                linger(&sock).await;
+                sock.linger().await;
             }
         }
         Err(Refused::Idle) => {}
@@ -160,42 +156,14 @@ async fn read_request(
     };
     let vars = packet::parse_vars(&block)?;
     let trusted = shared.config.forwarded_allow_ips.trusts(peer);
-    Ok(request::head(&vars, header.modifier1, trusted)?)
-}
-
-/// Whether a response with this status has no body (RFC 9110 section 6.4.1).
-fn bodiless(status: StatusCode) -> bool {
-    status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-}
-
-/// The status line and header fields, as uWSGI writes them for nginx to parse.
-fn head_bytes(
-    status: StatusCode,
-    reason: Option<&[u8]>,
-    headers: &HeaderMap,
-    length: Option<u64>,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(format!("HTTP/1.1 {} ", status.as_u16()).as_bytes());
-    out.extend_from_slice(reason.unwrap_or(status.canonical_reason().unwrap_or("").as_bytes()));
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        // The connection closes after this response whatever these say.
-        if name == header::CONNECTION || name.as_str() == "keep-alive" {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if let Some(n) = length {
-        out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    out
+    Ok(request::head(
+        &vars,
+        Reading {
+            proxy: Proxy::Uwsgi,
+            strip_script_name: header.modifier1 == MODIFIER_STRIP_SCRIPT_NAME,
+            trusted,
+        },
+    )?)
 }
 
 async fn write_response(
@@ -205,94 +173,28 @@ async fn write_response(
     head_request: bool,
 ) -> io::Result<()> {
     let (parts, mut body) = response.into_parts();
-    let no_body = head_request || bodiless(parts.status);
-    // A body of known length gets a Content-Length unless the app gave one (then the body may
-    // be inexact on purpose); otherwise the close ends it, as with uWSGI.
-    let length = (!no_body && !parts.headers.contains_key(header::CONTENT_LENGTH))
-        .then(|| body.size_hint().exact())
-        .flatten();
-    let reason = parts
-        .extensions
-        .get::<hyper::ext::ReasonPhrase>()
-        .map(|r| r.as_bytes());
+    // Without a Content-Length the close ends the body, as with uWSGI.
+    let (head, has_body) = response_head(HeadStyle::StatusLine, &parts, &body, head_request);
     let mut writer = Writer(sock.clone());
-    let mut pending = vec![Bytes::from(head_bytes(
-        parts.status,
-        reason,
-        &parts.headers,
-        length,
-    ))];
-    if !no_body {
+    let mut pending = vec![Bytes::from(head)];
+    if has_body {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| io::Error::other(e.to_string()))?;
             if let Ok(data) = frame.into_data() {
                 pending.push(data);
-                write_all(&mut writer, &mut pending, files).await?;
+                writer.write_all_bufs(&mut pending, files).await?;
             }
         }
     }
-    write_all(&mut writer, &mut pending, files).await?;
+    writer.write_all_bufs(&mut pending, files).await?;
     // Dropping the body counts the request as finished (before the linger).
     drop(body);
     sock.shutdown_write()
 }
 
-/// Writes every buffer of `bufs`, file placeholders with `sendfile`.
-async fn write_all(
-    writer: &mut Writer,
-    bufs: &mut Vec<Bytes>,
-    files: &FileQueue,
-) -> io::Result<()> {
-    bufs.retain(|b| !b.is_empty());
-    while !bufs.is_empty() {
-        let n = std::future::poll_fn(|cx| {
-            let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
-            sendfile::poll_write_vectored(Pin::new(&mut *writer), cx, &slices, files)
-        })
-        .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        let mut left = n;
-        while left > 0 {
-            let first = &mut bufs[0];
-            let take = left.min(first.len());
-            first.advance(take);
-            left -= take;
-            if first.is_empty() {
-                bufs.remove(0);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads and discards what the client still sends until it closes or [`LINGER`] passes.
-async fn linger(sock: &Sock) {
-    let mut sink = vec![0u8; 16 << 10];
-    let _ = tokio::time::timeout(LINGER, async {
-        while matches!(sock.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_head_is_written_as_uwsgi_does() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
-        h.insert(header::CONNECTION, "close".parse().unwrap());
-        let bytes = head_bytes(StatusCode::OK, None, &h, Some(3));
-        assert_eq!(
-            bytes,
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\n"
-        );
-        let bytes = head_bytes(StatusCode::NOT_FOUND, Some(b"Gone Fishing"), &h, None);
-        assert!(bytes.starts_with(b"HTTP/1.1 404 Gone Fishing\r\n"));
-    }
 
     #[test]
     fn the_vars_limit_follows_buffer_size() {

@@ -1,6 +1,6 @@
-//! A real nginx in front of segue for the uwsgi tests: started by the test as its own child (no
-//! daemon, no master process, in its own process group), on a free loopback port, with its pid
-//! file, logs and temp directories in a scratch directory; killed on drop.
+//! A real nginx in front of segue for the uwsgi and FastCGI tests: started by the test as its
+//! own child (no daemon, no master process, in its own process group), on a free loopback port,
+//! with its pid file, logs and temp directories in a scratch directory; killed on drop.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -26,6 +26,40 @@ uwsgi_param SERVER_PORT $server_port;
 uwsgi_param SERVER_NAME $server_name;
 ";
 
+/// The parameters nginx passes to a FastCGI backend, as nginx ships them (Debian's file when it
+/// is there).
+const FASTCGI_PARAMS: &str = "fastcgi_param QUERY_STRING $query_string;
+fastcgi_param REQUEST_METHOD $request_method;
+fastcgi_param CONTENT_TYPE $content_type;
+fastcgi_param CONTENT_LENGTH $content_length;
+fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+fastcgi_param REQUEST_URI $request_uri;
+fastcgi_param DOCUMENT_URI $document_uri;
+fastcgi_param DOCUMENT_ROOT $document_root;
+fastcgi_param SERVER_PROTOCOL $server_protocol;
+fastcgi_param REQUEST_SCHEME $scheme;
+fastcgi_param HTTPS $https if_not_empty;
+fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+fastcgi_param SERVER_SOFTWARE nginx/$nginx_version;
+fastcgi_param REMOTE_ADDR $remote_addr;
+fastcgi_param REMOTE_PORT $remote_port;
+fastcgi_param SERVER_ADDR $server_addr;
+fastcgi_param SERVER_PORT $server_port;
+fastcgi_param SERVER_NAME $server_name;
+";
+
+/// A params file: nginx's own from /etc/nginx when it is there, else `fallback` written into
+/// `dir`.
+fn params_file(dir: &Path, name: &str, fallback: &str) -> PathBuf {
+    let system = Path::new("/etc/nginx").join(name);
+    if system.exists() {
+        return system;
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, fallback).unwrap();
+    p
+}
+
 /// A running nginx.
 pub struct Nginx {
     child: Child,
@@ -48,33 +82,10 @@ impl Nginx {
     /// /app` and modifier1 30 (PATH_INFO without the prefix).
     pub fn start(dir: &Path, upstream: &str) -> Nginx {
         std::fs::create_dir_all(dir).unwrap();
-        let params = if Path::new("/etc/nginx/uwsgi_params").exists() {
-            PathBuf::from("/etc/nginx/uwsgi_params")
-        } else {
-            let p = dir.join("uwsgi_params");
-            std::fs::write(&p, PARAMS).unwrap();
-            p
-        };
-        let port = free_port();
-        let d = dir.display();
-        let p = params.display();
-        let conf = format!(
-            "error_log {d}/error.log info;
-pid {d}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    client_max_body_size 20m;
-    large_client_header_buffers 8 64k;
-    server {{
-        listen 127.0.0.1:{port};
-        server_name segue-test;
-        location / {{
+        let p = params_file(dir, "uwsgi_params", PARAMS);
+        let p = p.display();
+        let locations = format!(
+            "location / {{
             include {p};
             uwsgi_pass {upstream};
         }}
@@ -90,7 +101,78 @@ http {{
             uwsgi_param SCRIPT_NAME /app;
             uwsgi_modifier1 30;
             uwsgi_pass {upstream};
+        }}"
+        );
+        Nginx::run(dir, "", &locations)
+    }
+
+    /// nginx on a free port passing every request to `upstream` over FastCGI with
+    /// `fastcgi_keep_conn on` and an upstream `keepalive` pool (so connections carry request
+    /// after request): `/` with nginx's `fastcgi_params` alone; `/secure/` with `HTTPS on` (under `SCRIPT_NAME /secure`);
+    /// `/app/` with `SCRIPT_NAME /app` and `PATH_INFO` from `fastcgi_split_path_info`; `/once/`
+    /// without keep-conn (a connection per request).
+    pub fn fastcgi(dir: &Path, upstream: &str) -> Nginx {
+        std::fs::create_dir_all(dir).unwrap();
+        let p = params_file(dir, "fastcgi_params", FASTCGI_PARAMS);
+        let p = p.display();
+        let upstreams = format!("upstream segue {{ server {upstream}; keepalive 8; }}");
+        let locations = format!(
+            "location / {{
+            include {p};
+            fastcgi_keep_conn on;
+            fastcgi_pass segue;
         }}
+        location /secure/ {{
+            include {p};
+            fastcgi_split_path_info ^(/secure)(/.*)$;
+            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+            fastcgi_param PATH_INFO $fastcgi_path_info;
+            fastcgi_param HTTPS on;
+            fastcgi_keep_conn on;
+            fastcgi_pass segue;
+        }}
+        location /app/ {{
+            include {p};
+            fastcgi_split_path_info ^(/app)(/.*)$;
+            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+            fastcgi_param PATH_INFO $fastcgi_path_info;
+            fastcgi_keep_conn on;
+            fastcgi_pass segue;
+        }}
+        location /once/ {{
+            include {p};
+            fastcgi_split_path_info ^(/once)(/.*)$;
+            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+            fastcgi_param PATH_INFO $fastcgi_path_info;
+            fastcgi_pass {upstream};
+        }}"
+        );
+        Nginx::run(dir, &upstreams, &locations)
+    }
+
+    /// Writes the configuration around `upstreams` and the server's `locations`, starts nginx
+    /// and waits until it listens.
+    fn run(dir: &Path, upstreams: &str, locations: &str) -> Nginx {
+        let port = free_port();
+        let d = dir.display();
+        let conf = format!(
+            "error_log {d}/error.log info;
+pid {d}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    client_max_body_size 20m;
+    large_client_header_buffers 8 64k;
+    {upstreams}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name segue-test;
+        {locations}
     }}
 }}
 "
@@ -141,4 +223,72 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A 1 MB upload echoed whole and in order, and 30 KB of header fields, through `addr`.
+pub fn check_upload_and_big_headers(addr: SocketAddr) {
+    use crate::support::Conn;
+    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut c = Conn::open(addr);
+    c.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200);
+    assert!(r.body == body, "the echoed body differs from the upload");
+
+    let mut c = Conn::open(addr);
+    let big: String = "x".repeat(6000);
+    let mut req = "GET /environ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".to_owned();
+    for i in 0..5 {
+        req.push_str(&format!("X-Big-{i}: {big}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.send(req.as_bytes());
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let env = r.json();
+    for i in 0..5 {
+        assert_eq!(
+            env[format!("HTTP_X_BIG_{i}")].as_str().map(str::len),
+            Some(6000)
+        );
+    }
+}
+
+/// Five reloads of `s` while clients send requests through `front`: every one gets a 200 at
+/// nginx (a 502 would be a lost request).
+pub fn reloads_lose_nothing(s: &crate::support::Server, front: &Nginx) {
+    let load = crate::support::Load::start(front.addr, "/", 3, 2, Duration::from_secs(120));
+    for n in 1..=5 {
+        s.signal(libc::SIGHUP);
+        s.wait_promoted(n);
+    }
+    let report = load.stop();
+    assert!(
+        report.failures.is_empty(),
+        "{} failed requests, e.g. {:?}\n{}",
+        report.failures.len(),
+        &report.failures[..report.failures.len().min(5)],
+        front.error_log()
+    );
+    let bad = report.bad_statuses();
+    assert!(
+        bad.is_empty(),
+        "{} non-200 responses at nginx (a 502 is a lost request), e.g. {:?}\n{}\n{}",
+        bad.len(),
+        &bad[..bad.len().min(5)],
+        front.error_log(),
+        s.log.all()
+    );
+    assert!(
+        report.ok() > 100,
+        "too little load: {} responses",
+        report.ok()
+    );
 }

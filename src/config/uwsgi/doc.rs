@@ -20,7 +20,7 @@ fn doc_path() -> PathBuf {
 fn conv_note(conv: Conv) -> &'static str {
     match conv {
         Conv::Listen => {
-            "listener (`http`: HTTP; `socket`: the uwsgi protocol); a bare path is a unix socket (`unix:PATH`)"
+            "listener (`http`: HTTP; `socket`: the uwsgi protocol; `fastcgi-socket`: FastCGI); a bare path is a unix socket (`unix:PATH`)"
         }
         Conv::Module => {
             "a module spec; one that looks like a file (`*.py`, `a/b`) is a `wsgi-file`"

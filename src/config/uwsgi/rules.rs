@@ -75,6 +75,7 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
     &[
         (&["http-socket", "http"], Apply("http", Listen)),
         (&["socket", "uwsgi-socket"], Apply("socket", Listen)),
+        (&["fastcgi-socket"], Apply("fastcgi-socket", Listen)),
         (&["processes", "workers"], Apply("workers", Count)),
         (&["threads"], Apply("threads", Count)),
         (&["chdir", "chdir2"], Apply("chdir", Path)),
@@ -306,7 +307,6 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         ),
         (
             &[
-                "fastcgi-socket",
                 "fastcgi-nph-socket",
                 "scgi-socket",
                 "scgi-nph-socket",
@@ -314,7 +314,7 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
                 "puwsgi-socket",
             ],
             Unsupported(
-                "FastCGI, SCGI and raw sockets are not supported: listen with http-socket and proxy HTTP to it",
+                "SCGI, raw and NPH FastCGI sockets are not supported: use fastcgi-socket or socket behind nginx, or listen with http-socket and proxy HTTP to it",
             ),
         ),
         (

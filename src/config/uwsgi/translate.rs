@@ -270,6 +270,10 @@ mod tests {
         );
         assert_eq!(verdict("-s", Some(":3031")), applied("socket", ":3031"));
         assert_eq!(
+            verdict("fastcgi-socket", Some("/run/app.fcgi")),
+            applied("fastcgi-socket", "unix:/run/app.fcgi")
+        );
+        assert_eq!(
             verdict("http", Some("[::1]:8000")),
             applied("http", "[::1]:8000")
         );
@@ -356,7 +360,8 @@ mod tests {
             ("route", "router"),
             ("route-if", "router"),
             ("stats", "segue status"),
-            ("fastcgi-socket", "FastCGI"),
+            ("fastcgi-nph-socket", "fastcgi-socket"),
+            ("scgi-socket", "SCGI"),
             ("suwsgi-socket", "plain uwsgi protocol"),
             ("smart-attach-daemon", "side processes"),
             ("unique-cron", "side processes"),

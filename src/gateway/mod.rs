@@ -1,8 +1,13 @@
-//! What a gateway protocol (uwsgi today, FastCGI later) tells about a request beyond its HTTP
+//! What a gateway protocol (uwsgi, FastCGI) tells about a request beyond its HTTP
 //! head: the CGI variables the front proxy computed (nginx's `SCRIPT_NAME`, `PATH_INFO`,
 //! `REMOTE_ADDR`, ...). The connection's protocol layer builds it; it travels with the request
 //! as an `http` extension, and the environ takes these values over the ones segue would derive
 //! from the HTTP head, because the proxy saw the real client and the original URL.
+//! [`request`] turns the variables into the head and these values, for every such protocol.
+
+pub mod request;
+
+pub use request::{Head, Proxy, Reading, RequestError};
 
 /// CGI variables from a gateway, for the environ.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

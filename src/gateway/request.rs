@@ -1,14 +1,44 @@
-//! The request a uwsgi packet's variables describe, as an HTTP head for segue's service plus
-//! the CGI variables nginx computed ([`Gateway`]). The head is what the service validates and
-//! routes like any HTTP request; the gateway variables are what the environ reports.
+//! The request a gateway's CGI variables describe (a uwsgi packet's block, FastCGI's PARAMS),
+//! as an HTTP head for segue's service plus the variables nginx computed ([`Gateway`]). The
+//! head is what the service validates and routes like any HTTP request; the gateway variables
+//! are what the environ reports.
+
+use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 
-use crate::gateway::Gateway;
+use super::Gateway;
 
-use super::packet::MODIFIER_STRIP_SCRIPT_NAME;
+/// Which protocol carried the variables: for messages, which name the params file nginx needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proxy {
+    /// The uwsgi protocol (`uwsgi_pass`).
+    Uwsgi,
+    /// FastCGI (`fastcgi_pass`).
+    FastCgi,
+}
 
-/// A request read from a uwsgi packet.
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proxy::Uwsgi => "uwsgi",
+            Proxy::FastCgi => "fastcgi",
+        })
+    }
+}
+
+/// How to read the variables.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// The protocol, for messages.
+    pub proxy: Proxy,
+    /// Remove `SCRIPT_NAME` from the front of `PATH_INFO` (uwsgi's modifier1 30).
+    pub strip_script_name: bool,
+    /// Whether the peer may claim HTTPS (a unix socket, or `--forwarded-allow-ips`).
+    pub trusted: bool,
+}
+
+/// A request read from a gateway's variables.
 #[derive(Debug)]
 pub struct Head {
     /// `REQUEST_METHOD`.
@@ -31,18 +61,18 @@ pub struct Head {
 pub enum RequestError {
     /// No `REQUEST_METHOD`, or not a method token.
     #[error(
-        "uwsgi request without a valid REQUEST_METHOD ({0:?}): add `include uwsgi_params;` to the nginx location"
+        "{0} request without a valid REQUEST_METHOD ({1:?}): add `include {0}_params;` to the nginx location"
     )]
-    Method(String),
+    Method(Proxy, String),
     /// The target cannot be a URI even percent-encoded.
-    #[error("uwsgi request with an unusable REQUEST_URI/PATH_INFO ({0:?})")]
-    Uri(String),
+    #[error("{0} request with an unusable REQUEST_URI/PATH_INFO ({1:?})")]
+    Uri(Proxy, String),
     /// An `HTTP_*` variable that cannot be a header field.
-    #[error("uwsgi variable {0} cannot be an HTTP header field")]
-    Header(String),
+    #[error("{0} variable {1} cannot be an HTTP header field")]
+    Header(Proxy, String),
     /// `CONTENT_LENGTH` is not a number.
-    #[error("uwsgi request with CONTENT_LENGTH {0:?}: expected a number of bytes")]
-    ContentLength(String),
+    #[error("{0} request with CONTENT_LENGTH {1:?}: expected a number of bytes")]
+    ContentLength(Proxy, String),
 }
 
 /// Variables the head or the gateway fields carry; everything else goes to `extra`.
@@ -89,9 +119,13 @@ fn uri_safe(bytes: &[u8]) -> String {
     out
 }
 
-/// The request `vars` describe. `modifier1` 30 strips `SCRIPT_NAME` from `PATH_INFO`;
-/// `trusted` says whether the peer may claim HTTPS (a unix socket, or `--forwarded-allow-ips`).
-pub fn head(vars: &[(&[u8], &[u8])], modifier1: u8, trusted: bool) -> Result<Head, RequestError> {
+/// The request `vars` describe, read as `how` says.
+pub fn head(vars: &[(&[u8], &[u8])], how: Reading) -> Result<Head, RequestError> {
+    let Reading {
+        proxy,
+        strip_script_name,
+        trusted,
+    } = how;
     let last = |name: &str| {
         vars.iter()
             .rev()
@@ -102,15 +136,26 @@ pub fn head(vars: &[(&[u8], &[u8])], modifier1: u8, trusted: bool) -> Result<Hea
     let method = Method::from_bytes(method_text)
         .ok()
         .filter(|_| !method_text.is_empty())
-        .ok_or_else(|| RequestError::Method(text(method_text)))?;
-    let script_name = last("SCRIPT_NAME").unwrap_or_default().to_vec();
+        .ok_or_else(|| RequestError::Method(proxy, text(method_text)))?;
+    let mut script_name = last("SCRIPT_NAME").unwrap_or_default().to_vec();
     let mut path_info = last("PATH_INFO").map(<[u8]>::to_vec);
-    if modifier1 == MODIFIER_STRIP_SCRIPT_NAME {
+    if strip_script_name {
         if let Some(p) = &mut path_info {
             if !script_name.is_empty() && p.starts_with(&script_name) {
                 p.drain(..script_name.len());
             }
         }
+    }
+    // nginx's `include fastcgi_params;` alone sends SCRIPT_NAME as `$fastcgi_script_name`, the
+    // whole path, and no PATH_INFO: that is an app at the root (what a WSGI user means by it),
+    // not one mounted at every path. `fastcgi_split_path_info` with an explicit PATH_INFO is
+    // taken as given.
+    if proxy == Proxy::FastCgi
+        && path_info.is_none()
+        && !script_name.is_empty()
+        && last("DOCUMENT_URI").is_some_and(|d| d == script_name.as_slice())
+    {
+        path_info = Some(std::mem::take(&mut script_name));
     }
     let query = last("QUERY_STRING").unwrap_or_default();
     let target = match last("REQUEST_URI").filter(|u| !u.is_empty()) {
@@ -130,7 +175,7 @@ pub fn head(vars: &[(&[u8], &[u8])], modifier1: u8, trusted: bool) -> Result<Hea
     };
     let uri: Uri = target
         .parse()
-        .map_err(|_| RequestError::Uri(target.clone()))?;
+        .map_err(|_| RequestError::Uri(proxy, target.clone()))?;
     let version = match last("SERVER_PROTOCOL") {
         Some(b"HTTP/1.0") => Version::HTTP_10,
         _ => Version::HTTP_11,
@@ -158,7 +203,7 @@ pub fn head(vars: &[(&[u8], &[u8])], modifier1: u8, trusted: bool) -> Result<Hea
         if ["content-length", "content-type", "transfer-encoding"].contains(&name.as_str()) {
             continue;
         }
-        let bad = || RequestError::Header(text(key));
+        let bad = || RequestError::Header(proxy, text(key));
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
         let value = HeaderValue::from_bytes(value).map_err(|_| bad())?;
         if name == header::HOST {
@@ -176,14 +221,14 @@ pub fn head(vars: &[(&[u8], &[u8])], modifier1: u8, trusted: bool) -> Result<Hea
             .ok()
             .filter(|l| l.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|l| l.parse::<u64>().ok())
-            .ok_or_else(|| RequestError::ContentLength(text(length)))?
+            .ok_or_else(|| RequestError::ContentLength(proxy, text(length)))?
     };
     if content_length > 0 {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(content_length));
     }
     if let Some(ct) = last("CONTENT_TYPE").filter(|c| !c.is_empty()) {
-        let ct =
-            HeaderValue::from_bytes(ct).map_err(|_| RequestError::Header("CONTENT_TYPE".into()))?;
+        let ct = HeaderValue::from_bytes(ct)
+            .map_err(|_| RequestError::Header(proxy, "CONTENT_TYPE".into()))?;
         headers.insert(header::CONTENT_TYPE, ct);
     }
 
@@ -218,6 +263,14 @@ pub fn head(vars: &[(&[u8], &[u8])], modifier1: u8, trusted: bool) -> Result<Hea
 mod tests {
     use super::*;
 
+    fn read(trusted: bool) -> Reading {
+        Reading {
+            proxy: Proxy::Uwsgi,
+            strip_script_name: false,
+            trusted,
+        }
+    }
+
     fn nginx(extra: &[(&'static str, &'static str)]) -> Vec<(&'static [u8], &'static [u8])> {
         let mut v: Vec<(&[u8], &[u8])> = vec![
             (b"QUERY_STRING", b"a=1&b=%C3%A9"),
@@ -243,7 +296,7 @@ mod tests {
 
     #[test]
     fn nginx_params_become_a_head_and_gateway_variables() {
-        let h = head(&nginx(&[]), 0, false).unwrap();
+        let h = head(&nginx(&[]), read(false)).unwrap();
         assert_eq!(h.method, Method::POST);
         assert_eq!(h.uri, "/caf%C3%A9/x?a=1&b=%C3%A9");
         assert_eq!(h.version, Version::HTTP_11);
@@ -270,12 +323,12 @@ mod tests {
     #[test]
     fn https_counts_only_from_a_trusted_peer() {
         let vars = nginx(&[("HTTPS", "on")]);
-        assert!(head(&vars, 0, true).unwrap().gateway.https);
-        let untrusted = head(&vars, 0, false).unwrap().gateway;
+        assert!(head(&vars, read(true)).unwrap().gateway.https);
+        let untrusted = head(&vars, read(false)).unwrap().gateway;
         assert!(!untrusted.https);
         assert!(untrusted.extra.iter().all(|(k, _)| k != "HTTPS"));
         let scheme = nginx(&[("REQUEST_SCHEME", "https")]);
-        assert!(head(&scheme, 0, true).unwrap().gateway.https);
+        assert!(head(&scheme, read(true)).unwrap().gateway.https);
     }
 
     #[test]
@@ -285,11 +338,45 @@ mod tests {
             (b"SCRIPT_NAME", b"/app"),
             (b"PATH_INFO", b"/app/env"),
         ];
-        let h = head(&vars, 30, false).unwrap();
+        let h = head(
+            &vars,
+            Reading {
+                strip_script_name: true,
+                ..read(false)
+            },
+        )
+        .unwrap();
         assert_eq!(h.gateway.path_info.as_deref(), Some(&b"/env"[..]));
         assert_eq!(h.uri, "/app/env");
-        let h = head(&vars, 0, false).unwrap();
+        let h = head(&vars, read(false)).unwrap();
         assert_eq!(h.gateway.path_info.as_deref(), Some(&b"/app/env"[..]));
+    }
+
+    #[test]
+    fn fastcgi_params_alone_mean_an_app_at_the_root() {
+        let fastcgi = |trusted| Reading {
+            proxy: Proxy::FastCgi,
+            ..read(trusted)
+        };
+        let vars: Vec<(&[u8], &[u8])> = vec![
+            (b"REQUEST_METHOD", b"GET"),
+            (b"SCRIPT_NAME", b"/a/b"),
+            (b"DOCUMENT_URI", b"/a/b"),
+            (b"REQUEST_URI", b"/a/b?x"),
+        ];
+        let g = head(&vars, fastcgi(false)).unwrap().gateway;
+        assert_eq!(g.script_name, b"");
+        assert_eq!(g.path_info.as_deref(), Some(&b"/a/b"[..]));
+        // The same variables over uwsgi mean what they say.
+        let g = head(&vars, read(false)).unwrap().gateway;
+        assert_eq!(g.script_name, b"/a/b");
+        // An explicit split is kept.
+        let mut split = vars.clone();
+        split[1] = (b"SCRIPT_NAME", b"/a");
+        split.push((b"PATH_INFO", b"/b"));
+        let g = head(&split, fastcgi(false)).unwrap().gateway;
+        assert_eq!(g.script_name, b"/a");
+        assert_eq!(g.path_info.as_deref(), Some(&b"/b"[..]));
     }
 
     #[test]
@@ -300,7 +387,7 @@ mod tests {
             (b"QUERY_STRING", b"x=1"),
             (b"SERVER_PROTOCOL", b"HTTP/1.0"),
         ];
-        let h = head(&vars, 0, false).unwrap();
+        let h = head(&vars, read(false)).unwrap();
         assert_eq!(h.uri, "/a%20b/%C3%A9?x=1");
         assert_eq!(h.version, Version::HTTP_10);
         assert_eq!(h.content_length, 0);
@@ -311,19 +398,19 @@ mod tests {
     fn bad_variables_are_refused() {
         let no_method: Vec<(&[u8], &[u8])> = vec![(b"REQUEST_URI", b"/")];
         assert!(matches!(
-            head(&no_method, 0, false),
-            Err(RequestError::Method(_))
+            head(&no_method, read(false)),
+            Err(RequestError::Method(..))
         ));
         let bad_len = nginx(&[("CONTENT_LENGTH", "-1")]);
         assert!(matches!(
-            head(&bad_len, 0, false),
-            Err(RequestError::ContentLength(_))
+            head(&bad_len, read(false)),
+            Err(RequestError::ContentLength(..))
         ));
         let bad_header: Vec<(&[u8], &[u8])> =
             vec![(b"REQUEST_METHOD", b"GET"), (b"HTTP_X", b"a\nb")];
         assert!(matches!(
-            head(&bad_header, 0, false),
-            Err(RequestError::Header(_))
+            head(&bad_header, read(false)),
+            Err(RequestError::Header(..))
         ));
     }
 }
