@@ -534,3 +534,43 @@ fn an_upgrade_carries_uwsgi_and_fastcgi_listeners_and_loses_nothing() {
     assert_eq!(get(fcgi_front.addr, "/").status, 200);
     assert_eq!(get(uwsgi_front.addr, "/").status, 200);
 }
+
+/// `--mount` prefixes apply to FastCGI requests as to HTTP ones: the mount's prefix goes to
+/// SCRIPT_NAME, after the one nginx set.
+#[test]
+fn mounts_split_fastcgi_paths() {
+    let s = support::server_without_app()
+        .no_default_listener()
+        .args(&[
+            "--fastcgi-socket",
+            "127.0.0.1:0",
+            "--mount",
+            "/sub=cases:application",
+        ])
+        .start();
+    let mut c = Client::connect(fastcgi_addr(&s));
+    // nginx's fastcgi_params alone: the app at the root, the mount under it.
+    let (code, _, body) = exchange(
+        &mut c,
+        1,
+        &fcgi::request(1, true, &fcgi::get_vars("/sub/environ"), b"", 1),
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let env: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (env["SCRIPT_NAME"].as_str(), env["PATH_INFO"].as_str()),
+        (Some("/sub"), Some("/environ"))
+    );
+    // A prefix nginx split off comes first.
+    let mut vars = fcgi::get_vars("/site/sub/environ");
+    vars.retain(|(k, _)| *k != "SCRIPT_NAME");
+    vars.push(("SCRIPT_NAME", "/site"));
+    vars.push(("PATH_INFO", "/sub/environ"));
+    let (code, _, body) = exchange(&mut c, 2, &fcgi::request(2, true, &vars, b"", 1));
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let env: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (env["SCRIPT_NAME"].as_str(), env["PATH_INFO"].as_str()),
+        (Some("/site/sub"), Some("/environ"))
+    );
+}

@@ -153,12 +153,11 @@ async fn read_records(conn: Arc<Conn>, events: mpsc::Sender<Event>) {
     let mut buf = BytesMut::new();
     let mut body: Option<mpsc::Sender<Bytes>> = None;
     let no_files = FileQueue::default();
+    let mut scratch = vec![0u8; READ_CHUNK];
     loop {
-        buf.reserve(READ_CHUNK);
-        let at = buf.len();
-        buf.resize(at + READ_CHUNK, 0);
-        let n = conn.sock.read(&mut buf[at..]).await.unwrap_or_default();
-        buf.truncate(at + n);
+        // The buffer holds at most a record's worth beyond what one read added.
+        let n = conn.sock.read(&mut scratch).await.unwrap_or_default();
+        buf.extend_from_slice(&scratch[..n]);
         if n == 0 {
             let _ = events.send(Event::Closed).await;
             return;
