@@ -200,17 +200,17 @@ fn serving_a_seed_block_that_needs_what_segue_lacks_refuses_with_the_whole_list(
     );
 
     // Ignoring what is unsupported must not quietly serve on a default address instead of
-    // a listener segue cannot open (a FastCGI socket).
+    // a listener segue cannot open (an SCGI socket).
     let file = write(
         &dir,
-        "fastcgi.ini",
-        "[uwsgi]\nfastcgi-socket = /tmp/fcgi.sock\nmodule = cases\n",
+        "scgi.ini",
+        "[uwsgi]\nscgi-socket = /tmp/scgi.sock\nmodule = cases\n",
     );
     let out = run(&dir, &["--ini", &file, "--ignore-unsupported"], &[], SECS);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("fastcgi-socket: segue cannot listen this way"),
+            .contains("scgi-socket: segue cannot listen this way"),
         "{}",
         out.stderr
     );
