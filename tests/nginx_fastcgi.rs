@@ -21,15 +21,8 @@ use nginx::Nginx;
 use support::oneshot::scratch;
 use support::{Conn, Load, Server, get, server};
 
-/// The address of the server's FastCGI listener, from `status` (`fastcgi://127.0.0.1:PORT`).
 fn fastcgi_addr(s: &Server) -> SocketAddr {
-    let st = s.status();
-    st["listeners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|l| l.as_str()?.strip_prefix("fastcgi://")?.parse().ok())
-        .unwrap_or_else(|| panic!("no fastcgi TCP listener in {st}"))
+    s.listener_addr("fastcgi")
 }
 
 fn fastcgi_server(args: &[&str]) -> Server {
@@ -442,33 +435,10 @@ fn respawn_reloads_through_nginx_fastcgi_lose_nothing() {
 #[test]
 fn static_files_and_file_wrapper_bodies_pass_through_nginx_fastcgi() {
     let dir = scratch("nginx-fastcgi-static");
-    let statics = dir.join("static");
-    std::fs::create_dir_all(&statics).unwrap();
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(statics.join("big.bin"), &big).unwrap();
-    std::fs::write(statics.join("app.css"), "body { color: red }\n").unwrap();
-    let map = format!("/static={}", statics.display());
+    let map = nginx::static_dir(&dir);
     let s = fastcgi_server(&["--fastcgi-socket", "127.0.0.1:0", "--static-map", &map]);
     let front = Nginx::fastcgi(&dir.join("nginx"), &fastcgi_addr(&s).to_string());
-
-    let css = get(front.addr, "/static/app.css");
-    assert_eq!(css.status, 200);
-    assert_eq!(css.header("content-type"), Some("text/css"));
-    assert_eq!(css.text(), "body { color: red }\n");
-    let r = get(front.addr, "/static/big.bin");
-    assert_eq!(r.status, 200);
-    assert!(
-        r.body == big,
-        "a 3 MB static file arrives whole ({} bytes)",
-        r.body.len()
-    );
-    let r = get(front.addr, "/file?tens=200000");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body.len(), 2_000_000);
-    assert!(
-        r.body.chunks(10).all(|c| c == b"0123456789"),
-        "file_wrapper body intact"
-    );
+    nginx::check_static_and_file_wrapper(&front);
 }
 
 /// `segue upgrade` (the master re-executes itself and hands its sockets over) under load
@@ -486,12 +456,7 @@ fn an_upgrade_carries_uwsgi_and_fastcgi_listeners_and_loses_nothing() {
         "2",
     ]);
     let before = s.status()["listeners"].clone();
-    let uwsgi: SocketAddr = before
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|l| l.as_str()?.strip_prefix("uwsgi://")?.parse().ok())
-        .unwrap();
+    let uwsgi = s.listener_addr("uwsgi");
     let fcgi_front = Nginx::fastcgi(&dir.join("nginx-fcgi"), &fastcgi_addr(&s).to_string());
     let uwsgi_front = Nginx::start(&dir.join("nginx-uwsgi"), &uwsgi.to_string());
     let loads = [

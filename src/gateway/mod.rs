@@ -9,6 +9,24 @@ pub mod request;
 
 pub use request::{Head, Proxy, Reading, RequestError};
 
+use crate::config::Limits;
+
+/// The largest variables block by default: the uwsgi protocol's 65535 bytes (its sizes are 16
+/// bits), which FastCGI params are held to as well.
+pub const MAX_VARIABLES: usize = u16::MAX as usize;
+
+/// The least `--buffer-size` counts for: uWSGI's own default, which nginx's default
+/// parameters fit.
+const MIN_VARIABLES: usize = 4096;
+
+/// The largest variables block (a uwsgi packet's, a FastCGI request's params) a listener
+/// accepts: [`MAX_VARIABLES`], or `--buffer-size` (at least 4096) when set, as in uWSGI.
+pub fn variables_limit(limits: &Limits) -> usize {
+    limits
+        .head
+        .map_or(MAX_VARIABLES, |h| h.clamp(MIN_VARIABLES, MAX_VARIABLES))
+}
+
 /// CGI variables from a gateway, for the environ.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gateway {
@@ -36,4 +54,27 @@ pub struct Gateway {
     /// Other CGI variables (`DOCUMENT_ROOT`, `REMOTE_USER`, `HTTPS`, ...), passed to the
     /// environ as they are.
     pub extra: Vec<(String, Vec<u8>)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variables_limit_follows_buffer_size() {
+        let mut limits = Limits {
+            request_line: 8190,
+            request_fields: 100,
+            request_field_size: 8190,
+            request_body: None,
+            head: None,
+        };
+        assert_eq!(variables_limit(&limits), 65535);
+        limits.head = Some(100);
+        assert_eq!(variables_limit(&limits), 4096);
+        limits.head = Some(32768);
+        assert_eq!(variables_limit(&limits), 32768);
+        limits.head = Some(1 << 20);
+        assert_eq!(variables_limit(&limits), 65535);
+    }
 }

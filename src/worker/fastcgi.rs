@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, StatusCode, header};
+use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
@@ -109,7 +109,7 @@ pub async fn serve_connection(
     watch: DrainWatch,
 ) {
     shared.counters.connections.fetch_add(1, Ordering::Relaxed);
-    let limit = super::uwsgi::vars_limit(&shared.config.limits);
+    let limit = crate::gateway::variables_limit(&shared.config.limits);
     let most = shared
         .config
         .worker_connections
@@ -430,14 +430,14 @@ impl Driver {
             Ok(h) => h,
             Err(reason) => {
                 tracing::warn!("FastCGI request from {:?} refused: {reason}", self.peer);
-                let text = format!("400 Bad Request: {reason}\n");
-                let mut reply = http::Response::new(ResponseBody::full(text.into()));
-                *reply.status_mut() = StatusCode::BAD_REQUEST;
-                reply.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; charset=utf-8"),
+                let reply = crate::wsgi::response::error_reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("400 Bad Request: {reason}\n"),
                 );
-                return (reply, false);
+                let mut response = http::Response::new(reply.body);
+                *response.status_mut() = reply.status;
+                *response.headers_mut() = reply.headers;
+                return (response, false);
             }
         };
         let head_request = head.method == Method::HEAD;

@@ -22,26 +22,11 @@ use super::acceptor::Held;
 use super::drain::{ConnState, DrainWatch, IDLE_GRACE};
 use super::service::{Service, Shared};
 use super::socket::{HeadStyle, LengthBody, Sock, Writer, response_head};
-use crate::config::Limits;
 use crate::gateway::request::{self, Proxy, Reading, RequestError};
 use crate::http::body::ResponseBody;
 use crate::http::sendfile::FileQueue;
-use crate::uwsgi::packet::{
-    self, HEADER_LEN, Header, MAX_VARS, MODIFIER_STRIP_SCRIPT_NAME, PacketError,
-};
+use crate::uwsgi::packet::{self, HEADER_LEN, Header, MODIFIER_STRIP_SCRIPT_NAME, PacketError};
 use crate::wsgi::{Local, Peer};
-
-/// The least `--buffer-size` counts for on a uwsgi listener: uWSGI's own default, which
-/// nginx's default parameters fit.
-const MIN_VARS: usize = 4096;
-
-/// The largest variables block a uwsgi listener accepts: the protocol's 65535 bytes, or
-/// `--buffer-size` (at least [`MIN_VARS`]) when set, as in uWSGI.
-pub fn vars_limit(limits: &Limits) -> usize {
-    limits
-        .head
-        .map_or(MAX_VARS, |h| h.clamp(MIN_VARS, MAX_VARS))
-}
 
 /// Why a connection ended without a request being served.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +101,7 @@ async fn read_request(
     shared: &Shared,
     watch: &mut DrainWatch,
 ) -> Result<request::Head, Refused> {
-    let limit = vars_limit(&shared.config.limits);
+    let limit = crate::gateway::variables_limit(&shared.config.limits);
     let got = AtomicUsize::new(0);
     let reading = async {
         let mut header = [0u8; HEADER_LEN];
@@ -190,27 +175,4 @@ async fn write_response(
     // Dropping the body counts the request as finished (before the linger).
     drop(body);
     sock.shutdown_write()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_vars_limit_follows_buffer_size() {
-        let mut limits = Limits {
-            request_line: 8190,
-            request_fields: 100,
-            request_field_size: 8190,
-            request_body: None,
-            head: None,
-        };
-        assert_eq!(vars_limit(&limits), 65535);
-        limits.head = Some(100);
-        assert_eq!(vars_limit(&limits), 4096);
-        limits.head = Some(32768);
-        assert_eq!(vars_limit(&limits), 32768);
-        limits.head = Some(1 << 20);
-        assert_eq!(vars_limit(&limits), 65535);
-    }
 }

@@ -2,17 +2,11 @@
 every later one hangs for a minute: with several workers, the first boot failure must end the
 master without waiting for the others, and take them down with it."""
 
-import fcntl
-import os
 import time
 
-_fd = os.open(os.environ["SEGUE_IMPORT_COUNTER"], os.O_RDWR | os.O_CREAT, 0o644)
-try:
-    fcntl.flock(_fd, fcntl.LOCK_EX)
-    number = int(os.pread(_fd, 32, 0) or b"0") + 1
-    os.pwrite(_fd, b"%020d" % number, 0)
-finally:
-    os.close(_fd)
+from import_counter import next_import
+
+number = next_import()
 
 if number == 1:
     raise RuntimeError("import number 1 fails on purpose")

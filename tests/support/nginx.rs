@@ -292,3 +292,47 @@ pub fn reloads_lose_nothing(s: &crate::support::Server, front: &Nginx) {
         report.ok()
     );
 }
+
+/// A static directory for `--static-map` (a 3 MB file and a stylesheet) under `dir`; returns the
+/// `--static-map` value.
+pub fn static_dir(dir: &Path) -> String {
+    let statics = dir.join("static");
+    std::fs::create_dir_all(&statics).unwrap();
+    std::fs::write(statics.join("big.bin"), big_static()).unwrap();
+    std::fs::write(statics.join("app.css"), "body { color: red }\n").unwrap();
+    format!("/static={}", statics.display())
+}
+
+fn big_static() -> Vec<u8> {
+    (0..3_000_000u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// What a server with [`static_dir`] mapped serves through `front`: static files (answered by
+/// the worker without Python) whole, a missing one falling through to the app, and a
+/// `wsgi.file_wrapper` body whole.
+pub fn check_static_and_file_wrapper(front: &Nginx) {
+    use crate::support::get;
+    let css = get(front.addr, "/static/app.css");
+    assert_eq!(css.status, 200);
+    assert_eq!(css.header("content-type"), Some("text/css"));
+    assert_eq!(css.text(), "body { color: red }\n");
+    let r = get(front.addr, "/static/big.bin");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == big_static(),
+        "a 3 MB static file arrives whole ({} bytes)",
+        r.body.len()
+    );
+    assert_eq!(
+        get(front.addr, "/static/missing.css").status,
+        404,
+        "falls through to the app"
+    );
+    let r = get(front.addr, "/file?tens=200000");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 2_000_000);
+    assert!(
+        r.body.chunks(10).all(|c| c == b"0123456789"),
+        "file_wrapper body intact"
+    );
+}

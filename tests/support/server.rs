@@ -279,6 +279,19 @@ impl Server {
             .expect("this server has no TCP listener from the harness")
     }
 
+    /// The address of the TCP listener speaking `scheme` (`uwsgi`, `fastcgi`), from `status`,
+    /// where such listeners show as `SCHEME://127.0.0.1:PORT`.
+    pub fn listener_addr(&self, scheme: &str) -> SocketAddr {
+        let st = self.status();
+        let prefix = format!("{scheme}://");
+        st["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.as_str()?.strip_prefix(prefix.as_str())?.parse().ok())
+            .unwrap_or_else(|| panic!("no {scheme} TCP listener in {st}"))
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
     }
