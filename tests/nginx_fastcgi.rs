@@ -87,6 +87,10 @@ fn check_requests(front: &Nginx) {
     let env = environ(addr, "/app/environ");
     assert_eq!(env["SCRIPT_NAME"], "/app", "{env}");
     assert_eq!(env["PATH_INFO"], "/environ");
+    // A SCRIPT_NAME prefix without PATH_INFO: the rest of the path is PATH_INFO.
+    let env = environ(addr, "/plain/environ");
+    assert_eq!(env["SCRIPT_NAME"], "/plain", "{env}");
+    assert_eq!(env["PATH_INFO"], "/environ");
     // The same without keep-conn: segue closes after each response.
     let env = environ(addr, "/once/environ");
     assert_eq!(env["SCRIPT_NAME"], "/once", "{env}");

@@ -146,16 +146,19 @@ pub fn head(vars: &[(&[u8], &[u8])], how: Reading) -> Result<Head, RequestError>
             }
         }
     }
-    // nginx's `include fastcgi_params;` alone sends SCRIPT_NAME as `$fastcgi_script_name`, the
-    // whole path, and no PATH_INFO: that is an app at the root (what a WSGI user means by it),
-    // not one mounted at every path. `fastcgi_split_path_info` with an explicit PATH_INFO is
-    // taken as given.
-    if proxy == Proxy::FastCgi
-        && path_info.is_none()
-        && !script_name.is_empty()
-        && last("DOCUMENT_URI").is_some_and(|d| d == script_name.as_slice())
-    {
-        path_info = Some(std::mem::take(&mut script_name));
+    // FastCGI params without PATH_INFO (nginx's `fastcgi_params` has none): the path is
+    // DOCUMENT_URI. A SCRIPT_NAME equal to all of it is `$fastcgi_script_name` from that file
+    // alone, an app at the root (what a WSGI user means by it), not one mounted at every path;
+    // a SCRIPT_NAME that is a leading segment of it is a mount prefix, the rest PATH_INFO. An
+    // explicit PATH_INFO is taken as given.
+    if proxy == Proxy::FastCgi && path_info.is_none() && !script_name.is_empty() {
+        if let Some(doc) = last("DOCUMENT_URI") {
+            if doc == script_name.as_slice() {
+                path_info = Some(std::mem::take(&mut script_name));
+            } else if doc.starts_with(&script_name) && doc.get(script_name.len()) == Some(&b'/') {
+                path_info = Some(doc[script_name.len()..].to_vec());
+            }
+        }
     }
     let query = last("QUERY_STRING").unwrap_or_default();
     let target = match last("REQUEST_URI").filter(|u| !u.is_empty()) {
@@ -370,6 +373,25 @@ mod tests {
         // The same variables over uwsgi mean what they say.
         let g = head(&vars, read(false)).unwrap().gateway;
         assert_eq!(g.script_name, b"/a/b");
+        // A SCRIPT_NAME that is a leading segment of the path is a prefix; one that is not is
+        // left alone.
+        let mut prefix = vars.clone();
+        prefix[1] = (b"SCRIPT_NAME", b"/a");
+        let g = head(&prefix, fastcgi(false)).unwrap().gateway;
+        assert_eq!(g.script_name, b"/a");
+        assert_eq!(g.path_info.as_deref(), Some(&b"/b"[..]));
+        prefix[1] = (b"SCRIPT_NAME", b"/a/");
+        prefix[2] = (b"DOCUMENT_URI", b"/a/b");
+        assert_eq!(
+            head(&prefix, fastcgi(false)).unwrap().gateway.path_info,
+            None
+        );
+        prefix[1] = (b"SCRIPT_NAME", b"/");
+        assert_eq!(
+            head(&prefix, fastcgi(false)).unwrap().gateway.path_info,
+            None,
+            "no segment boundary after '/'"
+        );
         // An explicit split is kept.
         let mut split = vars.clone();
         split[1] = (b"SCRIPT_NAME", b"/a");

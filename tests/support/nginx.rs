@@ -109,7 +109,8 @@ impl Nginx {
     /// nginx on a free port passing every request to `upstream` over FastCGI with
     /// `fastcgi_keep_conn on` and an upstream `keepalive` pool (so connections carry request
     /// after request): `/` with nginx's `fastcgi_params` alone; `/secure/` with `HTTPS on` (under `SCRIPT_NAME /secure`);
-    /// `/app/` with `SCRIPT_NAME /app` and `PATH_INFO` from `fastcgi_split_path_info`; `/once/`
+    /// `/app/` with `SCRIPT_NAME /app` and `PATH_INFO` from `fastcgi_split_path_info`; `/plain/`
+    /// with `SCRIPT_NAME /plain` and no `PATH_INFO`; `/once/`
     /// without keep-conn (a connection per request).
     pub fn fastcgi(dir: &Path, upstream: &str) -> Nginx {
         std::fs::create_dir_all(dir).unwrap();
@@ -136,6 +137,12 @@ impl Nginx {
             fastcgi_split_path_info ^(/app)(/.*)$;
             fastcgi_param SCRIPT_NAME $fastcgi_script_name;
             fastcgi_param PATH_INFO $fastcgi_path_info;
+            fastcgi_keep_conn on;
+            fastcgi_pass segue;
+        }}
+        location /plain/ {{
+            include {p};
+            fastcgi_param SCRIPT_NAME /plain;
             fastcgi_keep_conn on;
             fastcgi_pass segue;
         }}
