@@ -467,19 +467,7 @@ fn an_upgrade_carries_uwsgi_and_fastcgi_listeners_and_loses_nothing() {
         Load::start(fcgi_front.addr, "/", 2, 2, Duration::from_secs(120)),
         Load::start(uwsgi_front.addr, "/", 2, 2, Duration::from_secs(120)),
     ];
-    let out = std::process::Command::new(support::segue_bin())
-        .arg("upgrade")
-        .arg("--wait")
-        .arg("--control")
-        .arg(&s.control)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.upgrade_and_wait();
     assert_eq!(
         s.status()["listeners"],
         before,

@@ -151,9 +151,15 @@ fn the_seeds_blocks_verbatim_have_every_key_accounted_for() {
         .iter()
         .map(|e| e["option"].as_str().unwrap())
         .collect();
-    for key in ["attach-daemon", "cron", "cheap", "idle", "emperor"] {
+    for key in ["cron", "cheap", "idle", "emperor"] {
         assert!(unsupported.contains(&key), "{key} in {unsupported:?}");
     }
+    // segue runs attached daemons: the seed's line is a setting.
+    assert_eq!(
+        doc["settings"]["attach-daemon"]["value"][0],
+        "/path/to/worker/script"
+    );
+    assert!(!unsupported.contains(&"attach-daemon"), "{unsupported:?}");
     // segue serves static files itself: the seed's two lines are settings now.
     assert_eq!(
         doc["settings"]["static-map"]["value"][0], "/static=/path/to/static",
@@ -179,7 +185,6 @@ fn serving_a_seed_block_that_needs_what_segue_lacks_refuses_with_the_whole_list(
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     // static-map is supported, but the seed's /path/to/static does not exist here.
     for key in [
-        "attach-daemon",
         "cron",
         "static-map",
         "cheap",

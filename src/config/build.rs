@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::app::{self, AppSource, AppSpec, Mount};
+use super::daemon::DaemonSpec;
 use super::entry::Origin;
 use super::option;
 use super::resolve::{Resolved, Setting};
@@ -697,5 +698,28 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         python: None,
         invocation: None,
         exit_when_ready: false,
+        daemons: daemons(rd),
     })
+}
+
+/// `attach-daemon`, `smart-attach-daemon` and `smart-attach-daemon2`, in that order.
+fn daemons(rd: &mut Reader<'_>) -> Vec<DaemonSpec> {
+    let mut out = Vec::new();
+    for option in [
+        "attach-daemon",
+        "smart-attach-daemon",
+        "smart-attach-daemon2",
+    ] {
+        for value in rd.list(option) {
+            let spec = match option {
+                "attach-daemon" => DaemonSpec::plain(&value),
+                _ => DaemonSpec::smart(&value, option == "smart-attach-daemon"),
+            };
+            match spec {
+                Ok(s) => out.push(s),
+                Err(e) => rd.bad(option, e),
+            }
+        }
+    }
+    out
 }

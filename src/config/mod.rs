@@ -9,6 +9,7 @@ pub mod app;
 pub mod argv;
 pub mod build;
 pub mod cli;
+pub mod daemon;
 pub mod dialect;
 pub mod entry;
 pub mod gunicorn;
@@ -33,6 +34,7 @@ use crate::http::forwarded::TrustedProxies;
 pub use address::{Endpoint, ListenAddr, Protocol};
 pub use app::{AppError, AppSource, AppSpec, Mount};
 pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy};
+pub use daemon::{DaemonSpec, Smart};
 pub use resolve::Invocation;
 pub use static_files::StaticFiles;
 
@@ -168,6 +170,9 @@ pub struct Config {
     /// `--check-config`: stop as soon as the first generation is ready (the app imported).
     #[serde(default)]
     pub exit_when_ready: bool,
+    /// Commands the master runs beside the workers (`--attach-daemon` and the smart kinds).
+    #[serde(default)]
+    pub daemons: Vec<DaemonSpec>,
 }
 
 /// Worker recycling limits; a worker past one is replaced surge-style (replacement ready first).

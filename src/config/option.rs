@@ -612,6 +612,37 @@ pub static OPTIONS: &[Opt] = &[
         NeedsRestart,
         "Reload when this file's modification time changes"
     ),
+    // Attached daemons.
+    opt!(
+        "attach-daemon",
+        None,
+        Text,
+        true,
+        None,
+        "CMD",
+        Applies,
+        "Run CMD (by /bin/sh -c) beside the workers: started with the master, restarted when it dies, stopped and started again when a reload is promoted (repeatable; uWSGI's attach-daemon)"
+    ),
+    opt!(
+        "smart-attach-daemon",
+        None,
+        Text,
+        true,
+        None,
+        "PIDFILE CMD",
+        Applies,
+        "Run CMD, which daemonizes and writes PIDFILE, unless the pid in PIDFILE is alive; watched by its pidfile, kept running across reloads (repeatable; uWSGI's smart-attach-daemon)"
+    ),
+    opt!(
+        "smart-attach-daemon2",
+        None,
+        Text,
+        true,
+        None,
+        "PIDFILE CMD",
+        Applies,
+        "As smart-attach-daemon for a CMD that stays in the foreground (repeatable; uWSGI's smart-attach-daemon2)"
+    ),
     opt!(
         "master-fifo",
         None,

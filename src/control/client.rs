@@ -197,6 +197,18 @@ fn write_status(out: &mut impl Write, s: &StatusReport) -> std::io::Result<()> {
             w.id, w.pid, w.generation, w.state, w.requests, w.uptime_s
         )?;
     }
+    for d in &s.daemons {
+        let pid = d.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        write!(
+            out,
+            "daemon {pid:>8} {:<19} restarts {} ({}: {})",
+            d.state, d.restarts, d.kind, d.command
+        )?;
+        match &d.last_exit {
+            Some(e) => writeln!(out, "; last exit: {e}")?,
+            None => writeln!(out)?,
+        }
+    }
     for c in &s.crash_loops {
         writeln!(
             out,

@@ -108,6 +108,31 @@ pub struct StatusReport {
     /// Why the last upgrade attempt failed, if it did.
     #[serde(default)]
     pub upgrade_error: Option<String>,
+    /// Attached daemons (`--attach-daemon` and the smart kinds).
+    #[serde(default)]
+    pub daemons: Vec<DaemonReport>,
+}
+
+/// One attached daemon in a status reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonReport {
+    /// The option that configures it: `attach-daemon`, `smart-attach-daemon` or
+    /// `smart-attach-daemon2`.
+    pub kind: String,
+    /// Its command line.
+    pub command: String,
+    /// `running`, `running (detached)`, `starting`, `checking`, `waiting to restart`,
+    /// `stopping` or `stopped`.
+    pub state: String,
+    /// Its process id, while it has one.
+    pub pid: Option<i32>,
+    /// Seconds since its current process started (`None` for one running on its own, or not
+    /// at all).
+    pub uptime_s: Option<f64>,
+    /// Times it was started again after it ended (restarts for a reload do not count).
+    pub restarts: u64,
+    /// How its last process ended.
+    pub last_exit: Option<String>,
 }
 
 /// A slot in a crash loop.

@@ -6,4 +6,6 @@ pub mod client;
 pub mod messages;
 pub mod server;
 
-pub use messages::{CrashLoop, ReloadReport, Reply, Request, StatusReport, WorkerReport};
+pub use messages::{
+    CrashLoop, DaemonReport, ReloadReport, Reply, Request, StatusReport, WorkerReport,
+};

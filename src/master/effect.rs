@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::{Command, Outcome, Responder};
+use super::daemons::DaemonId;
 use super::generation::GenerationId;
 use super::reaper::ExitKind;
 use super::upgrade::UpgradeError;
 use super::worker::WorkerId;
-use crate::config::{Config, Invocation};
+use crate::config::{Config, DaemonSpec, Invocation};
 use crate::protocol::{DrainReason, ToMaster};
 
 /// Something the supervisor reacts to.
@@ -64,6 +65,36 @@ pub enum Event {
     ExecFailed(UpgradeError),
     /// The configuration asked for by [`Effect::ReadConfig`], or why it cannot be used.
     ConfigRead(Result<Box<Config>, String>),
+    /// The executor started an attached daemon asked for by [`Effect::StartDaemon`].
+    DaemonStarted {
+        /// Which.
+        id: DaemonId,
+        /// Its process id (and process group).
+        pid: i32,
+    },
+    /// The executor could not start an attached daemon.
+    DaemonStartFailed {
+        /// Which.
+        id: DaemonId,
+        /// Why.
+        error: String,
+    },
+    /// The reaper collected a child that is not a worker (an attached daemon's, if any
+    /// daemon has that pid).
+    OtherExited {
+        /// Its pid.
+        pid: i32,
+        /// How it ended.
+        kind: ExitKind,
+    },
+    /// A smart daemon's pidfile, read as [`Effect::ReadPidfile`] asked: the pid in it, if that
+    /// process is alive.
+    PidfileRead {
+        /// Which daemon.
+        id: DaemonId,
+        /// The live pid, or `None` (no file, no number, no such process).
+        alive: Option<i32>,
+    },
 }
 
 /// A timer's purpose. Every timer names what it is about; one naming a worker, slot or run that
@@ -85,6 +116,15 @@ pub enum Timer {
     KillStuck(WorkerId),
     /// The upgrade's reply has had time to leave: re-execute now.
     Exec(PathBuf),
+    /// A daemon's restart backoff elapsed.
+    DaemonRestart {
+        /// Which daemon.
+        id: DaemonId,
+        /// The daemon's pending-restart token when the timer was set.
+        token: u64,
+    },
+    /// A graceful stop's `--graceful-timeout` elapsed: daemons still running get SIGKILL.
+    DaemonsKill,
 }
 
 /// Something the executor must do.
@@ -124,4 +164,30 @@ pub enum Effect {
     /// Every worker is reaped after a stop: the master leaves its loop and exits with this
     /// status (0, or [`super::EXIT_BOOT_FAILED`] when the app did not boot at first start).
     Exit(i32),
+    /// Start an attached daemon: `/bin/sh -c` its command in a process group of its own, its
+    /// output into the log; the pid comes back as [`Event::DaemonStarted`].
+    StartDaemon {
+        /// Which.
+        id: DaemonId,
+        /// What to run.
+        spec: DaemonSpec,
+    },
+    /// Send `signal` to a daemon: to its whole process group when `group` (a child of ours),
+    /// else to the pid alone (a smart daemon running on its own).
+    SignalDaemon {
+        /// The pid (and, with `group`, the process group).
+        pid: i32,
+        /// Whether to signal the group.
+        group: bool,
+        /// The signal.
+        signal: i32,
+    },
+    /// Read a smart daemon's pidfile off the loop and check whether its pid is alive; the
+    /// answer comes back as [`Event::PidfileRead`].
+    ReadPidfile {
+        /// Which daemon.
+        id: DaemonId,
+        /// The pidfile.
+        path: PathBuf,
+    },
 }

@@ -46,6 +46,8 @@ enum Owner {
     Worker(WorkerId),
     /// The new binary's `__upgrade-check`, whose exit its checking task awaits.
     Preflight(oneshot::Sender<ExitKind>),
+    /// An attached daemon: its exit goes to the supervisor by pid.
+    Daemon,
 }
 
 /// Performs effects; see the module doc.
@@ -169,6 +171,30 @@ impl Executor {
                 });
             }
             Effect::Exit(status) => self.exit = Some(status),
+            Effect::StartDaemon { id, spec } => {
+                let dir = sup.base.worker.chdir.as_deref();
+                return Some(match super::daemon_process::start(&spec, dir) {
+                    Ok(pid) => {
+                        self.owners.insert(pid, Owner::Daemon);
+                        Event::DaemonStarted { id, pid }
+                    }
+                    Err(e) => Event::DaemonStartFailed {
+                        id,
+                        error: format!("/bin/sh -c {:?}: {e}", spec.command),
+                    },
+                });
+            }
+            Effect::SignalDaemon { pid, group, signal } => {
+                let target = if group { -pid } else { pid };
+                if pid > 1 {
+                    if let Ok(sig) = Signal::try_from(signal) {
+                        self::signal(Pid::from_raw(target), sig);
+                    }
+                }
+            }
+            Effect::ReadPidfile { id, path } => {
+                super::daemon_process::read_pidfile(id, path, self.events.clone());
+            }
         }
         None
     }
@@ -234,7 +260,8 @@ impl Executor {
     }
 
     /// Collects exited children: workers become [`Event::Exited`]; the upgrade check's exit
-    /// goes to its task; anything else is an orphaned grandchild (we are a subreaper).
+    /// goes to its task; anything else (a daemon, an orphaned grandchild: we are a subreaper)
+    /// becomes [`Event::OtherExited`].
     pub fn reap(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         for (pid, kind) in reap() {
@@ -248,9 +275,12 @@ impl Executor {
                 Some(Owner::Preflight(tx)) => {
                     let _ = tx.send(kind);
                 }
-                None => {
-                    tracing::debug!(pid = pid.as_raw(), "reaped orphaned descendant: {kind}")
-                }
+                // A daemon's, or an orphaned grandchild's (we are a subreaper): the supervisor
+                // knows which.
+                Some(Owner::Daemon) | None => out.push(Event::OtherExited {
+                    pid: pid.as_raw(),
+                    kind,
+                }),
             }
         }
         out

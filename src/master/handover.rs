@@ -115,6 +115,7 @@ impl Supervisor {
             history: self.history.iter().cloned().collect(),
             upgrades: self.upgrades + 1,
             workers_wanted: Some(self.table.wanted()),
+            daemons: self.daemons.handover(),
         }
     }
 
@@ -138,6 +139,7 @@ impl Supervisor {
             self.table.set_wanted(n);
         }
         self.announced_ready = true;
+        self.daemons.adopt(&handover.daemons, &mut self.out);
         for w in handover
             .workers
             .iter()

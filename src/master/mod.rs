@@ -8,6 +8,8 @@
 //! returns [`effect::Effect`]s; the [`executor`] carries them out and reports back.
 
 pub mod command;
+mod daemon_process;
+pub mod daemons;
 pub mod effect;
 pub mod executor;
 mod first_start;

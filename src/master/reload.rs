@@ -286,6 +286,9 @@ impl Supervisor {
         };
         self.serving = run.target;
         self.announced_ready = true;
+        if let Some(config) = self.generations.get(&run.target).cloned() {
+            self.daemons.reload(&config.daemons, &mut self.out);
+        }
         for id in self.table.ids(|w| w.generation != run.target) {
             self.drain(id, DrainReason::Reload);
         }

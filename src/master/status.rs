@@ -42,6 +42,7 @@ impl Supervisor {
             reloads: self.history.iter().cloned().collect(),
             upgrades: self.upgrades,
             upgrade_error: self.upgrade_error.clone(),
+            daemons: self.daemons.report(),
             crash_loops: self
                 .table
                 .slots()

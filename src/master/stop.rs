@@ -1,9 +1,9 @@
 //! Stopping: SIGTERM drains every worker within `--graceful-timeout`, SIGINT/SIGQUIT kill them
 //! at once; either way nothing is respawned, every waiting caller learns why, and the master
-//! exits once the reaper has collected the last worker.
+//! exits once the reaper has collected the last worker and daemon ([`super::daemons`]).
 
 use super::command::Outcome;
-use super::effect::Effect;
+use super::effect::{Effect, Timer};
 use super::supervisor::{PendingUpgrade, Phase, Supervisor};
 use crate::protocol::DrainReason;
 
@@ -27,6 +27,13 @@ impl Supervisor {
         for id in self.table.ids(|_| true) {
             self.drain(id, DrainReason::Shutdown);
         }
+        if !self.daemons.is_empty() {
+            self.daemons.stop(true, &mut self.out);
+            self.emit(Effect::After(
+                self.base.graceful_timeout,
+                Timer::DaemonsKill,
+            ));
+        }
     }
 
     /// SIGINT/SIGQUIT: kill every worker now.
@@ -39,6 +46,7 @@ impl Supervisor {
         for id in self.table.ids(|_| true) {
             self.emit(Effect::Kill(id));
         }
+        self.daemons.stop(false, &mut self.out);
     }
 
     /// Everyone waiting for a reload or an upgrade learns that the server is stopping.

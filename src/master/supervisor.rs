@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::command::{Command, Outcome, Responder, ScaleError};
+use super::daemons::Daemons;
 use super::effect::{Effect, Event, Timer};
 use super::generation::{self, GenerationId};
 use super::recycle::jitter;
@@ -96,8 +97,10 @@ pub struct Supervisor {
     pub(super) listeners: Vec<String>,
     /// This binary, upgraded to when `segue upgrade` names none.
     pub(super) exe: PathBuf,
+    /// Attached daemons (`--attach-daemon` and the smart kinds).
+    pub(super) daemons: Daemons,
     /// Effects decided while handling the current event.
-    out: Vec<Effect>,
+    pub(super) out: Vec<Effect>,
 }
 
 impl Supervisor {
@@ -105,6 +108,7 @@ impl Supervisor {
     pub fn new(config: Arc<Config>, exe: PathBuf, listeners: Vec<String>) -> Self {
         Supervisor {
             table: Table::new(config.workers),
+            daemons: Daemons::new(&config.daemons),
             base: config,
             generations: HashMap::new(),
             serving: 0,
@@ -131,6 +135,8 @@ impl Supervisor {
     /// Starts the first generation.
     pub fn start(&mut self) -> Result<Vec<Effect>, generation::ResolveError> {
         let config = generation::snapshot(&self.base)?;
+        // Daemons first: workers may count on them from their first request.
+        self.daemons.start(&mut self.out);
         self.serving = self.new_generation(config);
         for slot in 0..self.table.wanted() {
             self.spawn(slot, self.serving);
@@ -138,9 +144,11 @@ impl Supervisor {
         Ok(self.take())
     }
 
-    /// True once a stop has finished: every worker is reaped.
+    /// True once a stop has finished: every worker and daemon child is reaped.
     pub fn finished(&self) -> bool {
-        matches!(self.phase, Phase::Stopping { .. }) && self.table.is_empty()
+        matches!(self.phase, Phase::Stopping { .. })
+            && self.table.is_empty()
+            && !self.daemons.any_alive()
     }
 
     /// Handles one event and returns what to do about it, in order.
@@ -165,11 +173,22 @@ impl Supervisor {
             Event::Tick => {
                 self.check_heartbeats();
                 self.extend_start_timeout();
+                self.daemons.tick(&mut self.out);
             }
             Event::Watchdog => self.watchdog(),
             Event::PreflightDone { binary, result } => self.on_preflight(binary, result),
             Event::ExecFailed(err) => self.on_exec_failed(err),
             Event::ConfigRead(result) => self.on_config_read(result),
+            Event::DaemonStarted { id, pid } => self.daemons.started(id, pid),
+            Event::DaemonStartFailed { id, error } => {
+                self.daemons.start_failed(id, &error, &mut self.out);
+            }
+            Event::OtherExited { pid, kind } => {
+                if !self.daemons.reaped(pid, kind, &mut self.out) {
+                    tracing::debug!(pid, "reaped orphaned descendant: {kind}");
+                }
+            }
+            Event::PidfileRead { id, alive } => self.daemons.pidfile_read(id, alive, &mut self.out),
         }
         if self.finished() && !self.exit_sent {
             self.exit_sent = true;
@@ -229,6 +248,10 @@ impl Supervisor {
 
     fn on_timer(&mut self, timer: Timer) {
         match timer {
+            Timer::DaemonRestart { id, token } => {
+                self.daemons.restart_due(id, token, &mut self.out)
+            }
+            Timer::DaemonsKill => self.daemons.kill_remaining(&mut self.out),
             Timer::Respawn { slot, token } => {
                 let Some(s) = self.table.slot_mut(slot) else {
                     tracing::debug!(

@@ -85,6 +85,9 @@ pub struct Handover {
     /// image's command line only says how many workers there were at first).
     #[serde(default)]
     pub workers_wanted: Option<usize>,
+    /// Attached daemons and their processes, adopted by the new image.
+    #[serde(default)]
+    pub daemons: Vec<super::daemons::HandedDaemon>,
 }
 
 /// Why an upgrade did not happen (the old master keeps running).

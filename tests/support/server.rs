@@ -292,6 +292,23 @@ impl Server {
             .unwrap_or_else(|| panic!("no {scheme} TCP listener in {st}"))
     }
 
+    /// `segue upgrade --wait` against this server; panics with its output unless it succeeds.
+    pub fn upgrade_and_wait(&self) {
+        let out = std::process::Command::new(segue_bin())
+            .arg("upgrade")
+            .arg("--wait")
+            .arg("--control")
+            .arg(&self.control)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "segue upgrade --wait failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
     }

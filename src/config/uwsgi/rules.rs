@@ -323,12 +323,20 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
                 "segue has no offload threads: wsgi.file_wrapper files are already sent with sendfile without holding a Python thread, and static-map files without taking one at all",
             ),
         ),
+        (&["attach-daemon"], Apply("attach-daemon", Text)),
+        (&["smart-attach-daemon"], Apply("smart-attach-daemon", Text)),
+        (
+            &["smart-attach-daemon2"],
+            Apply("smart-attach-daemon2", Text),
+        ),
+        (
+            &["attach-daemon2"],
+            Unsupported(
+                "attach-daemon2's key=value form is not supported: use attach-daemon CMD, or smart-attach-daemon2 PIDFILE CMD for a daemon with a pidfile",
+            ),
+        ),
         (
             &[
-                "attach-daemon",
-                "attach-daemon2",
-                "smart-attach-daemon",
-                "smart-attach-daemon2",
                 "attach-control-daemon",
                 "cron",
                 "cron2",

@@ -174,7 +174,8 @@ emperor = /etc/uwsgi-emperor/vassals
         .map(|e| verdict(&e.key, e.value.as_deref()))
         .collect();
     assert_eq!(v[0], applied("virtualenv", "/path/to/app/env"));
-    assert!(is_unsupported(&v[1], "side processes") && is_unsupported(&v[2], "side processes"));
+    assert_eq!(v[1], applied("attach-daemon", "/path/to/worker/script"));
+    assert!(is_unsupported(&v[2], "side processes"));
     assert_eq!(v[3], applied("static-map", "/static=/path/to/static"));
     assert_eq!(
         v[4],

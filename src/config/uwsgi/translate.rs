@@ -363,7 +363,7 @@ mod tests {
             ("fastcgi-nph-socket", "fastcgi-socket"),
             ("scgi-socket", "SCGI"),
             ("suwsgi-socket", "plain uwsgi protocol"),
-            ("smart-attach-daemon", "side processes"),
+            ("attach-daemon2", "smart-attach-daemon2 PIDFILE CMD"),
             ("unique-cron", "side processes"),
             ("cheaper-algo", "fixed number"),
             ("emperor-tyrant", "emperor"),

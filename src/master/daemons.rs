@@ -1,0 +1,722 @@
+//! Attached daemons' lifecycle, as decisions (uWSGI's `attach-daemon`, `smart-attach-daemon`,
+//! `smart-attach-daemon2`). Like the supervisor it performs no I/O: it returns [`Effect`]s
+//! (start a daemon, signal it, read its pidfile, set a timer) and learns from events what
+//! happened.
+//!
+//! - A plain daemon is started with the master, before the first generation is ready, so a
+//!   worker may count on it (a queue consumer, a local cache). One that dies is started again:
+//!   at once after an isolated exit, with growing backoff while it keeps dying young. When a
+//!   reload is promoted, it is stopped and started again, so it runs the code and the
+//!   configuration the new generation runs. A reload that rolls back leaves it alone.
+//! - A smart daemon keeps a pidfile. It is started only if the pid in that file is not alive,
+//!   and the file is checked once a second; a reload leaves it running. A `smart-attach-daemon`
+//!   command puts itself in the background, so its own process exiting is expected. A
+//!   `smart-attach-daemon2` command stays in the foreground, as the master's child.
+//! - On stop every daemon gets SIGTERM (its whole process group, when it is the master's child),
+//!   then SIGKILL after `--graceful-timeout`; a quick stop sends SIGKILL at once. The master
+//!   exits only once its daemon children are reaped.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::effect::{Effect, Timer};
+use super::reaper::ExitKind;
+use super::table::{CRASH_WINDOW, backoff};
+use crate::config::DaemonSpec;
+use crate::control::DaemonReport;
+
+/// Identifies one daemon for the master's lifetime (a reload that restarts it keeps the id).
+pub type DaemonId = u64;
+
+/// What crosses an in-place upgrade of one daemon: the new image adopts its process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandedDaemon {
+    /// As configured.
+    pub spec: DaemonSpec,
+    /// Its process, if it has one.
+    pub pid: Option<i32>,
+    /// Whether that process is the master's child (else a smart daemon on its own).
+    pub child: bool,
+    /// Restarts so far.
+    pub restarts: u64,
+}
+
+/// What a daemon is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Its pidfile is being read, to learn whether it already runs (smart daemons).
+    Checking,
+    /// Asked for; no pid yet.
+    Starting,
+    /// A child of the master.
+    Running { pid: i32 },
+    /// A smart daemon running on its own, known by its pidfile.
+    Detached { pid: i32 },
+    /// Dead; the restart timer with this token runs.
+    Waiting { token: u64 },
+    /// Asked to stop; it is started again when reaped, unless `retire`.
+    Stopping { pid: i32 },
+    /// Stopped for good (the master is stopping, or a reload removed it).
+    Done,
+}
+
+/// One attached daemon.
+#[derive(Debug)]
+struct Daemon {
+    id: DaemonId,
+    spec: DaemonSpec,
+    state: State,
+    /// When its current process started, for the crash window and status.
+    since: Option<Instant>,
+    /// Consecutive deaths within [`CRASH_WINDOW`] of their start.
+    failures: u32,
+    /// Times it was started again after it ended (reloads excluded).
+    restarts: u64,
+    /// How its last process ended.
+    last_exit: Option<String>,
+    /// Stop for good once reaped (a reload dropped it from the configuration).
+    retire: bool,
+}
+
+/// Every attached daemon.
+#[derive(Debug, Default)]
+pub struct Daemons {
+    daemons: Vec<Daemon>,
+    next_id: DaemonId,
+    next_token: u64,
+    /// The master is stopping: nothing is started again.
+    stopping: bool,
+}
+
+impl Daemons {
+    /// Daemons for `specs`, none started yet.
+    pub fn new(specs: &[DaemonSpec]) -> Daemons {
+        let mut d = Daemons::default();
+        for spec in specs {
+            d.add(spec.clone());
+        }
+        d
+    }
+
+    fn add(&mut self, spec: DaemonSpec) -> DaemonId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.daemons.push(Daemon {
+            id,
+            spec,
+            state: State::Done,
+            since: None,
+            failures: 0,
+            restarts: 0,
+            last_exit: None,
+            retire: false,
+        });
+        id
+    }
+
+    fn get_mut(&mut self, id: DaemonId) -> Option<&mut Daemon> {
+        self.daemons.iter_mut().find(|d| d.id == id)
+    }
+
+    /// Starts every daemon (smart ones once their pidfile says they do not run).
+    pub fn start(&mut self, out: &mut Vec<Effect>) {
+        let ids: Vec<DaemonId> = self.daemons.iter().map(|d| d.id).collect();
+        for id in ids {
+            self.launch(id, out);
+        }
+    }
+
+    /// Starts `id` now (a smart one: checks its pidfile first).
+    fn launch(&mut self, id: DaemonId, out: &mut Vec<Effect>) {
+        let Some(d) = self.get_mut(id) else {
+            return;
+        };
+        match &d.spec.smart {
+            Some(smart) => {
+                d.state = State::Checking;
+                out.push(Effect::ReadPidfile {
+                    id,
+                    path: smart.pidfile.clone(),
+                });
+            }
+            None => {
+                d.state = State::Starting;
+                out.push(Effect::StartDaemon {
+                    id,
+                    spec: d.spec.clone(),
+                });
+            }
+        }
+    }
+
+    /// The executor started `id` as `pid`.
+    pub fn started(&mut self, id: DaemonId, pid: i32) {
+        if let Some(d) = self.get_mut(id) {
+            d.state = State::Running { pid };
+            d.since = Some(Instant::now());
+            tracing::info!(daemon = %d.spec, pid, "{} started", d.spec.option());
+        }
+    }
+
+    /// The executor could not start `id`.
+    pub fn start_failed(&mut self, id: DaemonId, error: &str, out: &mut Vec<Effect>) {
+        let Some(d) = self.get_mut(id) else {
+            return;
+        };
+        tracing::error!(daemon = %d.spec, "cannot start {}: {error}", d.spec.option());
+        d.last_exit = Some(format!("could not start: {error}"));
+        d.since = None;
+        self.died(id, out);
+    }
+
+    /// The pid of `id`'s pidfile, if that process is alive.
+    pub fn pidfile_read(&mut self, id: DaemonId, alive: Option<i32>, out: &mut Vec<Effect>) {
+        let stopping = self.stopping;
+        let Some(d) = self.get_mut(id) else {
+            return;
+        };
+        match (d.state, alive) {
+            (State::Checking | State::Detached { .. }, Some(pid)) => {
+                if d.state == State::Checking {
+                    tracing::info!(daemon = %d.spec, pid, "{} already runs", d.spec.option());
+                }
+                d.state = State::Detached { pid };
+            }
+            (State::Checking, None) if !stopping => {
+                d.state = State::Starting;
+                out.push(Effect::StartDaemon {
+                    id,
+                    spec: d.spec.clone(),
+                });
+            }
+            (State::Detached { pid }, None) => {
+                d.last_exit = Some(format!("pid {pid} from its pidfile is gone"));
+                self.died(id, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// The reaper collected `pid`; returns whether it was a daemon's.
+    pub fn reaped(&mut self, pid: i32, kind: ExitKind, out: &mut Vec<Effect>) -> bool {
+        let stopping = self.stopping;
+        let Some(d) = self.daemons.iter_mut().find(
+            |d| matches!(d.state, State::Running { pid: p } | State::Stopping { pid: p } if p == pid),
+        ) else {
+            return false;
+        };
+        let id = d.id;
+        let asked = matches!(d.state, State::Stopping { .. });
+        d.last_exit = Some(kind.to_string());
+        if stopping || d.retire {
+            tracing::info!(daemon = %d.spec, pid, "{} stopped ({kind})", d.spec.option());
+            d.state = State::Done;
+            return true;
+        }
+        if asked {
+            // Stopped by a reload: it starts again at once, on the new configuration.
+            tracing::info!(daemon = %d.spec, pid, "{} stopped for the reload ({kind})", d.spec.option());
+            d.failures = 0;
+            self.launch(id, out);
+            return true;
+        }
+        match &d.spec.smart {
+            // A daemonizing command's own process exits once the daemon runs: the pidfile
+            // says what became of it.
+            Some(smart) if smart.daemonizes && kind == ExitKind::Code(0) => {
+                d.state = State::Checking;
+                out.push(Effect::ReadPidfile {
+                    id,
+                    path: smart.pidfile.clone(),
+                });
+            }
+            _ => {
+                tracing::warn!(daemon = %d.spec, pid, "{} ended ({kind})", d.spec.option());
+                self.died(id, out);
+            }
+        }
+        true
+    }
+
+    /// `id` is not running and should be: start it again after the backoff its history earns.
+    fn died(&mut self, id: DaemonId, out: &mut Vec<Effect>) {
+        let token = self.next_token;
+        self.next_token += 1;
+        let Some(d) = self.get_mut(id) else {
+            return;
+        };
+        let young = d.since.is_none_or(|s| s.elapsed() < CRASH_WINDOW);
+        d.failures = if young { d.failures + 1 } else { 1 };
+        d.since = None;
+        d.state = State::Waiting { token };
+        let delay = backoff(d.failures);
+        if delay > Duration::ZERO {
+            tracing::warn!(daemon = %d.spec, "starting it again in {delay:?} ({} quick deaths in a row)", d.failures);
+        }
+        out.push(Effect::After(delay, Timer::DaemonRestart { id, token }));
+    }
+
+    /// A restart timer went off.
+    pub fn restart_due(&mut self, id: DaemonId, token: u64, out: &mut Vec<Effect>) {
+        if self.stopping {
+            return;
+        }
+        let Some(d) = self.get_mut(id) else {
+            return;
+        };
+        if d.state != (State::Waiting { token }) {
+            return;
+        }
+        d.restarts += 1;
+        self.launch(id, out);
+    }
+
+    /// The once-a-second sweep: smart daemons' pidfiles are read again.
+    pub fn tick(&mut self, out: &mut Vec<Effect>) {
+        for d in &self.daemons {
+            if let (State::Detached { .. }, Some(smart)) = (d.state, &d.spec.smart) {
+                out.push(Effect::ReadPidfile {
+                    id: d.id,
+                    path: smart.pidfile.clone(),
+                });
+            }
+        }
+    }
+
+    /// A reload was promoted with `specs` as its configuration: plain daemons are stopped and
+    /// started again; smart daemons still configured keep running, the others are stopped, new
+    /// ones start.
+    pub fn reload(&mut self, specs: &[DaemonSpec], out: &mut Vec<Effect>) {
+        if self.stopping {
+            return;
+        }
+        let mut wanted: Vec<&DaemonSpec> = specs.iter().collect();
+        for d in &mut self.daemons {
+            let kept = wanted.iter().position(|s| **s == d.spec);
+            let keep = kept.is_some() && d.spec.smart.is_some();
+            if let Some(i) = kept {
+                wanted.remove(i);
+            }
+            if keep {
+                continue;
+            }
+            d.retire = kept.is_none();
+            match d.state {
+                State::Running { pid } => {
+                    d.state = State::Stopping { pid };
+                    out.push(Effect::SignalDaemon {
+                        pid,
+                        group: true,
+                        signal: libc::SIGTERM,
+                    });
+                }
+                State::Detached { pid } if d.retire => {
+                    d.state = State::Done;
+                    out.push(Effect::SignalDaemon {
+                        pid,
+                        group: false,
+                        signal: libc::SIGTERM,
+                    });
+                }
+                State::Waiting { .. } | State::Checking if d.retire => d.state = State::Done,
+                _ => {}
+            }
+        }
+        self.daemons
+            .retain(|d| !(d.retire && d.state == State::Done));
+        for spec in wanted {
+            let id = self.add(spec.clone());
+            self.launch(id, out);
+        }
+    }
+
+    /// The master stops: SIGTERM (`graceful`) or SIGKILL to every daemon, and nothing starts
+    /// again. Smart daemons on their own get the signal too: stopping segue stops the service.
+    pub fn stop(&mut self, graceful: bool, out: &mut Vec<Effect>) {
+        self.stopping = true;
+        let signal = if graceful {
+            libc::SIGTERM
+        } else {
+            libc::SIGKILL
+        };
+        for d in &mut self.daemons {
+            match d.state {
+                State::Running { pid } | State::Stopping { pid } => {
+                    d.state = State::Stopping { pid };
+                    out.push(Effect::SignalDaemon {
+                        pid,
+                        group: true,
+                        signal,
+                    });
+                }
+                State::Detached { pid } => {
+                    d.state = State::Done;
+                    out.push(Effect::SignalDaemon {
+                        pid,
+                        group: false,
+                        signal,
+                    });
+                }
+                _ => d.state = State::Done,
+            }
+        }
+    }
+
+    /// The graceful timeout passed during a stop: SIGKILL what is left.
+    pub fn kill_remaining(&mut self, out: &mut Vec<Effect>) {
+        for d in &self.daemons {
+            if let State::Stopping { pid } = d.state {
+                tracing::warn!(daemon = %d.spec, pid, "{} did not stop within the graceful timeout: SIGKILL", d.spec.option());
+                out.push(Effect::SignalDaemon {
+                    pid,
+                    group: true,
+                    signal: libc::SIGKILL,
+                });
+            }
+        }
+    }
+
+    /// Whether a daemon may still start or is a child the master has yet to reap.
+    pub fn any_alive(&self) -> bool {
+        self.daemons.iter().any(|d| {
+            matches!(
+                d.state,
+                State::Starting | State::Running { .. } | State::Stopping { .. }
+            )
+        })
+    }
+
+    /// What an in-place upgrade hands to the new image.
+    pub fn handover(&self) -> Vec<HandedDaemon> {
+        self.daemons
+            .iter()
+            .map(|d| {
+                let (pid, child) = match d.state {
+                    State::Running { pid } | State::Stopping { pid } => (Some(pid), true),
+                    State::Detached { pid } => (Some(pid), false),
+                    _ => (None, false),
+                };
+                HandedDaemon {
+                    spec: d.spec.clone(),
+                    pid,
+                    child,
+                    restarts: d.restarts,
+                }
+            })
+            .collect()
+    }
+
+    /// In the new image after an in-place upgrade: the old image's daemons that are still
+    /// configured are adopted with their processes; the others are stopped; configured ones
+    /// the old image did not run are started.
+    pub fn adopt(&mut self, handed: &[HandedDaemon], out: &mut Vec<Effect>) {
+        let mut claimed: Vec<DaemonId> = Vec::new();
+        for h in handed {
+            let entry = self
+                .daemons
+                .iter_mut()
+                .find(|d| d.spec == h.spec && !claimed.contains(&d.id));
+            match (entry, h.pid) {
+                (Some(d), pid) => {
+                    claimed.push(d.id);
+                    d.restarts = h.restarts;
+                    match pid {
+                        Some(pid) if h.child => {
+                            d.state = State::Running { pid };
+                            d.since = Some(Instant::now());
+                        }
+                        Some(pid) => d.state = State::Detached { pid },
+                        None => {
+                            let id = d.id;
+                            self.launch(id, out);
+                        }
+                    }
+                }
+                (None, Some(pid)) => {
+                    // No longer configured: stopped, and reaped as a daemon if it is a child.
+                    if h.child {
+                        let id = self.add(h.spec.clone());
+                        claimed.push(id);
+                        if let Some(d) = self.get_mut(id) {
+                            d.state = State::Stopping { pid };
+                            d.retire = true;
+                        }
+                    }
+                    out.push(Effect::SignalDaemon {
+                        pid,
+                        group: h.child,
+                        signal: libc::SIGTERM,
+                    });
+                }
+                (None, None) => {}
+            }
+        }
+        let fresh: Vec<DaemonId> = self
+            .daemons
+            .iter()
+            .filter(|d| !claimed.contains(&d.id))
+            .map(|d| d.id)
+            .collect();
+        for id in fresh {
+            self.launch(id, out);
+        }
+    }
+
+    /// Whether there are daemons at all.
+    pub fn is_empty(&self) -> bool {
+        self.daemons.is_empty()
+    }
+
+    /// What `segue status` shows of each daemon.
+    pub fn report(&self) -> Vec<DaemonReport> {
+        self.daemons
+            .iter()
+            .map(|d| {
+                let (state, pid) = match d.state {
+                    State::Checking => ("checking", None),
+                    State::Starting => ("starting", None),
+                    State::Running { pid } => ("running", Some(pid)),
+                    State::Detached { pid } => ("running (detached)", Some(pid)),
+                    State::Waiting { .. } => ("waiting to restart", None),
+                    State::Stopping { pid } => ("stopping", Some(pid)),
+                    State::Done => ("stopped", None),
+                };
+                DaemonReport {
+                    kind: d.spec.option().to_owned(),
+                    command: d.spec.command.clone(),
+                    state: state.to_owned(),
+                    pid,
+                    uptime_s: d.since.map(|s| s.elapsed().as_secs_f64()),
+                    restarts: d.restarts,
+                    last_exit: d.last_exit.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain() -> DaemonSpec {
+        DaemonSpec::plain("sleep 100").unwrap()
+    }
+
+    fn smart(daemonizes: bool) -> DaemonSpec {
+        DaemonSpec::smart("/tmp/d.pid mydaemon", daemonizes).unwrap()
+    }
+
+    fn started_one(d: &mut Daemons) -> DaemonId {
+        let mut out = Vec::new();
+        d.start(&mut out);
+        let Some(Effect::StartDaemon { id, .. }) = out.pop() else {
+            panic!("no start: {out:?}");
+        };
+        d.started(id, 100);
+        id
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_daemon_is_started_again_with_backoff_while_it_dies_young() {
+        let mut d = Daemons::new(&[plain()]);
+        let id = started_one(&mut d);
+        let mut out = Vec::new();
+        assert!(d.reaped(100, ExitKind::Signal(9), &mut out));
+        let [Effect::After(delay, Timer::DaemonRestart { token, .. })] = out.as_slice() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(*delay, Duration::ZERO, "an isolated death restarts at once");
+        let token = *token;
+        out.clear();
+        d.restart_due(id, token, &mut out);
+        assert!(matches!(out.as_slice(), [Effect::StartDaemon { .. }]));
+        d.started(id, 101);
+        out.clear();
+        d.reaped(101, ExitKind::Code(1), &mut out);
+        let [Effect::After(delay, _)] = out.as_slice() else {
+            panic!("{out:?}");
+        };
+        assert!(*delay > Duration::ZERO, "a second quick death waits");
+        // A stale timer is ignored.
+        out.clear();
+        d.restart_due(id, token, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(d.report()[0].restarts, 1);
+        assert_eq!(d.report()[0].last_exit.as_deref(), Some("exit code 1"));
+        // One that ran past the crash window counts as an isolated death again.
+        let State::Waiting { token } = d.daemons[0].state else {
+            panic!("{:?}", d.daemons[0].state);
+        };
+        out.clear();
+        d.restart_due(id, token, &mut out);
+        d.started(id, 102);
+        tokio::time::advance(CRASH_WINDOW * 2).await;
+        out.clear();
+        d.reaped(102, ExitKind::Code(0), &mut out);
+        assert!(
+            matches!(out.as_slice(), [Effect::After(Duration::ZERO, _)]),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promoted_reload_restarts_plain_daemons_and_keeps_smart_ones() {
+        let mut d = Daemons::new(&[plain(), smart(false)]);
+        let mut out = Vec::new();
+        d.start(&mut out);
+        assert!(matches!(out[0], Effect::StartDaemon { id: 0, .. }));
+        assert!(matches!(out[1], Effect::ReadPidfile { id: 1, .. }));
+        d.started(0, 100);
+        out.clear();
+        d.pidfile_read(1, None, &mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Effect::StartDaemon { id: 1, .. }]
+        ));
+        d.started(1, 200);
+        out.clear();
+        d.reload(&[plain(), smart(false)], &mut out);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Effect::SignalDaemon {
+                    pid: 100,
+                    group: true,
+                    signal: libc::SIGTERM
+                }]
+            ),
+            "{out:?}"
+        );
+        out.clear();
+        d.reaped(100, ExitKind::Signal(libc::SIGTERM), &mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Effect::StartDaemon { id: 0, .. }]
+        ));
+        assert_eq!(d.report()[0].restarts, 0, "a reload is not a restart");
+        // A reload whose configuration drops the smart daemon stops it for good.
+        d.started(0, 101);
+        out.clear();
+        d.reload(&[plain()], &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        out.clear();
+        d.reaped(200, ExitKind::Code(0), &mut out);
+        assert!(out.is_empty());
+        d.reaped(101, ExitKind::Code(0), &mut out);
+        assert_eq!(d.report().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_smart_daemon_already_running_is_watched_not_started() {
+        let mut d = Daemons::new(&[smart(true)]);
+        let mut out = Vec::new();
+        d.start(&mut out);
+        out.clear();
+        d.pidfile_read(0, Some(4242), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(d.report()[0].pid, Some(4242));
+        d.tick(&mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Effect::ReadPidfile { id: 0, .. }]
+        ));
+        out.clear();
+        // It died on its own: started again.
+        d.pidfile_read(0, None, &mut out);
+        let [Effect::After(_, Timer::DaemonRestart { id: 0, token })] = out.as_slice() else {
+            panic!("{out:?}");
+        };
+        let token = *token;
+        out.clear();
+        d.restart_due(0, token, &mut out);
+        assert!(matches!(out.as_slice(), [Effect::ReadPidfile { .. }]));
+        out.clear();
+        d.pidfile_read(0, None, &mut out);
+        d.started(0, 300);
+        out.clear();
+        // Its command daemonizes: exit 0 is expected, the pidfile tells the rest.
+        d.reaped(300, ExitKind::Code(0), &mut out);
+        assert!(matches!(out.as_slice(), [Effect::ReadPidfile { .. }]));
+        out.clear();
+        d.pidfile_read(0, Some(301), &mut out);
+        assert!(out.is_empty());
+        assert!(
+            !d.any_alive(),
+            "a detached daemon is not a child to wait for"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upgrade_hands_daemons_to_the_new_image() {
+        let mut old = Daemons::new(&[plain(), smart(true)]);
+        let mut out = Vec::new();
+        old.start(&mut out);
+        old.started(0, 100);
+        old.pidfile_read(1, Some(500), &mut out);
+        let handed = old.handover();
+        assert_eq!(handed[0].pid, Some(100));
+        assert!(handed[0].child && !handed[1].child);
+        // The new image's configuration dropped the smart daemon and added another plain one.
+        let other = DaemonSpec::plain("exec sleep 5").unwrap();
+        let mut new = Daemons::new(&[plain(), other]);
+        out.clear();
+        new.adopt(&handed, &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(matches!(
+            out[0],
+            Effect::SignalDaemon {
+                pid: 500,
+                group: false,
+                ..
+            }
+        ));
+        assert!(matches!(out[1], Effect::StartDaemon { id: 1, .. }));
+        assert_eq!(new.report()[0].pid, Some(100), "adopted, not started again");
+        assert!(new.reaped(100, ExitKind::Code(0), &mut Vec::new()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_signals_every_daemon_and_nothing_starts_again() {
+        let mut d = Daemons::new(&[plain(), smart(true)]);
+        let mut out = Vec::new();
+        d.start(&mut out);
+        d.started(0, 100);
+        d.pidfile_read(1, Some(500), &mut out);
+        out.clear();
+        d.stop(true, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(matches!(
+            out[0],
+            Effect::SignalDaemon {
+                pid: 100,
+                group: true,
+                signal: libc::SIGTERM
+            }
+        ));
+        assert!(matches!(
+            out[1],
+            Effect::SignalDaemon {
+                pid: 500,
+                group: false,
+                ..
+            }
+        ));
+        assert!(d.any_alive());
+        out.clear();
+        d.kill_remaining(&mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Effect::SignalDaemon {
+                signal: libc::SIGKILL,
+                ..
+            }]
+        ));
+        out.clear();
+        d.reaped(100, ExitKind::Signal(9), &mut out);
+        assert!(out.is_empty());
+        assert!(!d.any_alive());
+    }
+}
