@@ -151,13 +151,25 @@ impl Daemons {
         }
     }
 
-    /// The executor started `id` as `pid`.
-    pub fn started(&mut self, id: DaemonId, pid: i32) {
-        if let Some(d) = self.get_mut(id) {
-            d.state = State::Running { pid };
-            d.since = Some(Instant::now());
-            tracing::info!(daemon = %d.spec, pid, "{} started", d.spec.option());
+    /// The executor started `id` as `pid`. One that a stop or a reload dropped while it was
+    /// being started is asked to stop at once.
+    pub fn started(&mut self, id: DaemonId, pid: i32, out: &mut Vec<Effect>) {
+        let stopping = self.stopping;
+        let Some(d) = self.get_mut(id) else {
+            return;
+        };
+        d.since = Some(Instant::now());
+        if stopping || d.retire {
+            d.state = State::Stopping { pid };
+            out.push(Effect::SignalDaemon {
+                pid,
+                group: true,
+                signal: libc::SIGTERM,
+            });
+            return;
         }
+        d.state = State::Running { pid };
+        tracing::info!(daemon = %d.spec, pid, "{} started", d.spec.option());
     }
 
     /// The executor could not start `id`.
@@ -321,6 +333,8 @@ impl Daemons {
                     });
                 }
                 State::Waiting { .. } | State::Checking if d.retire => d.state = State::Done,
+                // Stopped when its pid arrives (`started`).
+                State::Starting => {}
                 _ => {}
             }
         }
@@ -359,6 +373,8 @@ impl Daemons {
                         signal,
                     });
                 }
+                // One being started is stopped when its pid arrives (`started`).
+                State::Starting => {}
                 _ => d.state = State::Done,
             }
         }
@@ -515,7 +531,7 @@ mod tests {
         let Some(Effect::StartDaemon { id, .. }) = out.pop() else {
             panic!("no start: {out:?}");
         };
-        d.started(id, 100);
+        d.started(id, 100, &mut Vec::new());
         id
     }
 
@@ -533,7 +549,7 @@ mod tests {
         out.clear();
         d.restart_due(id, token, &mut out);
         assert!(matches!(out.as_slice(), [Effect::StartDaemon { .. }]));
-        d.started(id, 101);
+        d.started(id, 101, &mut Vec::new());
         out.clear();
         d.reaped(101, ExitKind::Code(1), &mut out);
         let [Effect::After(delay, _)] = out.as_slice() else {
@@ -552,7 +568,7 @@ mod tests {
         };
         out.clear();
         d.restart_due(id, token, &mut out);
-        d.started(id, 102);
+        d.started(id, 102, &mut Vec::new());
         tokio::time::advance(CRASH_WINDOW * 2).await;
         out.clear();
         d.reaped(102, ExitKind::Code(0), &mut out);
@@ -569,14 +585,14 @@ mod tests {
         d.start(&mut out);
         assert!(matches!(out[0], Effect::StartDaemon { id: 0, .. }));
         assert!(matches!(out[1], Effect::ReadPidfile { id: 1, .. }));
-        d.started(0, 100);
+        d.started(0, 100, &mut Vec::new());
         out.clear();
         d.pidfile_read(1, None, &mut out);
         assert!(matches!(
             out.as_slice(),
             [Effect::StartDaemon { id: 1, .. }]
         ));
-        d.started(1, 200);
+        d.started(1, 200, &mut Vec::new());
         out.clear();
         d.reload(&[plain(), smart(false)], &mut out);
         assert!(
@@ -598,7 +614,7 @@ mod tests {
         ));
         assert_eq!(d.report()[0].restarts, 0, "a reload is not a restart");
         // A reload whose configuration drops the smart daemon stops it for good.
-        d.started(0, 101);
+        d.started(0, 101, &mut Vec::new());
         out.clear();
         d.reload(&[plain()], &mut out);
         assert_eq!(out.len(), 2, "{out:?}");
@@ -635,7 +651,7 @@ mod tests {
         assert!(matches!(out.as_slice(), [Effect::ReadPidfile { .. }]));
         out.clear();
         d.pidfile_read(0, None, &mut out);
-        d.started(0, 300);
+        d.started(0, 300, &mut Vec::new());
         out.clear();
         // Its command daemonizes: exit 0 is expected, the pidfile tells the rest.
         d.reaped(300, ExitKind::Code(0), &mut out);
@@ -654,7 +670,7 @@ mod tests {
         let mut old = Daemons::new(&[plain(), smart(true)]);
         let mut out = Vec::new();
         old.start(&mut out);
-        old.started(0, 100);
+        old.started(0, 100, &mut Vec::new());
         old.pidfile_read(1, Some(500), &mut out);
         let handed = old.handover();
         assert_eq!(handed[0].pid, Some(100));
@@ -679,11 +695,36 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_daemon_whose_start_a_stop_overtook_is_stopped_when_its_pid_arrives() {
+        let mut d = Daemons::new(&[plain()]);
+        let mut out = Vec::new();
+        d.start(&mut out);
+        out.clear();
+        d.stop(true, &mut out);
+        assert!(out.is_empty());
+        assert!(
+            d.any_alive(),
+            "the master waits for the daemon being started"
+        );
+        d.started(0, 100, &mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Effect::SignalDaemon {
+                pid: 100,
+                signal: libc::SIGTERM,
+                ..
+            }]
+        ));
+        assert!(d.reaped(100, ExitKind::Signal(15), &mut Vec::new()));
+        assert!(!d.any_alive());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_stop_signals_every_daemon_and_nothing_starts_again() {
         let mut d = Daemons::new(&[plain(), smart(true)]);
         let mut out = Vec::new();
         d.start(&mut out);
-        d.started(0, 100);
+        d.started(0, 100, &mut Vec::new());
         d.pidfile_read(1, Some(500), &mut out);
         out.clear();
         d.stop(true, &mut out);

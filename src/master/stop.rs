@@ -27,6 +27,12 @@ impl Supervisor {
         for id in self.table.ids(|_| true) {
             self.drain(id, DrainReason::Shutdown);
         }
+        self.stop_daemons();
+    }
+
+    /// A graceful stop's share for the attached daemons: SIGTERM now, SIGKILL to what is left
+    /// after the graceful timeout. The master exits only once its daemon children are reaped.
+    pub(super) fn stop_daemons(&mut self) {
         if !self.daemons.is_empty() {
             self.daemons.stop(true, &mut self.out);
             self.emit(Effect::After(

@@ -179,7 +179,7 @@ impl Supervisor {
             Event::PreflightDone { binary, result } => self.on_preflight(binary, result),
             Event::ExecFailed(err) => self.on_exec_failed(err),
             Event::ConfigRead(result) => self.on_config_read(result),
-            Event::DaemonStarted { id, pid } => self.daemons.started(id, pid),
+            Event::DaemonStarted { id, pid } => self.daemons.started(id, pid, &mut self.out),
             Event::DaemonStartFailed { id, error } => {
                 self.daemons.start_failed(id, &error, &mut self.out);
             }

@@ -206,3 +206,47 @@ async fn a_stop_exits_with_status_0_once_every_worker_is_reaped() {
     // Said once: a late event after the last reap decides nothing more.
     assert!(exits(&sim.feed(Event::Tick)).is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_first_start_stops_the_daemons_and_exits_once_they_are_reaped() {
+    let (mut sim, effects) = Sim::start(&["--attach-daemon", "exec sleep 100"]);
+    let daemon = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartDaemon { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("the daemon starts with the master");
+    sim.feed(Event::DaemonStarted {
+        id: daemon,
+        pid: 900,
+    });
+    let ids = spawned(&effects);
+    let effects = sim.feed(Event::FromWorker(
+        ids[0],
+        ToMaster::BootFailed(BootFailure {
+            error: "cannot import".into(),
+            traceback: None,
+        }),
+    ));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::SignalDaemon {
+                pid: 900,
+                signal: libc::SIGTERM,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    assert!(
+        exits(&sim.exit(ids[0], 3)).is_empty(),
+        "the daemon is still running"
+    );
+    let effects = sim.feed(Event::OtherExited {
+        pid: 900,
+        kind: ExitKind::Signal(libc::SIGTERM),
+    });
+    assert_eq!(exits(&effects), vec![EXIT_BOOT_FAILED]);
+}
