@@ -151,15 +151,20 @@ fn the_seeds_blocks_verbatim_have_every_key_accounted_for() {
         .iter()
         .map(|e| e["option"].as_str().unwrap())
         .collect();
-    for key in ["cron", "cheap", "idle", "emperor"] {
+    for key in ["cheap", "idle", "emperor"] {
         assert!(unsupported.contains(&key), "{key} in {unsupported:?}");
     }
-    // segue runs attached daemons: the seed's line is a setting.
+    // segue runs attached daemons and cron jobs: the seed's lines are settings.
     assert_eq!(
         doc["settings"]["attach-daemon"]["value"][0],
         "/path/to/worker/script"
     );
+    assert_eq!(
+        doc["settings"]["cron"]["value"][0],
+        "-5 -1 -1 -1 -1 /path/to/some/script"
+    );
     assert!(!unsupported.contains(&"attach-daemon"), "{unsupported:?}");
+    assert!(!unsupported.contains(&"cron"), "{unsupported:?}");
     // segue serves static files itself: the seed's two lines are settings now.
     assert_eq!(
         doc["settings"]["static-map"]["value"][0], "/static=/path/to/static",
@@ -184,14 +189,7 @@ fn serving_a_seed_block_that_needs_what_segue_lacks_refuses_with_the_whole_list(
     let out = run(&dir, &["--ini", &file], &[], SECS);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     // static-map is supported, but the seed's /path/to/static does not exist here.
-    for key in [
-        "cron",
-        "static-map",
-        "cheap",
-        "idle",
-        "emperor",
-        "virtualenv",
-    ] {
+    for key in ["static-map", "cheap", "idle", "emperor", "virtualenv"] {
         assert!(
             out.stderr.contains(&format!(": {key}: ")),
             "{key} missing from:\n{}",

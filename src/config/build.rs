@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::app::{self, AppSource, AppSpec, Mount};
+use super::cron::CronSpec;
 use super::daemon::DaemonSpec;
 use super::entry::Origin;
 use super::option;
@@ -699,7 +700,23 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         invocation: None,
         exit_when_ready: false,
         daemons: daemons(rd),
+        crons: crons(rd),
+        cron_harakiri: rd.optional_secs("cron-harakiri"),
     })
+}
+
+/// `cron`, then `unique-cron`.
+fn crons(rd: &mut Reader<'_>) -> Vec<CronSpec> {
+    let mut out = Vec::new();
+    for (option, unique) in [("cron", false), ("unique-cron", true)] {
+        for value in rd.list(option) {
+            match CronSpec::parse(&value, unique) {
+                Ok(c) => out.push(c),
+                Err(e) => rd.bad(option, e),
+            }
+        }
+    }
+    out
 }
 
 /// `attach-daemon`, `smart-attach-daemon` and `smart-attach-daemon2`, in that order.

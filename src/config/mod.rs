@@ -9,6 +9,7 @@ pub mod app;
 pub mod argv;
 pub mod build;
 pub mod cli;
+pub mod cron;
 pub mod daemon;
 pub mod dialect;
 pub mod entry;
@@ -34,6 +35,7 @@ use crate::http::forwarded::TrustedProxies;
 pub use address::{Endpoint, ListenAddr, Protocol};
 pub use app::{AppError, AppSource, AppSpec, Mount};
 pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy};
+pub use cron::{CronSpec, WallClock};
 pub use daemon::{DaemonSpec, Smart};
 pub use resolve::Invocation;
 pub use static_files::StaticFiles;
@@ -173,6 +175,12 @@ pub struct Config {
     /// Commands the master runs beside the workers (`--attach-daemon` and the smart kinds).
     #[serde(default)]
     pub daemons: Vec<DaemonSpec>,
+    /// Commands the master runs on a schedule (`--cron`, `--unique-cron`).
+    #[serde(default)]
+    pub crons: Vec<CronSpec>,
+    /// Longest a cron run may take (`--cron-harakiri`); `None` is no limit.
+    #[serde(default)]
+    pub cron_harakiri: Option<Duration>,
 }
 
 /// Worker recycling limits; a worker past one is replaced surge-style (replacement ready first).

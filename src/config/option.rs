@@ -643,6 +643,37 @@ pub static OPTIONS: &[Opt] = &[
         Applies,
         "As smart-attach-daemon for a CMD that stays in the foreground (repeatable; uWSGI's smart-attach-daemon2)"
     ),
+    // Cron jobs.
+    opt!(
+        "cron",
+        None,
+        Text,
+        true,
+        None,
+        "MIN HOUR DAY MONTH WEEKDAY CMD",
+        Applies,
+        "Run CMD (by /bin/sh -c) when the local time matches: uWSGI's -1 (any) and -N (every N), or crontab's *, */N, A-B and lists (repeatable; uWSGI's cron)"
+    ),
+    opt!(
+        "unique-cron",
+        None,
+        Text,
+        true,
+        None,
+        "MIN HOUR DAY MONTH WEEKDAY CMD",
+        Applies,
+        "As cron, but a run due while the previous one still runs is skipped (repeatable; uWSGI's unique-cron)"
+    ),
+    opt!(
+        "cron-harakiri",
+        None,
+        Seconds,
+        false,
+        Some("0"),
+        "SECS",
+        Applies,
+        "Kill a cron run still going after SECS (0: no limit; uWSGI's cron-harakiri)"
+    ),
     opt!(
         "master-fifo",
         None,

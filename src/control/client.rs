@@ -209,6 +209,23 @@ fn write_status(out: &mut impl Write, s: &StatusReport) -> std::io::Result<()> {
             None => writeln!(out)?,
         }
     }
+    for c in &s.crons {
+        write!(
+            out,
+            "cron {:<16} runs {} (running {}, skipped {}) {}{}",
+            c.schedule,
+            c.runs,
+            c.running.len(),
+            c.skipped,
+            if c.unique { "unique-cron: " } else { "cron: " },
+            c.command
+        )?;
+        match (&c.last_exit, c.last_duration_ms) {
+            (Some(e), Some(ms)) => writeln!(out, "; last: {e} in {ms} ms")?,
+            (Some(e), None) => writeln!(out, "; last: {e}")?,
+            _ => writeln!(out)?,
+        }
+    }
     for c in &s.crash_loops {
         writeln!(
             out,

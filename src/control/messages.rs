@@ -111,6 +111,30 @@ pub struct StatusReport {
     /// Attached daemons (`--attach-daemon` and the smart kinds).
     #[serde(default)]
     pub daemons: Vec<DaemonReport>,
+    /// Cron jobs (`--cron`, `--unique-cron`).
+    #[serde(default)]
+    pub crons: Vec<CronReport>,
+}
+
+/// One cron job in a status reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CronReport {
+    /// Its schedule, as written.
+    pub schedule: String,
+    /// Its command line.
+    pub command: String,
+    /// `unique-cron`.
+    pub unique: bool,
+    /// Pids of its runs under way.
+    pub running: Vec<i32>,
+    /// Runs started so far.
+    pub runs: u64,
+    /// Runs skipped because the previous one still ran (`unique-cron`).
+    pub skipped: u64,
+    /// How the last run ended.
+    pub last_exit: Option<String>,
+    /// How long the last run took, in milliseconds.
+    pub last_duration_ms: Option<u64>,
 }
 
 /// One attached daemon in a status reply.

@@ -7,5 +7,5 @@ pub mod messages;
 pub mod server;
 
 pub use messages::{
-    CrashLoop, DaemonReport, ReloadReport, Reply, Request, StatusReport, WorkerReport,
+    CrashLoop, CronReport, DaemonReport, ReloadReport, Reply, Request, StatusReport, WorkerReport,
 };

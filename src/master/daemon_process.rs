@@ -1,5 +1,6 @@
-//! The OS side of attached daemons ([`super::daemons`] decides): starting one in a process group
-//! of its own with its output going into segue's log, and reading a smart daemon's pidfile.
+//! The OS side of attached daemons and cron runs ([`super::daemons`] and [`super::cron`]
+//! decide): starting one in a process group of its own with its output going into segue's log,
+//! and reading a smart daemon's pidfile.
 //! Nothing here waits on the master's loop: output is read and pidfiles are checked by tasks.
 
 use std::os::fd::OwnedFd;
@@ -13,7 +14,6 @@ use tokio::sync::mpsc;
 
 use super::daemons::DaemonId;
 use super::effect::Event;
-use crate::config::DaemonSpec;
 
 /// The longest line of a daemon's output logged as one; longer ones are logged in pieces.
 const MAX_LINE: usize = 16 << 10;
@@ -21,12 +21,21 @@ const MAX_LINE: usize = 16 << 10;
 /// The most of a pidfile read: a pid and a newline, with room to spare.
 const MAX_PIDFILE: u64 = 64;
 
-/// Starts `spec` by `/bin/sh -c` in `dir` (the master's own directory when `None`), in a new
+/// What a side process is, for its log lines' field (`daemon=` or `cron=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// An attached daemon.
+    Daemon,
+    /// A cron run.
+    Cron,
+}
+
+/// Starts `command` by `/bin/sh -c` in `dir` (the master's own directory when `None`), in a new
 /// process group, stdin from /dev/null, stdout and stderr logged line by line. Returns its pid.
-pub fn start(spec: &DaemonSpec, dir: Option<&Path>) -> std::io::Result<i32> {
+pub fn start(command: &str, side: Side, dir: Option<&Path>) -> std::io::Result<i32> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
-        .arg(&spec.command)
+        .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -51,12 +60,12 @@ pub fn start(spec: &DaemonSpec, dir: Option<&Path>) -> std::io::Result<i32> {
     }
     let mut child = cmd.spawn()?;
     let pid = child.id() as i32;
-    let name: Arc<str> = Arc::from(spec.command.as_str());
+    let name: Arc<str> = Arc::from(command);
     if let Some(out) = child.stdout.take() {
-        log_output(OwnedFd::from(out), name.clone(), pid, "stdout");
+        log_output(OwnedFd::from(out), side, name.clone(), pid, "stdout");
     }
     if let Some(err) = child.stderr.take() {
-        log_output(OwnedFd::from(err), name, pid, "stderr");
+        log_output(OwnedFd::from(err), side, name, pid, "stderr");
     }
     // The reaper collects its status; the handle is dropped unwaited.
     drop(child);
@@ -64,7 +73,7 @@ pub fn start(spec: &DaemonSpec, dir: Option<&Path>) -> std::io::Result<i32> {
 }
 
 /// Logs what a daemon writes to `fd`, a line per event, tagged with the daemon.
-fn log_output(fd: OwnedFd, daemon: Arc<str>, pid: i32, stream: &'static str) {
+fn log_output(fd: OwnedFd, side: Side, daemon: Arc<str>, pid: i32, stream: &'static str) {
     let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
         tracing::warn!(daemon = %daemon, pid, "cannot read the daemon's {stream}: its output is lost");
         return;
@@ -81,23 +90,26 @@ fn log_output(fd: OwnedFd, daemon: Arc<str>, pid: i32, stream: &'static str) {
             buf.extend_from_slice(&chunk[..n]);
             while let Some(end) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=end).collect();
-                emit(&daemon, pid, stream, &line[..line.len() - 1]);
+                emit(side, &daemon, pid, stream, &line[..line.len() - 1]);
             }
             if buf.len() >= MAX_LINE {
-                emit(&daemon, pid, stream, &buf);
+                emit(side, &daemon, pid, stream, &buf);
                 buf.clear();
             }
         }
         if !buf.is_empty() {
-            emit(&daemon, pid, stream, &buf);
+            emit(side, &daemon, pid, stream, &buf);
         }
     });
 }
 
-fn emit(daemon: &str, pid: i32, stream: &'static str, line: &[u8]) {
+fn emit(side: Side, name: &str, pid: i32, stream: &'static str, line: &[u8]) {
     let line = String::from_utf8_lossy(line);
     let line = line.trim_end_matches('\r');
-    tracing::info!(daemon, pid, stream, "{line}");
+    match side {
+        Side::Daemon => tracing::info!(daemon = name, pid, stream, "{line}"),
+        Side::Cron => tracing::info!(cron = name, pid, stream, "{line}"),
+    }
 }
 
 /// Reads `path` and checks its pid off the loop; the answer comes back as

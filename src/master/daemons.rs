@@ -161,7 +161,7 @@ impl Daemons {
         d.since = Some(Instant::now());
         if stopping || d.retire {
             d.state = State::Stopping { pid };
-            out.push(Effect::SignalDaemon {
+            out.push(Effect::SignalProcess {
                 pid,
                 group: true,
                 signal: libc::SIGTERM,
@@ -318,7 +318,7 @@ impl Daemons {
             match d.state {
                 State::Running { pid } => {
                     d.state = State::Stopping { pid };
-                    out.push(Effect::SignalDaemon {
+                    out.push(Effect::SignalProcess {
                         pid,
                         group: true,
                         signal: libc::SIGTERM,
@@ -326,7 +326,7 @@ impl Daemons {
                 }
                 State::Detached { pid } if d.retire => {
                     d.state = State::Done;
-                    out.push(Effect::SignalDaemon {
+                    out.push(Effect::SignalProcess {
                         pid,
                         group: false,
                         signal: libc::SIGTERM,
@@ -359,7 +359,7 @@ impl Daemons {
             match d.state {
                 State::Running { pid } | State::Stopping { pid } => {
                     d.state = State::Stopping { pid };
-                    out.push(Effect::SignalDaemon {
+                    out.push(Effect::SignalProcess {
                         pid,
                         group: true,
                         signal,
@@ -367,7 +367,7 @@ impl Daemons {
                 }
                 State::Detached { pid } => {
                     d.state = State::Done;
-                    out.push(Effect::SignalDaemon {
+                    out.push(Effect::SignalProcess {
                         pid,
                         group: false,
                         signal,
@@ -385,7 +385,7 @@ impl Daemons {
         for d in &self.daemons {
             if let State::Stopping { pid } = d.state {
                 tracing::warn!(daemon = %d.spec, pid, "{} did not stop within the graceful timeout: SIGKILL", d.spec.option());
-                out.push(Effect::SignalDaemon {
+                out.push(Effect::SignalProcess {
                     pid,
                     group: true,
                     signal: libc::SIGKILL,
@@ -460,7 +460,7 @@ impl Daemons {
                             d.retire = true;
                         }
                     }
-                    out.push(Effect::SignalDaemon {
+                    out.push(Effect::SignalProcess {
                         pid,
                         group: h.child,
                         signal: libc::SIGTERM,
@@ -598,7 +598,7 @@ mod tests {
         assert!(
             matches!(
                 out.as_slice(),
-                [Effect::SignalDaemon {
+                [Effect::SignalProcess {
                     pid: 100,
                     group: true,
                     signal: libc::SIGTERM
@@ -683,7 +683,7 @@ mod tests {
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(matches!(
             out[0],
-            Effect::SignalDaemon {
+            Effect::SignalProcess {
                 pid: 500,
                 group: false,
                 ..
@@ -709,7 +709,7 @@ mod tests {
         d.started(0, 100, &mut out);
         assert!(matches!(
             out.as_slice(),
-            [Effect::SignalDaemon {
+            [Effect::SignalProcess {
                 pid: 100,
                 signal: libc::SIGTERM,
                 ..
@@ -731,7 +731,7 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert!(matches!(
             out[0],
-            Effect::SignalDaemon {
+            Effect::SignalProcess {
                 pid: 100,
                 group: true,
                 signal: libc::SIGTERM
@@ -739,7 +739,7 @@ mod tests {
         ));
         assert!(matches!(
             out[1],
-            Effect::SignalDaemon {
+            Effect::SignalProcess {
                 pid: 500,
                 group: false,
                 ..
@@ -750,7 +750,7 @@ mod tests {
         d.kill_remaining(&mut out);
         assert!(matches!(
             out.as_slice(),
-            [Effect::SignalDaemon {
+            [Effect::SignalProcess {
                 signal: libc::SIGKILL,
                 ..
             }]

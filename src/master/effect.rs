@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::{Command, Outcome, Responder};
+use super::cron::JobId;
 use super::daemons::DaemonId;
 use super::generation::GenerationId;
 use super::reaper::ExitKind;
 use super::upgrade::UpgradeError;
 use super::worker::WorkerId;
-use crate::config::{Config, DaemonSpec, Invocation};
+use crate::config::{Config, DaemonSpec, Invocation, WallClock};
 use crate::protocol::{DrainReason, ToMaster};
 
 /// Something the supervisor reacts to.
@@ -87,6 +88,22 @@ pub enum Event {
         /// How it ended.
         kind: ExitKind,
     },
+    /// A new minute of local time began (cron jobs are checked against it).
+    Minute(WallClock),
+    /// The executor started a cron run asked for by [`Effect::StartCronJob`].
+    CronStarted {
+        /// Which job.
+        id: JobId,
+        /// The run's pid (and process group).
+        pid: i32,
+    },
+    /// The executor could not start a cron run.
+    CronStartFailed {
+        /// Which job.
+        id: JobId,
+        /// Why.
+        error: String,
+    },
     /// A smart daemon's pidfile, read as [`Effect::ReadPidfile`] asked: the pid in it, if that
     /// process is alive.
     PidfileRead {
@@ -123,8 +140,14 @@ pub enum Timer {
         /// The daemon's pending-restart token when the timer was set.
         token: u64,
     },
-    /// A graceful stop's `--graceful-timeout` elapsed: daemons still running get SIGKILL.
-    DaemonsKill,
+    /// A graceful stop's `--graceful-timeout` elapsed: daemons and cron jobs still running get
+    /// SIGKILL.
+    KillSideProcesses,
+    /// A cron run's `--cron-harakiri` elapsed.
+    CronHarakiri {
+        /// The run's pid.
+        pid: i32,
+    },
 }
 
 /// Something the executor must do.
@@ -172,15 +195,23 @@ pub enum Effect {
         /// What to run.
         spec: DaemonSpec,
     },
-    /// Send `signal` to a daemon: to its whole process group when `group` (a child of ours),
-    /// else to the pid alone (a smart daemon running on its own).
-    SignalDaemon {
+    /// Send `signal` to a daemon or a cron run: to its whole process group when `group` (a
+    /// child of ours), else to the pid alone (a smart daemon running on its own).
+    SignalProcess {
         /// The pid (and, with `group`, the process group).
         pid: i32,
         /// Whether to signal the group.
         group: bool,
         /// The signal.
         signal: i32,
+    },
+    /// Start a run of a cron job, as a daemon is started; the pid comes back as
+    /// [`Event::CronStarted`].
+    StartCronJob {
+        /// Which job.
+        id: JobId,
+        /// Its command line.
+        command: String,
     },
     /// Read a smart daemon's pidfile off the loop and check whether its pid is alive; the
     /// answer comes back as [`Event::PidfileRead`].

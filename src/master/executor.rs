@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
+use super::daemon_process::Side;
 use super::effect::{Effect, Event};
 use super::listener::Listener;
 use super::reaper::{ExitKind, reap};
@@ -46,7 +47,7 @@ enum Owner {
     Worker(WorkerId),
     /// The new binary's `__upgrade-check`, whose exit its checking task awaits.
     Preflight(oneshot::Sender<ExitKind>),
-    /// An attached daemon: its exit goes to the supervisor by pid.
+    /// An attached daemon or a cron run: its exit goes to the supervisor by pid.
     Daemon,
 }
 
@@ -171,20 +172,37 @@ impl Executor {
                 });
             }
             Effect::Exit(status) => self.exit = Some(status),
+            Effect::StartCronJob { id, command } => {
+                let dir = sup.base.worker.chdir.as_deref();
+                return Some(
+                    match super::daemon_process::start(&command, Side::Cron, dir) {
+                        Ok(pid) => {
+                            self.owners.insert(pid, Owner::Daemon);
+                            Event::CronStarted { id, pid }
+                        }
+                        Err(e) => Event::CronStartFailed {
+                            id,
+                            error: format!("/bin/sh -c {command:?}: {e}"),
+                        },
+                    },
+                );
+            }
             Effect::StartDaemon { id, spec } => {
                 let dir = sup.base.worker.chdir.as_deref();
-                return Some(match super::daemon_process::start(&spec, dir) {
-                    Ok(pid) => {
-                        self.owners.insert(pid, Owner::Daemon);
-                        Event::DaemonStarted { id, pid }
-                    }
-                    Err(e) => Event::DaemonStartFailed {
-                        id,
-                        error: format!("/bin/sh -c {:?}: {e}", spec.command),
+                return Some(
+                    match super::daemon_process::start(&spec.command, Side::Daemon, dir) {
+                        Ok(pid) => {
+                            self.owners.insert(pid, Owner::Daemon);
+                            Event::DaemonStarted { id, pid }
+                        }
+                        Err(e) => Event::DaemonStartFailed {
+                            id,
+                            error: format!("/bin/sh -c {:?}: {e}", spec.command),
+                        },
                     },
-                });
+                );
             }
-            Effect::SignalDaemon { pid, group, signal } => {
+            Effect::SignalProcess { pid, group, signal } => {
                 let target = if group { -pid } else { pid };
                 if pid > 1 {
                     if let Ok(sig) = Signal::try_from(signal) {

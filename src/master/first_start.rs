@@ -50,6 +50,6 @@ impl Supervisor {
         for id in self.table.ids(|_| true) {
             self.drain(id, DrainReason::Shutdown);
         }
-        self.stop_daemons();
+        self.stop_side_processes();
     }
 }

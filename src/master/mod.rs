@@ -7,7 +7,9 @@
 //! into [`effect::Event`]s (signals become [`command::Command`]s); the [`supervisor`] decides and
 //! returns [`effect::Effect`]s; the [`executor`] carries them out and reports back.
 
+mod clock;
 pub mod command;
+pub mod cron;
 mod daemon_process;
 pub mod daemons;
 pub mod effect;
@@ -300,6 +302,9 @@ async fn serve(
 
     // Signals coalesce, so a periodic sweep catches exits whose SIGCHLD merged with another.
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    // Cron jobs are checked once per new minute of local time.
+    let cron_seconds = clock::test_seconds();
+    let mut last_minute = None;
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     let status = loop {
         if let Some(status) = exec.exit_status() {
@@ -325,6 +330,11 @@ async fn serve(
             _ = sweep.tick() => {
                 let mut inputs = exec.reap();
                 inputs.push(Event::Tick);
+                let now = clock::wall_clock(cron_seconds);
+                if last_minute != Some(now) {
+                    last_minute = Some(now);
+                    inputs.push(Event::Minute(now));
+                }
                 inputs
             }
             _ = watchdog.tick(), if watchdog_every.is_some() => vec![Event::Watchdog],

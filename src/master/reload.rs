@@ -288,6 +288,7 @@ impl Supervisor {
         self.announced_ready = true;
         if let Some(config) = self.generations.get(&run.target).cloned() {
             self.daemons.reload(&config.daemons, &mut self.out);
+            self.crons.reconfigure(&config.crons, config.cron_harakiri);
         }
         for id in self.table.ids(|w| w.generation != run.target) {
             self.drain(id, DrainReason::Reload);

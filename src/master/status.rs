@@ -43,6 +43,7 @@ impl Supervisor {
             upgrades: self.upgrades,
             upgrade_error: self.upgrade_error.clone(),
             daemons: self.daemons.report(),
+            crons: self.crons.report(),
             crash_loops: self
                 .table
                 .slots()

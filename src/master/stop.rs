@@ -27,17 +27,18 @@ impl Supervisor {
         for id in self.table.ids(|_| true) {
             self.drain(id, DrainReason::Shutdown);
         }
-        self.stop_daemons();
+        self.stop_side_processes();
     }
 
-    /// A graceful stop's share for the attached daemons: SIGTERM now, SIGKILL to what is left
-    /// after the graceful timeout. The master exits only once its daemon children are reaped.
-    pub(super) fn stop_daemons(&mut self) {
-        if !self.daemons.is_empty() {
+    /// A graceful stop's share for the attached daemons and cron runs: SIGTERM now, SIGKILL
+    /// to what is left after the graceful timeout. The master exits only once they are reaped.
+    pub(super) fn stop_side_processes(&mut self) {
+        if !self.daemons.is_empty() || !self.crons.is_empty() {
             self.daemons.stop(true, &mut self.out);
+            self.crons.stop(true, &mut self.out);
             self.emit(Effect::After(
                 self.base.graceful_timeout,
-                Timer::DaemonsKill,
+                Timer::KillSideProcesses,
             ));
         }
     }
@@ -53,6 +54,7 @@ impl Supervisor {
             self.emit(Effect::Kill(id));
         }
         self.daemons.stop(false, &mut self.out);
+        self.crons.stop(false, &mut self.out);
     }
 
     /// Everyone waiting for a reload or an upgrade learns that the server is stopping.

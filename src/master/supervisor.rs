@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::command::{Command, Outcome, Responder, ScaleError};
+use super::cron::Crons;
 use super::daemons::Daemons;
 use super::effect::{Effect, Event, Timer};
 use super::generation::{self, GenerationId};
@@ -99,6 +100,8 @@ pub struct Supervisor {
     pub(super) exe: PathBuf,
     /// Attached daemons (`--attach-daemon` and the smart kinds).
     pub(super) daemons: Daemons,
+    /// Cron jobs (`--cron`, `--unique-cron`).
+    pub(super) crons: Crons,
     /// Effects decided while handling the current event.
     pub(super) out: Vec<Effect>,
 }
@@ -109,6 +112,7 @@ impl Supervisor {
         Supervisor {
             table: Table::new(config.workers),
             daemons: Daemons::new(&config.daemons),
+            crons: Crons::new(&config.crons, config.cron_harakiri),
             base: config,
             generations: HashMap::new(),
             serving: 0,
@@ -149,6 +153,7 @@ impl Supervisor {
         matches!(self.phase, Phase::Stopping { .. })
             && self.table.is_empty()
             && !self.daemons.any_alive()
+            && !self.crons.any_running()
     }
 
     /// Handles one event and returns what to do about it, in order.
@@ -184,10 +189,13 @@ impl Supervisor {
                 self.daemons.start_failed(id, &error, &mut self.out);
             }
             Event::OtherExited { pid, kind } => {
-                if !self.daemons.reaped(pid, kind, &mut self.out) {
+                if !self.daemons.reaped(pid, kind, &mut self.out) && !self.crons.reaped(pid, kind) {
                     tracing::debug!(pid, "reaped orphaned descendant: {kind}");
                 }
             }
+            Event::Minute(now) => self.crons.minute(&now, &mut self.out),
+            Event::CronStarted { id, pid } => self.crons.started(id, pid, &mut self.out),
+            Event::CronStartFailed { id, error } => self.crons.start_failed(id, &error),
             Event::PidfileRead { id, alive } => self.daemons.pidfile_read(id, alive, &mut self.out),
         }
         if self.finished() && !self.exit_sent {
@@ -251,7 +259,11 @@ impl Supervisor {
             Timer::DaemonRestart { id, token } => {
                 self.daemons.restart_due(id, token, &mut self.out)
             }
-            Timer::DaemonsKill => self.daemons.kill_remaining(&mut self.out),
+            Timer::KillSideProcesses => {
+                self.daemons.kill_remaining(&mut self.out);
+                self.crons.kill_remaining(&mut self.out);
+            }
+            Timer::CronHarakiri { pid } => self.crons.harakiri_due(pid, &mut self.out),
             Timer::Respawn { slot, token } => {
                 let Some(s) = self.table.slot_mut(slot) else {
                     tracing::debug!(

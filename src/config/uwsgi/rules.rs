@@ -329,6 +329,15 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
             &["smart-attach-daemon2"],
             Apply("smart-attach-daemon2", Text),
         ),
+        (&["cron"], Apply("cron", Text)),
+        (&["unique-cron"], Apply("unique-cron", Text)),
+        (&["cron-harakiri"], Apply("cron-harakiri", Secs)),
+        (
+            &["cron2"],
+            Unsupported(
+                "cron2's key=value form is not supported: use cron MIN HOUR DAY MONTH WEEKDAY CMD (uWSGI's -1/-N or crontab's syntax)",
+            ),
+        ),
         (
             &["attach-daemon2"],
             Unsupported(
@@ -336,14 +345,7 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
             ),
         ),
         (
-            &[
-                "attach-control-daemon",
-                "cron",
-                "cron2",
-                "unique-cron",
-                "legion-cron",
-                "unique-legion-cron",
-            ],
+            &["attach-control-daemon", "legion-cron", "unique-legion-cron"],
             Unsupported(SIDE),
         ),
         (&["cheap", "idle", "die-on-idle"], Unsupported(SCALE)),

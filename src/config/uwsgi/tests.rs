@@ -175,7 +175,7 @@ emperor = /etc/uwsgi-emperor/vassals
         .collect();
     assert_eq!(v[0], applied("virtualenv", "/path/to/app/env"));
     assert_eq!(v[1], applied("attach-daemon", "/path/to/worker/script"));
-    assert!(is_unsupported(&v[2], "side processes"));
+    assert_eq!(v[2], applied("cron", "-5 -1 -1 -1 -1 /path/to/some/script"));
     assert_eq!(v[3], applied("static-map", "/static=/path/to/static"));
     assert_eq!(
         v[4],

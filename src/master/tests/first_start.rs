@@ -232,7 +232,7 @@ async fn a_failed_first_start_stops_the_daemons_and_exits_once_they_are_reaped()
     assert!(
         effects.iter().any(|e| matches!(
             e,
-            Effect::SignalDaemon {
+            Effect::SignalProcess {
                 pid: 900,
                 signal: libc::SIGTERM,
                 ..
