@@ -20,11 +20,13 @@ use super::reaper::ExitKind;
 use crate::config::{CronSpec, WallClock};
 use crate::control::CronReport;
 
-/// A job's index in the configuration.
-pub type JobId = usize;
+/// Identifies a job for the master's lifetime (a reload that keeps it keeps the id; ids are
+/// never reused, so an event about a dropped job cannot reach another).
+pub type JobId = u64;
 
 #[derive(Debug)]
 struct Job {
+    id: JobId,
     spec: CronSpec,
     /// Runs under way: pid and start.
     running: Vec<(i32, Instant)>,
@@ -39,8 +41,9 @@ struct Job {
 }
 
 impl Job {
-    fn new(spec: CronSpec) -> Job {
+    fn new(id: JobId, spec: CronSpec) -> Job {
         Job {
+            id,
             spec,
             running: Vec::new(),
             starting: 0,
@@ -57,6 +60,7 @@ impl Job {
 #[derive(Debug, Default)]
 pub struct Crons {
     jobs: Vec<Job>,
+    next_id: JobId,
     harakiri: Option<Duration>,
     stopping: bool,
 }
@@ -64,11 +68,24 @@ pub struct Crons {
 impl Crons {
     /// The jobs of `specs`; `harakiri` bounds each run.
     pub fn new(specs: &[CronSpec], harakiri: Option<Duration>) -> Crons {
-        Crons {
-            jobs: specs.iter().cloned().map(Job::new).collect(),
+        let mut crons = Crons {
             harakiri,
-            stopping: false,
+            ..Crons::default()
+        };
+        for spec in specs {
+            crons.add(spec.clone());
         }
+        crons
+    }
+
+    fn add(&mut self, spec: CronSpec) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.jobs.push(Job::new(id, spec));
+    }
+
+    fn get_mut(&mut self, id: JobId) -> Option<&mut Job> {
+        self.jobs.iter_mut().find(|j| j.id == id)
     }
 
     /// A promoted reload's configuration: jobs still configured keep their runs and counts,
@@ -87,7 +104,9 @@ impl Crons {
         }
         self.jobs
             .retain(|j| !j.retired || j.starting > 0 || !j.running.is_empty());
-        self.jobs.extend(wanted.into_iter().cloned().map(Job::new));
+        for spec in wanted {
+            self.add(spec.clone());
+        }
     }
 
     /// A new minute began: starts every job due at `now`.
@@ -95,7 +114,7 @@ impl Crons {
         if self.stopping {
             return;
         }
-        for (id, job) in self.jobs.iter_mut().enumerate() {
+        for job in &mut self.jobs {
             if job.retired || !job.spec.schedule.matches(now) {
                 continue;
             }
@@ -106,7 +125,7 @@ impl Crons {
             }
             job.starting += 1;
             out.push(Effect::StartCronJob {
-                id,
+                id: job.id,
                 command: job.spec.command.clone(),
             });
         }
@@ -114,27 +133,29 @@ impl Crons {
 
     /// A run of `id` started as `pid`.
     pub fn started(&mut self, id: JobId, pid: i32, out: &mut Vec<Effect>) {
-        let Some(job) = self.jobs.get_mut(id) else {
+        let stopping = self.stopping;
+        let harakiri = self.harakiri;
+        let Some(job) = self.get_mut(id) else {
             return;
         };
         job.starting = job.starting.saturating_sub(1);
         job.runs += 1;
         job.running.push((pid, Instant::now()));
         tracing::info!(cron = %job.spec.command, pid, schedule = %job.spec.schedule, "cron job started");
-        if self.stopping {
+        if stopping {
             out.push(Effect::SignalProcess {
                 pid,
                 group: true,
                 signal: libc::SIGTERM,
             });
-        } else if let Some(h) = self.harakiri {
+        } else if let Some(h) = harakiri {
             out.push(Effect::After(h, Timer::CronHarakiri { pid }));
         }
     }
 
     /// A run of `id` could not start.
     pub fn start_failed(&mut self, id: JobId, error: &str) {
-        if let Some(job) = self.jobs.get_mut(id) {
+        if let Some(job) = self.get_mut(id) {
             job.starting = job.starting.saturating_sub(1);
             job.last_exit = Some(format!("could not start: {error}"));
             tracing::error!(cron = %job.spec.command, "cannot start the cron job: {error}");
@@ -154,6 +175,8 @@ impl Crons {
                 } else {
                     tracing::warn!(cron = %job.spec.command, pid, took_ms = took.as_millis() as u64, "cron job failed ({kind})");
                 }
+                self.jobs
+                    .retain(|j| !j.retired || j.starting > 0 || !j.running.is_empty());
                 return true;
             }
         }
@@ -296,6 +319,40 @@ mod tests {
         out.clear();
         c.harakiri_due(11, &mut out);
         assert!(out.is_empty(), "a finished run is left alone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_keeps_jobs_it_still_has_and_lets_a_dropped_run_finish() {
+        let a = CronSpec::parse("* * * * * a", false).unwrap();
+        let b = CronSpec::parse("* * * * * b", false).unwrap();
+        let new = CronSpec::parse("* * * * * new", false).unwrap();
+        let mut c = Crons::new(&[a, b.clone()], None);
+        let mut out = Vec::new();
+        c.minute(&at(0), &mut out);
+        c.started(0, 10, &mut out);
+        c.started(1, 11, &mut out);
+        c.reconfigure(&[b, new], None);
+        let r = c.report();
+        assert_eq!(r.len(), 3, "the dropped job stays while its run goes on");
+        out.clear();
+        c.minute(&at(1), &mut out);
+        let ids: Vec<JobId> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::StartCronJob { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![1, 2],
+            "b keeps its id, the new job gets a fresh one"
+        );
+        assert!(c.reaped(10, ExitKind::Code(0)));
+        let r = c.report();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].command, "b");
+        assert_eq!(r[0].runs, 1, "b keeps its count");
     }
 
     #[tokio::test(start_paused = true)]
