@@ -1,7 +1,7 @@
 //! `segue --help`: generated from the option table, so it never lists an option that does not
 //! exist or misses one that does.
 
-use super::option::{Kind, OPTIONS};
+use super::option::{self, Kind};
 
 /// The help text for serving.
 pub fn text() -> String {
@@ -17,8 +17,7 @@ pub fn text() -> String {
          precedence: command line > environment > configuration files > defaults.\n\nOptions:\n",
         env!("CARGO_PKG_VERSION")
     );
-    let flags: Vec<(String, &str, Option<&str>)> = OPTIONS
-        .iter()
+    let flags: Vec<(String, &str, Option<&str>)> = option::all()
         .map(|o| {
             let short = o.short.map_or("    ".to_owned(), |c| format!("-{c}, "));
             let value = if o.kind == Kind::Bool {

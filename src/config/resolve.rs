@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::argv::{self, ArgError};
 use super::dialect;
 use super::entry::{Entry, Origin, Verdict};
-use super::option::{self, OPTIONS};
+use super::option;
 use super::{gunicorn, native, uwsgi};
 
 /// How long a `gunicorn.conf.py` may take to execute before it counts as hung.
@@ -269,8 +269,7 @@ impl Resolved {
     /// Every option with its value and source, defaults included, for `--print-config` and
     /// the building of a `Config`.
     pub fn settings(&self) -> Vec<(&'static option::Opt, Setting)> {
-        OPTIONS
-            .iter()
+        option::all()
             .map(|opt| {
                 let s = self.get(opt.name).unwrap_or_else(|| Setting {
                     values: opt.default.map(|d| vec![d.to_owned()]).unwrap_or_default(),
@@ -357,7 +356,7 @@ pub fn resolve(inv: &Invocation) -> Result<Resolved, ReadError> {
             _ => {
                 // Only variables named after an option: SEGUE_CONTROL (the control client's) and
                 // the test harness's own SEGUE_* must not read as typos.
-                let Some(opt) = OPTIONS.iter().find(|o| o.env_var() == *var) else {
+                let Some(opt) = option::all().find(|o| o.env_var() == *var) else {
                     continue;
                 };
                 if matches!(opt.name, "print-config" | "check-config") {
