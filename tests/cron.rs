@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::oneshot::scratch;
+use support::oneshot::{cases_ini, scratch};
 use support::{EVENT_TIMEOUT, Server, eventually, server};
 
 fn lines(path: &Path) -> usize {
@@ -72,17 +72,10 @@ fn a_unique_cron_job_never_runs_twice_at_once_and_cron_harakiri_kills_a_long_run
 
 #[test]
 fn an_ini_cron_line_runs_its_output_is_logged_and_a_stop_waits_for_runs() {
-    let dir = scratch("cron-ini");
-    let ini = dir.join("app.ini");
-    std::fs::write(
-        &ini,
-        format!(
-            "[uwsgi]\nchdir = {}\nmodule = cases:application\ncron = -1 -1 -1 -1 -1 echo $((6 * 7))-from-cron; sleep 30\n",
-            support::apps_dir().display()
-        ),
-    )
-    .unwrap();
-    let ini = ini.display().to_string();
+    let ini = cases_ini(
+        "cron-ini",
+        "cron = -1 -1 -1 -1 -1 echo $((6 * 7))-from-cron; sleep 30\n",
+    );
     let mut s = support::bare()
         .env("SEGUE_TEST_CRON_SECONDS", "1")
         .args(&["--ini", &ini, "--graceful-timeout", "1"])

@@ -11,6 +11,7 @@ use super::daemon::DaemonSpec;
 use super::entry::Origin;
 use super::option;
 use super::resolve::{Resolved, Setting};
+use super::scaling::{self, Scaling};
 use super::static_files::{self, ExpiresOn, StaticFiles, StaticMap};
 use super::{
     Config, Endpoint, Limits, ListenAddr, LogConfig, LogFormat, Protocol, Recycle, ReloadStrategy,
@@ -702,6 +703,27 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         daemons: daemons(rd),
         crons: crons(rd),
         cron_harakiri: rd.optional_secs("cron-harakiri"),
+        scaling: scaling(rd, workers),
+    })
+}
+
+/// `cheap`, `idle`, `die-on-idle` and the `cheaper` family.
+fn scaling(rd: &mut Reader<'_>, workers: usize) -> Scaling {
+    let written = scaling::Written {
+        cheap: rd.boolean("cheap"),
+        idle: rd.secs("idle"),
+        die_on_idle: rd.boolean("die-on-idle"),
+        workers,
+        cheaper: rd.count("cheaper"),
+        initial: rd.count("cheaper-initial"),
+        step: rd.count("cheaper-step"),
+        overload: rd.count("cheaper-overload"),
+        cheaper_idle: rd.count("cheaper-idle"),
+        algo: rd.r.get("cheaper-algo").and(rd.text("cheaper-algo")),
+    };
+    Scaling::check(&written).unwrap_or_else(|p| {
+        rd.bad(p.option, p.message);
+        Scaling::default()
     })
 }
 

@@ -19,6 +19,7 @@ pub mod native;
 pub mod option;
 pub mod report;
 pub mod resolve;
+pub mod scaling;
 pub mod static_files;
 pub mod uwsgi;
 
@@ -38,6 +39,7 @@ pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy};
 pub use cron::{CronSpec, WallClock};
 pub use daemon::{DaemonSpec, Smart};
 pub use resolve::Invocation;
+pub use scaling::{Cheaper, CheaperAlgo, Scaling};
 pub use static_files::StaticFiles;
 
 /// Request size limits; exceeding one is answered with 414, 431 or 413, never a crash.
@@ -181,6 +183,9 @@ pub struct Config {
     /// Longest a cron run may take (`--cron-harakiri`); `None` is no limit.
     #[serde(default)]
     pub cron_harakiri: Option<Duration>,
+    /// How many workers run when (`--cheap`, `--idle`, `--cheaper`).
+    #[serde(default)]
+    pub scaling: Scaling,
 }
 
 /// Worker recycling limits; a worker past one is replaced surge-style (replacement ready first).

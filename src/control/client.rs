@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::messages::{ReloadReport, Reply, Request, StatusReport};
+use super::messages::{ReloadReport, Reply, Request, ScalingReport, StatusReport};
 
 /// Why a control command failed before the master answered.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +176,29 @@ fn write_reload(out: &mut impl Write, r: &ReloadReport) -> std::io::Result<()> {
     Ok(())
 }
 
+fn write_scaling(out: &mut impl Write, s: &ScalingReport) -> std::io::Result<()> {
+    if let Some(secs) = s.asleep_s {
+        writeln!(
+            out,
+            "asleep (cheap mode) for {secs:.0}s: workers start at the next connection"
+        )?;
+    }
+    if let (Some(idle), Some(quiet)) = (s.idle_s, s.quiet_s) {
+        writeln!(
+            out,
+            "idle: no request for {quiet:.0}s of {idle:.0}s before the workers stop"
+        )?;
+    }
+    if let Some(c) = &s.cheaper {
+        writeln!(
+            out,
+            "cheaper ({}): between {} and {} workers; {} requests waiting",
+            c.algo, c.min, c.max, s.queued
+        )?;
+    }
+    Ok(())
+}
+
 fn write_status(out: &mut impl Write, s: &StatusReport) -> std::io::Result<()> {
     writeln!(
         out,
@@ -185,6 +208,7 @@ fn write_status(out: &mut impl Write, s: &StatusReport) -> std::io::Result<()> {
     if let Some(r) = &s.reloading {
         writeln!(out, "reloading: {r}")?;
     }
+    write_scaling(out, &s.scaling)?;
     writeln!(
         out,
         "{:>6} {:>8} {:>4} {:<10} {:>10} {:>10}",

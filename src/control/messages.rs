@@ -114,6 +114,38 @@ pub struct StatusReport {
     /// Cron jobs (`--cron`, `--unique-cron`).
     #[serde(default)]
     pub crons: Vec<CronReport>,
+    /// How the worker count moves (`--cheap`, `--idle`, `--cheaper`).
+    #[serde(default)]
+    pub scaling: ScalingReport,
+}
+
+/// Cheap, idle and cheaper mode in a status reply.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScalingReport {
+    /// No workers run until the next connection (cheap mode).
+    pub asleep: bool,
+    /// Seconds asleep so far.
+    pub asleep_s: Option<f64>,
+    /// `--idle` in seconds, if set.
+    pub idle_s: Option<f64>,
+    /// Seconds without a request so far (awake, with `--idle`).
+    pub quiet_s: Option<f64>,
+    /// `--cheaper`'s bounds and algorithm, if set.
+    pub cheaper: Option<CheaperReport>,
+    /// Requests waiting at the last sample: connections in the TCP listeners' accept queues,
+    /// plus requests workers have read that no Python thread has taken yet.
+    pub queued: u32,
+}
+
+/// `--cheaper` in a status reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheaperReport {
+    /// The fewest workers.
+    pub min: usize,
+    /// The most workers (`--workers`).
+    pub max: usize,
+    /// `spare` or `backlog`.
+    pub algo: String,
 }
 
 /// One cron job in a status reply.

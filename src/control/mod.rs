@@ -7,5 +7,6 @@ pub mod messages;
 pub mod server;
 
 pub use messages::{
-    CrashLoop, CronReport, DaemonReport, ReloadReport, Reply, Request, StatusReport, WorkerReport,
+    CheaperReport, CrashLoop, CronReport, DaemonReport, ReloadReport, Reply, Request,
+    ScalingReport, StatusReport, WorkerReport,
 };

@@ -142,6 +142,17 @@ pub enum ScaleError {
     /// A reload runs; its slots are fixed until it ends.
     #[error("reload {0} is running: change the worker count after it finishes")]
     Reloading(u64),
+    /// Cheap mode: no workers run until the next connection.
+    #[error("the workers are asleep (cheap mode): they start at the next connection")]
+    Asleep,
+    /// `--cheaper` sets the range.
+    #[error("--cheaper keeps the worker count between {min} and {max} (--workers)")]
+    Bounds {
+        /// `--cheaper`.
+        min: usize,
+        /// `--workers`.
+        max: usize,
+    },
     /// At least one worker always runs.
     #[error("cannot go below 1 worker")]
     Minimum,

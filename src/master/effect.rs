@@ -17,6 +17,7 @@ use super::reaper::ExitKind;
 use super::upgrade::UpgradeError;
 use super::worker::WorkerId;
 use crate::config::{Config, DaemonSpec, Invocation, WallClock};
+use crate::protocol::scoreboard::CellLoad;
 use crate::protocol::{DrainReason, ToMaster};
 
 /// Something the supervisor reacts to.
@@ -104,6 +105,15 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// The once-a-second load sample, taken after [`Event::Tick`].
+    Load {
+        /// What each worker with a scoreboard cell posts there.
+        workers: Vec<(WorkerId, CellLoad)>,
+        /// Connections waiting in the TCP listeners' accept queues.
+        accept_queue: u32,
+    },
+    /// A connection waits in a listener's queue while [`Effect::WatchListeners`] watches.
+    ConnectionWaiting,
     /// A smart daemon's pidfile, read as [`Effect::ReadPidfile`] asked: the pid in it, if that
     /// process is alive.
     PidfileRead {
@@ -213,6 +223,12 @@ pub enum Effect {
         /// Its command line.
         command: String,
     },
+    /// Watch every listener for a waiting connection without accepting it (cheap mode);
+    /// the first one comes back as [`Event::ConnectionWaiting`], once. Replaces any watch
+    /// already running.
+    WatchListeners,
+    /// Stop the watch [`Effect::WatchListeners`] started, if it still runs.
+    UnwatchListeners,
     /// Read a smart daemon's pidfile off the loop and check whether its pid is alive; the
     /// answer comes back as [`Event::PidfileRead`].
     ReadPidfile {

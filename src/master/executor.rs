@@ -70,6 +70,8 @@ pub struct Executor {
     control_fd: Option<RawFd>,
     /// The status the master exits with, once the supervisor has said so ([`Effect::Exit`]).
     exit: Option<i32>,
+    /// The cheap-mode watch on the listeners, while it runs.
+    watch: Option<tokio::task::AbortHandle>,
 }
 
 impl Executor {
@@ -93,6 +95,35 @@ impl Executor {
             notifier,
             control_fd,
             exit: None,
+            watch: None,
+        }
+    }
+
+    /// The once-a-second load sample ([`Event::Load`]): what each worker posts on the
+    /// scoreboard, and the connections in the TCP listeners' accept queues.
+    pub fn load(&self) -> Event {
+        let workers = match &self.cells {
+            Some(cells) => self
+                .processes
+                .iter()
+                .filter_map(|(id, p)| Some((*id, cells.sample(p.cell?))))
+                .collect(),
+            None => Vec::new(),
+        };
+        let accept_queue = self
+            .listeners
+            .iter()
+            .filter_map(super::watch::queued)
+            .fold(0u32, u32::saturating_add);
+        Event::Load {
+            workers,
+            accept_queue,
+        }
+    }
+
+    fn unwatch(&mut self) {
+        if let Some(task) = self.watch.take() {
+            task.abort();
         }
     }
 
@@ -213,6 +244,11 @@ impl Executor {
             Effect::ReadPidfile { id, path } => {
                 super::daemon_process::read_pidfile(id, path, self.events.clone());
             }
+            Effect::WatchListeners => {
+                self.unwatch();
+                self.watch = super::watch::watch(&self.listeners, self.events.clone());
+            }
+            Effect::UnwatchListeners => self.unwatch(),
         }
         None
     }

@@ -7,6 +7,8 @@
 //! into [`effect::Event`]s (signals become [`command::Command`]s); the [`supervisor`] decides and
 //! returns [`effect::Effect`]s; the [`executor`] carries them out and reports back.
 
+mod cheap;
+mod cheaper;
 mod clock;
 pub mod command;
 pub mod cron;
@@ -18,6 +20,7 @@ mod first_start;
 pub mod generation;
 mod handover;
 pub mod listener;
+mod load;
 pub mod reaper;
 mod reconfigure;
 mod recycle;
@@ -30,6 +33,7 @@ pub mod supervisor;
 pub mod table;
 pub mod triggers;
 pub mod upgrade;
+mod watch;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -330,6 +334,7 @@ async fn serve(
             _ = sweep.tick() => {
                 let mut inputs = exec.reap();
                 inputs.push(Event::Tick);
+                inputs.push(exec.load());
                 let now = clock::wall_clock(cron_seconds);
                 if last_minute != Some(now) {
                     last_minute = Some(now);

@@ -54,6 +54,7 @@ pub fn keep_master_settings(old: &Config, new: &mut Config) -> Vec<String> {
     held("pidfile", old.pidfile != new.pidfile);
     held("master-fifo", old.master_fifo != new.master_fifo);
     held("touch-reload", old.touch_reload != new.touch_reload);
+    held("cheap, idle and cheaper", old.scaling != new.scaling);
     if old.workers != new.workers {
         notes.push(format!(
             "workers changed from {} to {} in the configuration; a reload keeps the live worker count: use `segue workers +1` / `-1` to change it",
@@ -69,6 +70,7 @@ pub fn keep_master_settings(old: &Config, new: &mut Config) -> Vec<String> {
     new.pidfile.clone_from(&old.pidfile);
     new.master_fifo.clone_from(&old.master_fifo);
     new.touch_reload.clone_from(&old.touch_reload);
+    new.scaling.clone_from(&old.scaling);
     new.workers = old.workers;
     notes
 }

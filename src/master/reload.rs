@@ -175,6 +175,7 @@ impl Supervisor {
             Ok(c) => c,
             Err(e) => return self.refuse_reload(strategy, waiters, e.to_string()),
         };
+        self.wake_for_reload();
         let id = self.next_reload;
         self.next_reload += 1;
         let target = self.new_generation(config);

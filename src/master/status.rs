@@ -4,7 +4,7 @@
 use super::effect::Effect;
 use super::supervisor::{Phase, Supervisor};
 use super::worker::WorkerState;
-use crate::control::{CrashLoop, StatusReport, WorkerReport};
+use crate::control::{CheaperReport, CrashLoop, ScalingReport, StatusReport, WorkerReport};
 
 impl Supervisor {
     /// What `segue status` shows.
@@ -44,6 +44,18 @@ impl Supervisor {
             upgrade_error: self.upgrade_error.clone(),
             daemons: self.daemons.report(),
             crons: self.crons.report(),
+            scaling: ScalingReport {
+                asleep: self.cheap.asleep(),
+                asleep_s: self.cheap.asleep_for().map(|d| d.as_secs_f64()),
+                idle_s: self.cheap.idle().map(|d| d.as_secs_f64()),
+                quiet_s: self.cheap.quiet_for().map(|d| d.as_secs_f64()),
+                cheaper: self.scaler.as_ref().map(|s| CheaperReport {
+                    min: s.spec().min,
+                    max: s.spec().max,
+                    algo: format!("{:?}", s.spec().algo).to_ascii_lowercase(),
+                }),
+                queued: self.accept_queue,
+            },
             crash_loops: self
                 .table
                 .slots()
@@ -61,6 +73,12 @@ impl Supervisor {
 
     /// `STATUS=` for systemd: what serves, and what is happening.
     pub(super) fn status_line(&self) -> String {
+        if self.cheap.asleep() {
+            return format!(
+                "generation {} asleep (cheap mode): workers start at the next connection",
+                self.serving
+            );
+        }
         let ready = self.table.ready_count(self.serving);
         let mut line = format!(
             "generation {} serving with {ready}/{} workers",
@@ -103,7 +121,9 @@ impl Supervisor {
     /// serving generation, or the first generation still booting without a crash loop.
     pub(super) fn watchdog(&mut self) {
         let booting = !self.announced_ready && self.table.slots().iter().all(|s| s.failures < 2);
-        if self.table.ready_count(self.serving) > 0 || booting {
+        // Asleep, the listeners accept into their queues and the first connection wakes
+        // the workers: the server is as alive as ever.
+        if self.table.ready_count(self.serving) > 0 || booting || self.cheap.asleep() {
             self.emit(Effect::Notify("WATCHDOG=1".into()));
         }
     }

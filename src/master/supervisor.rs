@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::cheap::Cheap;
+use super::cheaper::Scaler;
 use super::command::{Command, Outcome, Responder, ScaleError};
 use super::cron::Crons;
 use super::daemons::Daemons;
@@ -102,6 +104,12 @@ pub struct Supervisor {
     pub(super) daemons: Daemons,
     /// Cron jobs (`--cron`, `--unique-cron`).
     pub(super) crons: Crons,
+    /// Cheap and idle modes: whether workers run at all.
+    pub(super) cheap: Cheap,
+    /// `--cheaper`: the adaptive worker count.
+    pub(super) scaler: Option<Scaler>,
+    /// Requests waiting at the last load sample (for status).
+    pub(super) accept_queue: u32,
     /// Effects decided while handling the current event.
     pub(super) out: Vec<Effect>,
 }
@@ -110,7 +118,10 @@ impl Supervisor {
     /// A supervisor for `config`; nothing is started until [`Supervisor::start`].
     pub fn new(config: Arc<Config>, exe: PathBuf, listeners: Vec<String>) -> Self {
         Supervisor {
-            table: Table::new(config.workers),
+            table: Table::new(config.scaling.awake_workers(config.workers)),
+            cheap: Cheap::new(config.scaling.idle, config.scaling.die_on_idle),
+            scaler: config.scaling.cheaper.clone().map(Scaler::new),
+            accept_queue: 0,
             daemons: Daemons::new(&config.daemons),
             crons: Crons::new(&config.crons, config.cron_harakiri),
             base: config,
@@ -142,6 +153,12 @@ impl Supervisor {
         // Daemons first: workers may count on them from their first request.
         self.daemons.start(&mut self.out);
         self.serving = self.new_generation(config);
+        for warning in &self.base.scaling.warnings {
+            tracing::warn!("{warning}");
+        }
+        if self.start_asleep() {
+            return Ok(self.take());
+        }
         for slot in 0..self.table.wanted() {
             self.spawn(slot, self.serving);
         }
@@ -197,6 +214,16 @@ impl Supervisor {
             Event::CronStarted { id, pid } => self.crons.started(id, pid, &mut self.out),
             Event::CronStartFailed { id, error } => self.crons.start_failed(id, &error),
             Event::PidfileRead { id, alive } => self.daemons.pidfile_read(id, alive, &mut self.out),
+            Event::Load {
+                workers,
+                accept_queue,
+            } => {
+                let judged = self.judge(&workers, accept_queue);
+                self.accept_queue = judged.queued;
+                self.adapt(judged);
+                self.check_idle(judged.running);
+            }
+            Event::ConnectionWaiting => self.on_connection_waiting(),
         }
         if self.finished() && !self.exit_sent {
             self.exit_sent = true;
@@ -468,6 +495,19 @@ impl Supervisor {
         }
         if let Some(run) = &self.reload {
             return Err(ScaleError::Reloading(run.id));
+        }
+        if self.cheap.asleep() {
+            return Err(ScaleError::Asleep);
+        }
+        let wanted = self.table.wanted();
+        if let Some(spec) = self.scaler.as_ref().map(Scaler::spec) {
+            let next = wanted.saturating_add_signed(delta as isize);
+            if next < spec.min || next > spec.max {
+                return Err(ScaleError::Bounds {
+                    min: spec.min,
+                    max: spec.max,
+                });
+            }
         }
         match delta {
             1 => {

@@ -59,6 +59,10 @@ struct Slot {
     /// When the worker found its GIL held past its probe's limit (CLOCK_MONOTONIC, ms); 0 while
     /// the GIL can be had. Set and cleared by the worker's acceptors, cleared by the master.
     wedged_since: AtomicU64,
+    /// Requests the worker has read and queued for a Python thread that none has taken yet:
+    /// its own backlog, which an acceptor that takes connections eagerly hides from the
+    /// kernel's accept queue (read by the master for `--cheaper-algo backlog`).
+    waiting: AtomicU64,
 }
 
 /// The shared memory's layout.
@@ -157,6 +161,7 @@ impl Scoreboard {
             c.word.store(0, Ordering::Relaxed);
             c.busy_since.store(0, Ordering::Relaxed);
             c.wedged_since.store(0, Ordering::Relaxed);
+            c.waiting.store(0, Ordering::Relaxed);
         }
     }
 
@@ -220,6 +225,29 @@ impl Cells {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.board.fd()
     }
+
+    /// What the worker in `cell` posts about its load now (zeroes for a cell out of range).
+    pub fn sample(&self, cell: usize) -> CellLoad {
+        self.board
+            .cells()
+            .get(cell)
+            .map_or(CellLoad::default(), |c| CellLoad {
+                free_threads: c.word.load(Ordering::Relaxed) >> 48,
+                waiting: c.waiting.load(Ordering::Relaxed),
+                wedged: c.wedged_since.load(Ordering::Relaxed) != 0,
+            })
+    }
+}
+
+/// One worker's load as the master reads it from its cell, for `--cheaper` and `--idle`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CellLoad {
+    /// Python threads waiting for work.
+    pub free_threads: u64,
+    /// Requests queued for a Python thread that none has taken yet.
+    pub waiting: u64,
+    /// The worker's GIL is held past its probe's limit.
+    pub wedged: bool,
 }
 
 /// One worker's cell: its connections, running acceptors and idle Python threads.
@@ -255,6 +283,20 @@ impl Cell {
         self.mine().fetch_add(IDLE, Ordering::Relaxed);
         self.slot().busy_since.store(0, Ordering::Relaxed);
         Idle(self)
+    }
+
+    /// Counts a request queued for the Python threads ([`Cell::job_taken`] uncounts it).
+    pub fn job_queued(&self) {
+        self.slot().waiting.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A Python thread took a queued request.
+    pub fn job_taken(&self) {
+        // Saturating: a cell the master cleared while a job was queued must not wrap.
+        let _ = self
+            .slot()
+            .waiting
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// Posts that this worker's GIL is held, so that no peer waits for it or counts it free;
@@ -371,6 +413,32 @@ mod tests {
         let index = cells.take().unwrap();
         let fd = cells.fd().try_clone_to_owned().unwrap();
         Arc::new(Scoreboard::open(fd).unwrap()).cell(index).unwrap()
+    }
+
+    #[test]
+    fn the_master_reads_free_threads_queued_jobs_and_wedging_until_it_clears_the_cell() {
+        let mut cells = Cells::new().unwrap();
+        let a = worker(&mut cells);
+        assert_eq!(cells.sample(a.index), CellLoad::default());
+        let idle = (a.idle(), a.idle());
+        assert_eq!(cells.sample(a.index).free_threads, 2);
+        a.job_queued();
+        a.job_queued();
+        drop(idle.0); // a thread took one
+        a.job_taken();
+        let load = cells.sample(a.index);
+        assert_eq!(
+            (load.free_threads, load.waiting, load.wedged),
+            (1, 1, false)
+        );
+        let wedged = a.wedged();
+        assert!(cells.sample(a.index).wedged);
+        drop(wedged);
+        cells.release(a.index);
+        assert_eq!(cells.sample(a.index), CellLoad::default());
+        a.job_taken();
+        assert_eq!(cells.sample(a.index).waiting, 0, "never below zero");
+        drop(idle.1);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use crate::wsgi::{self, App, Job};
 /// Hands jobs to the Python threads.
 pub struct Pool {
     jobs: crossbeam_channel::Sender<Job>,
+    /// Where queued jobs are counted for the master (`--cheaper-algo backlog`).
+    cell: Option<Cell>,
 }
 
 impl Pool {
@@ -46,6 +48,9 @@ impl Pool {
                         let _idle = cell.as_ref().map(Cell::idle);
                         rx.recv()
                     }) {
+                        if let Some(c) = &cell {
+                            c.job_taken();
+                        }
                         // Only with --harakiri: the registry costs an allocation and a lock per request.
                         let _running = requests.as_ref().map(|r| r.begin(ident, format!("{} {}", job.request.method, job.request.uri)));
                         // A bug in segue must cost one request, not a thread of the pool.
@@ -56,12 +61,18 @@ impl Pool {
                 });
             })?;
         }
-        Ok(Pool { jobs: tx })
+        Ok(Pool { jobs: tx, cell })
     }
 
     /// Queues a job. If every Python thread is gone the client gets a 503 rather than a hang.
     pub fn submit(&self, job: Job) {
+        if let Some(c) = &self.cell {
+            c.job_queued();
+        }
         if let Err(crossbeam_channel::SendError(job)) = self.jobs.send(job) {
+            if let Some(c) = &self.cell {
+                c.job_taken();
+            }
             let _ = job.reply.send(wsgi::response::error_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "503 Service Unavailable\n",

@@ -72,3 +72,18 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A uWSGI ini in a fresh scratch directory serving `cases:application` from the test apps,
+/// with `lines` after it in the `[uwsgi]` section; returns the file's path for `--ini`.
+pub fn cases_ini(name: &str, lines: &str) -> String {
+    let ini = scratch(name).join("app.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[uwsgi]\nchdir = {}\nmodule = cases:application\n{lines}",
+            super::apps_dir().display()
+        ),
+    )
+    .unwrap();
+    ini.display().to_string()
+}

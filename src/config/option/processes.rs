@@ -67,4 +67,95 @@ pub static PROCESSES: &[Opt] = &[
         Applies,
         "Kill a cron run still going after SECS (0: no limit; uWSGI's cron-harakiri)"
     ),
+    // Cheap, idle and cheaper: how many workers run when.
+    opt!(
+        "cheap",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        NeedsRestart,
+        "Start no workers until the first connection arrives; it waits in the listen queue meanwhile (uWSGI's cheap)"
+    ),
+    opt!(
+        "idle",
+        None,
+        Seconds,
+        false,
+        Some("0"),
+        "SECS",
+        NeedsRestart,
+        "After SECS without a request, drain and stop the workers until the next connection (0: never; uWSGI's idle)"
+    ),
+    opt!(
+        "die-on-idle",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        NeedsRestart,
+        "At the --idle point, stop the whole server gracefully instead (uWSGI's die-on-idle)"
+    ),
+    opt!(
+        "cheaper",
+        None,
+        Count,
+        false,
+        Some("0"),
+        "N",
+        NeedsRestart,
+        "Adapt the worker count to the load, between N and --workers (0: off; uWSGI's cheaper)"
+    ),
+    opt!(
+        "cheaper-initial",
+        None,
+        Count,
+        false,
+        None,
+        "N",
+        NeedsRestart,
+        "Workers to start with under --cheaper [default: the --cheaper minimum]"
+    ),
+    opt!(
+        "cheaper-step",
+        None,
+        Count,
+        false,
+        Some("1"),
+        "N",
+        NeedsRestart,
+        "Workers --cheaper adds at once"
+    ),
+    opt!(
+        "cheaper-overload",
+        None,
+        Count,
+        false,
+        Some("3"),
+        "N",
+        NeedsRestart,
+        "spare: seconds every worker must be busy before adding; backlog: the listen-queue length above which workers are added"
+    ),
+    opt!(
+        "cheaper-idle",
+        None,
+        Count,
+        false,
+        Some("10"),
+        "SECS",
+        NeedsRestart,
+        "backlog: quiet seconds (empty queue, two or more workers free) before one worker is removed"
+    ),
+    opt!(
+        "cheaper-algo",
+        None,
+        Text,
+        false,
+        Some("spare"),
+        "ALGO",
+        NeedsRestart,
+        "spare (add when all workers are busy, uWSGI's default) or backlog (add when the listen queue grows)"
+    ),
 ];

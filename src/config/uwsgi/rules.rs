@@ -57,7 +57,7 @@ const READER: &str = "read by segue's ini reader as uWSGI reads it; not an optio
 const UWSGI_VARIANTS: &str = "segue speaks the plain uwsgi protocol on its own sockets only: use socket = ADDR (one address per line) behind nginx's uwsgi_pass";
 const LOGS: &str = "segue logs to stderr (--log-level, --log-format text|json, --access-log): let systemd's journal or your supervisor collect and rotate it";
 const SIDE: &str = "segue does not run side processes: run it as its own systemd service or timer";
-const SCALE: &str = "segue runs a fixed number of workers: set workers, and change it live with `segue workers +1|-1`";
+const SCALE: &str = "segue's cheaper has the spare and backlog algorithms only (cheaper, cheaper-initial, cheaper-step, cheaper-overload, cheaper-idle, cheaper-algo): see docs/scaling.md";
 const STATIC: &str = "segue serves static files with static-map, check-static, static-index, static-safe, static-expires, static-expires-uri, static-gzip and static-gzip-all only: use those, or serve the files from nginx";
 const USER: &str = "segue does not switch user: start it as that user (systemd's User= and Group=)";
 const AUTORELOAD: &str = "segue does not watch Python modules: use touch-reload, or a file watcher that runs `segue reload`";
@@ -348,7 +348,15 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
             &["attach-control-daemon", "legion-cron", "unique-legion-cron"],
             Unsupported(SIDE),
         ),
-        (&["cheap", "idle", "die-on-idle"], Unsupported(SCALE)),
+        (&["cheap"], Apply("cheap", Flag)),
+        (&["idle"], Apply("idle", Secs)),
+        (&["die-on-idle"], Apply("die-on-idle", Flag)),
+        (&["cheaper"], Apply("cheaper", Count)),
+        (&["cheaper-initial"], Apply("cheaper-initial", Count)),
+        (&["cheaper-step"], Apply("cheaper-step", Count)),
+        (&["cheaper-overload"], Apply("cheaper-overload", Count)),
+        (&["cheaper-idle"], Apply("cheaper-idle", Count)),
+        (&["cheaper-algo"], Apply("cheaper-algo", Text)),
         (
             &[
                 "stats",

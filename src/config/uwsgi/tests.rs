@@ -181,9 +181,8 @@ emperor = /etc/uwsgi-emperor/vassals
         v[4],
         applied("static-expires-uri", "/static/build/* 2592000")
     );
-    assert!(
-        is_unsupported(&v[5], "fixed number of workers") && is_unsupported(&v[6], "fixed number")
-    );
+    assert_eq!(v[5], applied("cheap", "true"));
+    assert_eq!(v[6], applied("idle", "60"));
     assert!(is_unsupported(&v[7], "no emperor"));
 }
 

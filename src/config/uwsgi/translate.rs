@@ -366,7 +366,7 @@ mod tests {
             ("attach-daemon2", "smart-attach-daemon2 PIDFILE CMD"),
             ("cron2", "cron MIN HOUR DAY MONTH WEEKDAY CMD"),
             ("legion-cron", "side processes"),
-            ("cheaper-algo", "fixed number"),
+            ("cheaper-busyness-max", "spare and backlog"),
             ("emperor-tyrant", "emperor"),
             ("gevent", "threads"),
             ("https", "TLS"),

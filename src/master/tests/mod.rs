@@ -2,6 +2,7 @@
 //! executor would and looks at the effects it returns. Time is tokio's, paused, so boot
 //! deadlines, backoff, crash windows and heartbeats are exercised by advancing the clock.
 
+mod cheap;
 mod first_start;
 mod lifecycle;
 mod reconfigure;
