@@ -246,3 +246,106 @@ fn an_upgrade_adopts_the_daemons_instead_of_starting_them_twice() {
     assert!(eventually(EVENT_TIMEOUT, || running("sleep 603") == 1));
     assert_eq!(running("sleep 602"), 1);
 }
+
+/// `attach-daemon2` from an ini, with uWSGI's keys: its `chdir`, its `stopsignal` delivered
+/// when a `touch` file changes (the daemon restarts), its `reloadsignal` delivered on a reload
+/// instead of a restart, and the kind shown in status.
+#[test]
+fn attach_daemon2_keys_from_an_ini_touch_restarts_with_the_stop_signal_and_reload_signals() {
+    let dir = scratch("daemon2-ini");
+    let flag = dir.join("restart.txt");
+    let ini = support::oneshot::cases_ini(
+        "daemon2-ini-app",
+        &format!(
+            "attach-daemon2 = cmd=trap 'echo got-quit; exit 0' QUIT; trap 'echo got-hup' HUP; echo \"cwd=$(pwd)\"; while true; do sleep 0.1; done,stopsignal=QUIT,reloadsignal=HUP,touch={},chdir={}\n",
+            flag.display(),
+            dir.display()
+        ),
+    );
+    let s = support::bare().args(&["--ini", &ini]).start();
+    let first = running_pid(&s, 0, None);
+    assert_eq!(daemons(&s)[0]["kind"], "attach-daemon2");
+    s.wait_log(&[&format!("cwd={}", dir.display())]);
+    // The master records the file's time at its first look, a sweep after the start, and
+    // restarts the daemon on a later change: touch it until the daemon has a new pid.
+    std::fs::write(&flag, "now").unwrap();
+    let mut second = None;
+    let restarted = eventually(EVENT_TIMEOUT, || {
+        let t = std::time::SystemTime::now() + Duration::from_secs(60);
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&flag)
+            .and_then(|f| f.set_modified(t));
+        second = daemons(&s)[0]["pid"].as_i64().filter(|p| *p != first);
+        second.is_some()
+    });
+    assert!(restarted, "the touch never restarted the daemon");
+    // (A touch in flight may restart it once more: the checks below hold either way.)
+    running_pid(&s, 0, Some(first));
+    s.wait_log(&["got-quit"]);
+    assert!(eventually(EVENT_TIMEOUT, || !alive(first)));
+    let d = &daemons(&s)[0];
+    assert_eq!(
+        d["last_exit"], "exit code 0",
+        "it left by its QUIT trap: {d}"
+    );
+    assert_eq!(
+        d["restarts"], 0,
+        "a touch restart is not a crash restart: {d}"
+    );
+    assert_eq!(get(s.addr(), "/").status, 200);
+
+    // `reloadsignal`: a promoted reload signals it and leaves it running.
+    let before = running_pid(&s, 0, None);
+    s.signal(libc::SIGHUP);
+    s.wait_promoted(1);
+    s.wait_log(&["got-hup"]);
+    assert_eq!(daemons(&s)[0]["pid"], before, "kept its process");
+    assert!(alive(before));
+}
+
+/// `control=1`: when the daemon ends, the whole server stops (and exits 0 after draining).
+#[test]
+fn attach_daemon2_control_daemon_ending_stops_the_server() {
+    let dir = scratch("daemon2-control");
+    let flag = dir.join("end-now");
+    let cmd = format!(
+        "cmd=while [ ! -e {} ]; do sleep 0.1; done; exit 3,control=1",
+        flag.display()
+    );
+    let mut s = server("cases:application")
+        .args(&["--attach-daemon2", &cmd])
+        .start();
+    running_pid(&s, 0, None);
+    assert_eq!(get(s.addr(), "/").status, 200);
+    std::fs::write(&flag, "").unwrap();
+    let status = s.wait_exit(EVENT_TIMEOUT).expect("the server stops");
+    assert!(status.success(), "{status:?}");
+    s.wait_log(&["control daemon", "exit code 3", "stopping the server"]);
+}
+
+/// `daemonize` with `pidfile`: segue writes the child's pid; `uid`/`gid` (as root) switch the
+/// daemon's user and group.
+#[test]
+fn attach_daemon2_writes_the_pidfile_and_switches_user_when_root() {
+    let dir = scratch("daemon2-user");
+    let pidfile = dir.join("d.pid");
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let user = if root { ",uid=65534,gid=65534" } else { "" };
+    let cmd = format!(
+        "cmd=echo \"ids=$(id -u):$(id -g):$(id -G)\"; exec sleep 604,pidfile={},daemonize=1{user}",
+        pidfile.display()
+    );
+    let s = server("cases:application")
+        .args(&["--attach-daemon2", &cmd])
+        .start();
+    let pid = running_pid(&s, 0, None);
+    assert!(eventually(EVENT_TIMEOUT, || pidfile_pid(&pidfile) == Some(pid)));
+    if root {
+        // No supplementary group of root's is left.
+        s.wait_log(&["ids=65534:65534:65534"]);
+    } else {
+        eprintln!("not root: uid/gid switching is not exercised");
+    }
+}

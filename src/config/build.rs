@@ -6,17 +6,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::app::{self, AppSource, AppSpec, Mount};
-use super::cron::CronSpec;
-use super::daemon::DaemonSpec;
 use super::entry::Origin;
 use super::option;
 use super::resolve::{Resolved, Setting};
-use super::scaling::{self, Scaling};
 use super::static_files::{self, ExpiresOn, StaticFiles, StaticMap};
 use super::{
     Config, Endpoint, Limits, ListenAddr, LogConfig, LogFormat, Protocol, Recycle, ReloadStrategy,
     WorkerConfig,
 };
+
+mod processes;
 
 /// Why the configuration cannot serve: every problem, one line each.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -700,65 +699,9 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         python: None,
         invocation: None,
         exit_when_ready: false,
-        daemons: daemons(rd),
-        crons: crons(rd),
+        daemons: processes::daemons(rd),
+        crons: processes::crons(rd),
         cron_harakiri: rd.optional_secs("cron-harakiri"),
-        scaling: scaling(rd, workers),
+        scaling: processes::scaling(rd, workers),
     })
-}
-
-/// `cheap`, `idle`, `die-on-idle` and the `cheaper` family.
-fn scaling(rd: &mut Reader<'_>, workers: usize) -> Scaling {
-    let written = scaling::Written {
-        cheap: rd.boolean("cheap"),
-        idle: rd.secs("idle"),
-        die_on_idle: rd.boolean("die-on-idle"),
-        workers,
-        cheaper: rd.count("cheaper"),
-        initial: rd.count("cheaper-initial"),
-        step: rd.count("cheaper-step"),
-        overload: rd.count("cheaper-overload"),
-        cheaper_idle: rd.count("cheaper-idle"),
-        algo: rd.r.get("cheaper-algo").and(rd.text("cheaper-algo")),
-    };
-    Scaling::check(&written).unwrap_or_else(|p| {
-        rd.bad(p.option, p.message);
-        Scaling::default()
-    })
-}
-
-/// `cron`, then `unique-cron`.
-fn crons(rd: &mut Reader<'_>) -> Vec<CronSpec> {
-    let mut out = Vec::new();
-    for (option, unique) in [("cron", false), ("unique-cron", true)] {
-        for value in rd.list(option) {
-            match CronSpec::parse(&value, unique) {
-                Ok(c) => out.push(c),
-                Err(e) => rd.bad(option, e),
-            }
-        }
-    }
-    out
-}
-
-/// `attach-daemon`, `smart-attach-daemon` and `smart-attach-daemon2`, in that order.
-fn daemons(rd: &mut Reader<'_>) -> Vec<DaemonSpec> {
-    let mut out = Vec::new();
-    for option in [
-        "attach-daemon",
-        "smart-attach-daemon",
-        "smart-attach-daemon2",
-    ] {
-        for value in rd.list(option) {
-            let spec = match option {
-                "attach-daemon" => DaemonSpec::plain(&value),
-                _ => DaemonSpec::smart(&value, option == "smart-attach-daemon"),
-            };
-            match spec {
-                Ok(s) => out.push(s),
-                Err(e) => rd.bad(option, e),
-            }
-        }
-    }
-    out
 }

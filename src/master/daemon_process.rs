@@ -30,13 +30,30 @@ pub enum Side {
     Cron,
 }
 
-/// Starts `command` by `/bin/sh -c` in `dir` (the master's own directory when `None`), in a new
-/// process group, stdin from /dev/null, stdout and stderr logged line by line. Returns its pid.
-pub fn start(command: &str, side: Side, dir: Option<&Path>) -> std::io::Result<i32> {
+/// How a side process is started beyond its command (`attach-daemon2`'s keys).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Launch<'a> {
+    /// Its working directory; the master's own when `None`.
+    pub dir: Option<&'a Path>,
+    /// It keeps the master's stdin instead of `/dev/null`.
+    pub stdin: bool,
+    /// The user it runs as.
+    pub uid: Option<u32>,
+    /// The group it runs as.
+    pub gid: Option<u32>,
+}
+
+/// Starts `command` by `/bin/sh -c` as `how` says, in a new process group, stdin from
+/// /dev/null (unless `how.stdin`), stdout and stderr logged line by line. Returns its pid.
+pub fn start(command: &str, side: Side, how: Launch<'_>) -> std::io::Result<i32> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(command)
-        .stdin(Stdio::null())
+        .stdin(if how.stdin {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own group: a stop or a reload signals everything it started, and a Ctrl-C at
@@ -55,8 +72,16 @@ pub fn start(command: &str, side: Side, dir: Option<&Path>) -> std::io::Result<i
             Ok(())
         });
     }
-    if let Some(dir) = dir {
+    if let Some(dir) = how.dir {
         cmd.current_dir(dir);
+    }
+    // The standard library switches the group, then the user, and drops root's supplementary
+    // groups when it leaves root, before the `pre_exec` hook runs.
+    if let Some(gid) = how.gid {
+        cmd.gid(gid);
+    }
+    if let Some(uid) = how.uid {
+        cmd.uid(uid);
     }
     let mut child = cmd.spawn()?;
     let pid = child.id() as i32;
@@ -125,6 +150,22 @@ pub fn read_pidfile(id: DaemonId, path: PathBuf, events: mpsc::UnboundedSender<E
             Err(_) => None,
         };
         let _ = events.send(Event::PidfileRead { id, alive });
+    });
+}
+
+/// `attach-daemon2`'s `daemonize`: segue writes the daemon's pidfile itself, as uWSGI does. A
+/// failure is logged; the daemon runs, and is supervised as the master's child regardless.
+/// Written off the loop.
+pub fn write_pidfile(path: &Path, pid: i32) {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::write(&path, format!("{pid}\n")) {
+            tracing::warn!(
+                pid,
+                "cannot write the daemon's pidfile {}: {e}",
+                path.display()
+            );
+        }
     });
 }
 

@@ -15,8 +15,12 @@
 //! - On stop every daemon gets SIGTERM (its whole process group, when it is the master's child),
 //!   then SIGKILL after `--graceful-timeout`; a quick stop sends SIGKILL at once. The master
 //!   exits only once its daemon children are reaped.
+//! - `attach-daemon2`'s keys change these rules per daemon: `stopsignal` replaces SIGTERM,
+//!   `reloadsignal` makes a promoted reload signal a plain daemon instead of restarting it,
+//!   `control` makes its death stop the whole server, and `touch` files restart it when their
+//!   modification time changes (checked with the once-a-second sweep).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -78,6 +82,8 @@ struct Daemon {
     last_exit: Option<String>,
     /// Stop for good once reaped (a reload dropped it from the configuration).
     retire: bool,
+    /// The `touch` files' modification times as last seen (`None` before the first look).
+    touched: Option<Vec<Option<SystemTime>>>,
 }
 
 /// Every attached daemon.
@@ -88,6 +94,8 @@ pub struct Daemons {
     next_token: u64,
     /// The master is stopping: nothing is started again.
     stopping: bool,
+    /// A `control` daemon ended on its own: why, until the supervisor takes it and stops.
+    control_exit: Option<String>,
 }
 
 impl Daemons {
@@ -112,6 +120,7 @@ impl Daemons {
             restarts: 0,
             last_exit: None,
             retire: false,
+            touched: None,
         });
         id
     }
@@ -164,7 +173,7 @@ impl Daemons {
             out.push(Effect::SignalProcess {
                 pid,
                 group: true,
-                signal: libc::SIGTERM,
+                signal: d.spec.keys.stop_signal,
             });
             return;
         }
@@ -252,13 +261,21 @@ impl Daemons {
         true
     }
 
-    /// `id` is not running and should be: start it again after the backoff its history earns.
+    /// `id` is not running and should be: start it again after the backoff its history earns,
+    /// or, for a `control` daemon, have the server stop.
     fn died(&mut self, id: DaemonId, out: &mut Vec<Effect>) {
         let token = self.next_token;
         self.next_token += 1;
         let Some(d) = self.get_mut(id) else {
             return;
         };
+        if d.spec.keys.control {
+            let why = d.last_exit.clone().unwrap_or_else(|| "it ended".into());
+            d.state = State::Done;
+            d.since = None;
+            self.control_exit = Some(format!("control daemon {} ended ({why})", d.spec));
+            return;
+        }
         let young = d.since.is_none_or(|s| s.elapsed() < CRASH_WINDOW);
         d.failures = if young { d.failures + 1 } else { 1 };
         d.since = None;
@@ -285,7 +302,7 @@ impl Daemons {
         self.launch(id, out);
     }
 
-    /// The once-a-second sweep: smart daemons' pidfiles are read again.
+    /// The once-a-second sweep: smart daemons' pidfiles are read again, `touch` files looked at.
     pub fn tick(&mut self, out: &mut Vec<Effect>) {
         for d in &self.daemons {
             if let (State::Detached { .. }, Some(smart)) = (d.state, &d.spec.smart) {
@@ -294,7 +311,66 @@ impl Daemons {
                     path: smart.pidfile.clone(),
                 });
             }
+            if !d.spec.keys.touch.is_empty() && !self.stopping && d.state != State::Done {
+                out.push(Effect::StatFiles {
+                    id: d.id,
+                    paths: d.spec.keys.touch.clone(),
+                });
+            }
         }
+    }
+
+    /// The modification times of `id`'s `touch` files, in order (`None`: missing). A change
+    /// from the last look (a file that appears counts) restarts the daemon with its stop
+    /// signal; the first look only records them.
+    pub fn files_seen(
+        &mut self,
+        id: DaemonId,
+        mtimes: Vec<Option<SystemTime>>,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.stopping {
+            return;
+        }
+        let Some(d) = self.get_mut(id) else {
+            return;
+        };
+        let before = d.touched.replace(mtimes.clone());
+        let changed = before.is_some_and(|b| {
+            b.iter()
+                .zip(&mtimes)
+                .any(|(old, new)| new.is_some() && old != new)
+        });
+        if !changed {
+            return;
+        }
+        let signal = d.spec.keys.stop_signal;
+        match d.state {
+            State::Running { pid } => {
+                tracing::info!(daemon = %d.spec, pid, "a touch file changed: restarting the daemon");
+                d.state = State::Stopping { pid };
+                out.push(Effect::SignalProcess {
+                    pid,
+                    group: true,
+                    signal,
+                });
+            }
+            State::Detached { pid } => {
+                // Its pidfile check sees it gone and starts it again.
+                tracing::info!(daemon = %d.spec, pid, "a touch file changed: restarting the daemon");
+                out.push(Effect::SignalProcess {
+                    pid,
+                    group: false,
+                    signal,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Why a `control` daemon ended, once: the server stops for it.
+    pub fn take_control_exit(&mut self) -> Option<String> {
+        self.control_exit.take()
     }
 
     /// A reload was promoted with `specs` as its configuration: plain daemons are stopped and
@@ -311,17 +387,31 @@ impl Daemons {
             if let Some(i) = kept {
                 wanted.remove(i);
             }
+            let reload_signal = d.spec.keys.reload_signal.filter(|_| kept.is_some());
+            if let (Some(signal), State::Running { pid } | State::Detached { pid }) =
+                (reload_signal, d.state)
+            {
+                // `reloadsignal`: told, and left running.
+                tracing::info!(daemon = %d.spec, pid, signal, "reload: signalling the daemon");
+                out.push(Effect::SignalProcess {
+                    pid,
+                    group: matches!(d.state, State::Running { .. }),
+                    signal,
+                });
+                continue;
+            }
             if keep {
                 continue;
             }
             d.retire = kept.is_none();
+            let signal = d.spec.keys.stop_signal;
             match d.state {
                 State::Running { pid } => {
                     d.state = State::Stopping { pid };
                     out.push(Effect::SignalProcess {
                         pid,
                         group: true,
-                        signal: libc::SIGTERM,
+                        signal,
                     });
                 }
                 State::Detached { pid } if d.retire => {
@@ -329,7 +419,7 @@ impl Daemons {
                     out.push(Effect::SignalProcess {
                         pid,
                         group: false,
-                        signal: libc::SIGTERM,
+                        signal,
                     });
                 }
                 State::Waiting { .. } | State::Checking if d.retire => d.state = State::Done,
@@ -350,12 +440,12 @@ impl Daemons {
     /// again. Smart daemons on their own get the signal too: stopping segue stops the service.
     pub fn stop(&mut self, graceful: bool, out: &mut Vec<Effect>) {
         self.stopping = true;
-        let signal = if graceful {
-            libc::SIGTERM
-        } else {
-            libc::SIGKILL
-        };
         for d in &mut self.daemons {
+            let signal = if graceful {
+                d.spec.keys.stop_signal
+            } else {
+                libc::SIGKILL
+            };
             match d.state {
                 State::Running { pid } | State::Stopping { pid } => {
                     d.state = State::Stopping { pid };

@@ -112,6 +112,13 @@ pub enum Event {
         /// Connections waiting in the TCP listeners' accept queues.
         accept_queue: u32,
     },
+    /// The modification times [`Effect::StatFiles`] asked for, in order (`None`: missing).
+    FilesSeen {
+        /// Which daemon.
+        id: DaemonId,
+        /// The times.
+        mtimes: Vec<Option<std::time::SystemTime>>,
+    },
     /// A connection waits in a listener's queue while [`Effect::WatchListeners`] watches.
     ConnectionWaiting,
     /// A smart daemon's pidfile, read as [`Effect::ReadPidfile`] asked: the pid in it, if that
@@ -222,6 +229,14 @@ pub enum Effect {
         id: JobId,
         /// Its command line.
         command: String,
+    },
+    /// Look up the modification times of a daemon's `touch` files off the loop; they come
+    /// back as [`Event::FilesSeen`].
+    StatFiles {
+        /// Which daemon.
+        id: DaemonId,
+        /// The files.
+        paths: Vec<PathBuf>,
     },
     /// Watch every listener for a waiting connection without accepting it (cheap mode);
     /// the first one comes back as [`Event::ConnectionWaiting`], once. Replaces any watch

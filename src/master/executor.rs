@@ -204,9 +204,12 @@ impl Executor {
             }
             Effect::Exit(status) => self.exit = Some(status),
             Effect::StartCronJob { id, command } => {
-                let dir = sup.base.worker.chdir.as_deref();
+                let how = super::daemon_process::Launch {
+                    dir: sup.base.worker.chdir.as_deref(),
+                    ..Default::default()
+                };
                 return Some(
-                    match super::daemon_process::start(&command, Side::Cron, dir) {
+                    match super::daemon_process::start(&command, Side::Cron, how) {
                         Ok(pid) => {
                             self.owners.insert(pid, Owner::Daemon);
                             Event::CronStarted { id, pid }
@@ -219,11 +222,20 @@ impl Executor {
                 );
             }
             Effect::StartDaemon { id, spec } => {
-                let dir = sup.base.worker.chdir.as_deref();
+                let keys = &spec.keys;
+                let how = super::daemon_process::Launch {
+                    dir: keys.chdir.as_deref().or(sup.base.worker.chdir.as_deref()),
+                    stdin: keys.stdin,
+                    uid: keys.uid,
+                    gid: keys.gid,
+                };
                 return Some(
-                    match super::daemon_process::start(&spec.command, Side::Daemon, dir) {
+                    match super::daemon_process::start(&spec.command, Side::Daemon, how) {
                         Ok(pid) => {
                             self.owners.insert(pid, Owner::Daemon);
+                            if let Some(smart) = spec.smart.as_ref().filter(|s| s.write_pidfile) {
+                                super::daemon_process::write_pidfile(&smart.pidfile, pid);
+                            }
                             Event::DaemonStarted { id, pid }
                         }
                         Err(e) => Event::DaemonStartFailed {
@@ -243,6 +255,16 @@ impl Executor {
             }
             Effect::ReadPidfile { id, path } => {
                 super::daemon_process::read_pidfile(id, path, self.events.clone());
+            }
+            Effect::StatFiles { id, paths } => {
+                let events = self.events.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mtimes = paths
+                        .iter()
+                        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+                        .collect();
+                    let _ = events.send(Event::FilesSeen { id, mtimes });
+                });
             }
             Effect::WatchListeners => {
                 self.unwatch();

@@ -210,6 +210,7 @@ impl Supervisor {
                     tracing::debug!(pid, "reaped orphaned descendant: {kind}");
                 }
             }
+            Event::FilesSeen { id, mtimes } => self.daemons.files_seen(id, mtimes, &mut self.out),
             Event::Minute(now) => self.crons.minute(&now, &mut self.out),
             Event::CronStarted { id, pid } => self.crons.started(id, pid, &mut self.out),
             Event::CronStartFailed { id, error } => self.crons.start_failed(id, &error),
@@ -224,6 +225,12 @@ impl Supervisor {
                 self.check_idle(judged.running);
             }
             Event::ConnectionWaiting => self.on_connection_waiting(),
+        }
+        if let Some(why) = self.daemons.take_control_exit()
+            && self.phase == Phase::Running
+        {
+            tracing::error!("{why}: stopping the server (attach-daemon2 control)");
+            self.stop_graceful();
         }
         if self.finished() && !self.exit_sent {
             self.exit_sent = true;

@@ -36,6 +36,16 @@ pub static PROCESSES: &[Opt] = &[
         Applies,
         "As smart-attach-daemon for a CMD that stays in the foreground (repeatable; uWSGI's smart-attach-daemon2)"
     ),
+    opt!(
+        "attach-daemon2",
+        None,
+        Text,
+        true,
+        None,
+        "KEY=VALUE,...",
+        Applies,
+        "A daemon described by uWSGI's keys: cmd, pidfile, daemonize, control, touch, stopsignal, reloadsignal, stdin, chdir, uid, gid (repeatable; uWSGI's attach-daemon2)"
+    ),
     // Cron jobs.
     opt!(
         "cron",

@@ -338,12 +338,7 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
                 "cron2's key=value form is not supported: use cron MIN HOUR DAY MONTH WEEKDAY CMD (uWSGI's -1/-N or crontab's syntax)",
             ),
         ),
-        (
-            &["attach-daemon2"],
-            Unsupported(
-                "attach-daemon2's key=value form is not supported: use attach-daemon CMD, or smart-attach-daemon2 PIDFILE CMD for a daemon with a pidfile",
-            ),
-        ),
+        (&["attach-daemon2"], Apply("attach-daemon2", Text)),
         (
             &["attach-control-daemon", "legion-cron", "unique-legion-cron"],
             Unsupported(SIDE),

@@ -363,7 +363,6 @@ mod tests {
             ("fastcgi-nph-socket", "fastcgi-socket"),
             ("scgi-socket", "SCGI"),
             ("suwsgi-socket", "plain uwsgi protocol"),
-            ("attach-daemon2", "smart-attach-daemon2 PIDFILE CMD"),
             ("cron2", "cron MIN HOUR DAY MONTH WEEKDAY CMD"),
             ("legion-cron", "side processes"),
             ("cheaper-busyness-max", "spare and backlog"),

@@ -245,3 +245,96 @@ async fn a_stop_signals_every_daemon_and_nothing_starts_again() {
     assert!(out.is_empty());
     assert!(!d.any_alive());
 }
+
+fn keyed(value: &str) -> DaemonSpec {
+    DaemonSpec::keyed(value).unwrap()
+}
+
+fn signals(out: &[Effect]) -> Vec<(i32, bool, i32)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::SignalProcess { pid, group, signal } => Some((*pid, *group, *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopsignal_replaces_sigterm_on_stop_and_on_a_reload_restart() {
+    let spec = keyed("cmd=sleep 100,stopsignal=QUIT");
+    let mut d = Daemons::new(std::slice::from_ref(&spec));
+    started_one(&mut d);
+    let mut out = Vec::new();
+    d.reload(std::slice::from_ref(&spec), &mut out);
+    assert_eq!(signals(&out), [(100, true, libc::SIGQUIT)]);
+    out.clear();
+    d.stop(true, &mut out);
+    assert_eq!(signals(&out), [(100, true, libc::SIGQUIT)]);
+    out.clear();
+    d.stop(false, &mut out);
+    assert_eq!(
+        signals(&out),
+        [(100, true, libc::SIGKILL)],
+        "a quick stop kills"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reloadsignal_signals_the_daemon_on_reload_and_keeps_it_running() {
+    let spec = keyed("cmd=sleep 100,reloadsignal=1");
+    let mut d = Daemons::new(std::slice::from_ref(&spec));
+    started_one(&mut d);
+    let mut out = Vec::new();
+    d.reload(std::slice::from_ref(&spec), &mut out);
+    assert_eq!(signals(&out), [(100, true, libc::SIGHUP)]);
+    assert_eq!(d.report()[0].state, "running");
+    // Dropped from the configuration, it is stopped like any other.
+    out.clear();
+    d.reload(&[], &mut out);
+    assert_eq!(signals(&out), [(100, true, libc::SIGTERM)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_control_daemon_that_ends_asks_for_the_server_to_stop_instead_of_a_restart() {
+    let mut d = Daemons::new(&[keyed("cmd=sleep 100,control=1")]);
+    started_one(&mut d);
+    assert_eq!(d.take_control_exit(), None);
+    let mut out = Vec::new();
+    assert!(d.reaped(100, ExitKind::Code(2), &mut out));
+    assert!(out.is_empty(), "not restarted: {out:?}");
+    let why = d.take_control_exit().unwrap();
+    assert!(
+        why.contains("control daemon sleep 100 ended (exit code 2)"),
+        "{why}"
+    );
+    assert_eq!(d.take_control_exit(), None, "said once");
+    assert!(!d.any_alive());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_touch_file_change_restarts_the_daemon_after_the_first_look() {
+    let mut d = Daemons::new(&[keyed("cmd=sleep 100,touch=/t1;/t2,stopsignal=INT")]);
+    let id = started_one(&mut d);
+    let mut out = Vec::new();
+    d.tick(&mut out);
+    assert!(matches!(&out[..], [Effect::StatFiles { paths, .. }] if paths.len() == 2));
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+    let t1 = t0 + Duration::from_secs(1);
+    out.clear();
+    d.files_seen(id, vec![Some(t0), None], &mut out);
+    d.files_seen(id, vec![Some(t0), None], &mut out);
+    assert!(out.is_empty(), "first look, then no change");
+    d.files_seen(id, vec![Some(t0), Some(t1)], &mut out);
+    assert_eq!(
+        signals(&out),
+        [(100, true, libc::SIGINT)],
+        "a file appeared"
+    );
+    out.clear();
+    // Reaped after being asked: started again at once.
+    d.reaped(100, ExitKind::Signal(2), &mut out);
+    assert!(matches!(&out[..], [Effect::StartDaemon { .. }]), "{out:?}");
+    out.clear();
+    d.files_seen(id, vec![Some(t0), None], &mut out);
+    assert!(out.is_empty(), "a file that goes away is no touch");
+}

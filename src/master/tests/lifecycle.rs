@@ -197,3 +197,39 @@ async fn drain_deadline_kills_only_a_worker_still_draining() {
     sim.command(Command::Stop { graceful: true });
     assert_eq!(killed(&sim.timer(Timer::DrainDeadline(w))), vec![w]);
 }
+
+/// `attach-daemon2 ...,control=1`: the daemon is part of the service; when it ends on its own
+/// the server stops gracefully (its workers drain) instead of restarting it.
+#[tokio::test(start_paused = true)]
+async fn a_control_daemon_ending_stops_the_server() {
+    let (mut sim, effects) = Sim::start(&["--attach-daemon2", "cmd=exec sleep 100,control=1"]);
+    let daemon = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartDaemon { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("the daemon starts with the master");
+    sim.feed(Event::DaemonStarted {
+        id: daemon,
+        pid: 900,
+    });
+    let worker = spawned(&effects)[0];
+    sim.ready(worker);
+    let effects = sim.feed(Event::OtherExited {
+        pid: 900,
+        kind: ExitKind::Code(1),
+    });
+    assert_eq!(drained(&effects), vec![(worker, DrainReason::Shutdown)]);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::StartDaemon { .. })),
+        "not restarted: {effects:?}"
+    );
+    let effects = sim.exit(worker, 0);
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Exit(0))),
+        "{effects:?}"
+    );
+}
