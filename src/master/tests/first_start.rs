@@ -210,17 +210,7 @@ async fn a_stop_exits_with_status_0_once_every_worker_is_reaped() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_first_start_stops_the_daemons_and_exits_once_they_are_reaped() {
     let (mut sim, effects) = Sim::start(&["--attach-daemon", "exec sleep 100"]);
-    let daemon = effects
-        .iter()
-        .find_map(|e| match e {
-            Effect::StartDaemon { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("the daemon starts with the master");
-    sim.feed(Event::DaemonStarted {
-        id: daemon,
-        pid: 900,
-    });
+    sim.daemon_started(&effects, 900);
     let ids = spawned(&effects);
     let effects = sim.feed(Event::FromWorker(
         ids[0],

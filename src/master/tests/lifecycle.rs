@@ -203,17 +203,7 @@ async fn drain_deadline_kills_only_a_worker_still_draining() {
 #[tokio::test(start_paused = true)]
 async fn a_control_daemon_ending_stops_the_server() {
     let (mut sim, effects) = Sim::start(&["--attach-daemon2", "cmd=exec sleep 100,control=1"]);
-    let daemon = effects
-        .iter()
-        .find_map(|e| match e {
-            Effect::StartDaemon { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("the daemon starts with the master");
-    sim.feed(Event::DaemonStarted {
-        id: daemon,
-        pid: 900,
-    });
+    sim.daemon_started(&effects, 900);
     let worker = spawned(&effects)[0];
     sim.ready(worker);
     let effects = sim.feed(Event::OtherExited {

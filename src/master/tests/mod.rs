@@ -109,6 +109,18 @@ impl Sim {
         ));
     }
 
+    /// The first daemon `effects` start gets `pid`, as the executor would report.
+    pub fn daemon_started(&mut self, effects: &[Effect], pid: i32) -> Vec<Effect> {
+        let id = effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::StartDaemon { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("the daemon starts with the master");
+        self.feed(Event::DaemonStarted { id, pid })
+    }
+
     pub fn heartbeat(&mut self, id: WorkerId, stats: Stats) -> Vec<Effect> {
         self.feed(Event::FromWorker(id, ToMaster::Heartbeat(stats)))
     }
