@@ -13,6 +13,7 @@
 pub mod check;
 pub mod config;
 pub mod control;
+pub mod emperor;
 pub mod fastcgi;
 pub mod gateway;
 pub mod http;

@@ -223,6 +223,9 @@ fn serve(
             Err(_) => 1,
         };
     }
+    if let Some(emperor) = resolved.emperor() {
+        return run_emperor(emperor, &resolved);
+    }
     let mut config = match resolved.config() {
         Ok(c) => c,
         Err(refusal) => {
@@ -251,17 +254,7 @@ fn serve(
         start
     };
     segue::logging::init(&config.worker.log);
-    for n in &resolved.implied {
-        tracing::info!("{}: {}: implied: {}", n.source, n.option, n.note);
-    }
-    for n in &resolved.unsupported {
-        tracing::warn!(
-            "{}: {}: not supported, ignored (--ignore-unsupported): {}",
-            n.source,
-            n.option,
-            n.note
-        );
-    }
+    log_notes(&resolved);
     for u in resolved.unknown.iter().filter(|u| !u.fatal) {
         tracing::warn!(
             "{}: {}: not a gunicorn setting; ignored, as gunicorn ignores it",
@@ -284,5 +277,52 @@ fn serve(
             eprintln!("segue cannot start: {e:#}");
             1
         }
+    }
+}
+
+/// Emperor mode (`--emperor DIR` and no app): supervise a segue per vassal file.
+fn run_emperor(
+    emperor: Result<segue::config::EmperorConfig, segue::config::build::Refusal>,
+    resolved: &segue::config::resolve::Resolved,
+) -> i32 {
+    let config = match emperor {
+        Ok(c) => c,
+        Err(refusal) => {
+            eprintln!("segue cannot start the emperor: {refusal}");
+            return 2;
+        }
+    };
+    if resolved.flag("check-config") {
+        println!(
+            "segue --check-config: the emperor's settings are valid (check each vassal file with segue --check-config --ini FILE)"
+        );
+        return 0;
+    }
+    segue::logging::init(&config.log);
+    log_notes(resolved);
+    for w in &resolved.warnings {
+        tracing::warn!("{w}");
+    }
+    match segue::emperor::run(config) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("segue cannot start the emperor: {e:#}");
+            1
+        }
+    }
+}
+
+/// Logs what the configuration implied and what `--ignore-unsupported` dropped.
+fn log_notes(resolved: &segue::config::resolve::Resolved) {
+    for n in &resolved.implied {
+        tracing::info!("{}: {}: implied: {}", n.source, n.option, n.note);
+    }
+    for n in &resolved.unsupported {
+        tracing::warn!(
+            "{}: {}: not supported, ignored (--ignore-unsupported): {}",
+            n.source,
+            n.option,
+            n.note
+        );
     }
 }

@@ -73,6 +73,9 @@ fn accounted(doc: &serde_json::Value, file: &str, text: &str) -> Vec<String> {
     }
     for (_, s) in doc["settings"].as_object().unwrap() {
         seen.push(s["source"].as_str().unwrap().to_owned());
+        for each in s["sources"].as_array().into_iter().flatten() {
+            seen.push(each.as_str().unwrap().to_owned());
+        }
     }
     let mut missing = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -151,7 +154,12 @@ fn the_seeds_blocks_verbatim_have_every_key_accounted_for() {
         .iter()
         .map(|e| e["option"].as_str().unwrap())
         .collect();
-    assert!(unsupported.contains(&"emperor"), "{unsupported:?}");
+    // segue has an emperor: the seed's two directories are one repeatable setting.
+    assert_eq!(
+        doc["settings"]["emperor"]["value"],
+        serde_json::json!(["/etc/uwsgi-emperor/vassals", "/home/ditto/uwsgi-services"])
+    );
+    assert!(!unsupported.contains(&"emperor"), "{unsupported:?}");
     // segue has cheap and idle mode: the seed's lines are settings.
     assert_eq!(doc["settings"]["cheap"]["value"], true);
     assert_eq!(doc["settings"]["idle"]["value"], 60.0);
@@ -187,24 +195,25 @@ fn the_seeds_blocks_verbatim_have_every_key_accounted_for() {
 }
 
 #[test]
-fn serving_a_seed_block_that_needs_what_segue_lacks_refuses_with_the_whole_list() {
+fn serving_a_seed_block_with_missing_paths_refuses_with_the_whole_list() {
     let dir = scratch("seed-refusal");
     let file = write(&dir, "uwsgi.ini", SEED_ADVANCED);
     let out = run(&dir, &["--ini", &file], &[], SECS);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
-    // static-map is supported, but the seed's /path/to/static does not exist here.
-    for key in ["static-map", "emperor", "virtualenv"] {
+    // With `emperor` and no app the block is an emperor's, and its settings are checked as
+    // a server's would be: the seed's /path/to/static and /path/to/app/env do not exist here.
+    assert!(
+        out.stderr.contains("cannot start the emperor"),
+        "{}",
+        out.stderr
+    );
+    for key in ["static-map", "virtualenv"] {
         assert!(
             out.stderr.contains(&format!(": {key}: ")),
             "{key} missing from:\n{}",
             out.stderr
         );
     }
-    assert!(
-        out.stderr.contains("--ignore-unsupported"),
-        "{}",
-        out.stderr
-    );
 
     // Ignoring what is unsupported must not quietly serve on a default address instead of
     // a listener segue cannot open (an SCGI socket).

@@ -15,6 +15,7 @@ use super::{
     WorkerConfig,
 };
 
+pub mod emperor;
 mod processes;
 
 /// Why the configuration cannot serve: every problem, one line each.
@@ -49,6 +50,8 @@ impl Refusal {
 struct Reader<'a> {
     r: &'a Resolved,
     problems: Vec<String>,
+    /// Checking an emperor's own settings: having no app is right, not a problem.
+    emperor: bool,
 }
 
 /// `source: option`, without saying the flag twice (`--wokrers`, not `command line --wokrers:
@@ -215,9 +218,16 @@ impl Resolved {
 
     /// Validates everything into a [`Config`], or lists every problem.
     pub fn config(&self) -> Result<Config, Refusal> {
+        self.validate(false)
+    }
+
+    /// [`Resolved::config`], or with `emperor` only the problems (an emperor has no app; its
+    /// `Config` is a stand-in that nothing runs).
+    fn validate(&self, emperor: bool) -> Result<Config, Refusal> {
         let mut rd = Reader {
             r: self,
             problems: Vec::new(),
+            emperor,
         };
         let ignore = rd.boolean("ignore-unsupported");
         let (mut dialect, has_unsupported) = self.dialect_problems(ignore);
@@ -325,6 +335,18 @@ fn app_spec(rd: &mut Reader<'_>, chdir: Option<&Path>) -> Option<AppSpec> {
             source,
         });
     }
+    if mounts.is_empty() && rd.emperor {
+        // Every other setting is still read and checked; this stand-in is never imported.
+        return AppSource::module("emperor", &callable)
+            .ok()
+            .and_then(|source| {
+                AppSpec::mounted(vec![Mount {
+                    prefix: String::new(),
+                    source,
+                }])
+                .ok()
+            });
+    }
     if mounts.is_empty() {
         rd.problems.push(super::Error::NoApp.to_string());
         return None;
@@ -335,6 +357,19 @@ fn app_spec(rd: &mut Reader<'_>, chdir: Option<&Path>) -> Option<AppSpec> {
             rd.bad("mount", e);
             None
         }
+    }
+}
+
+fn log_config(rd: &mut Reader<'_>) -> LogConfig {
+    LogConfig {
+        level: match rd.text("log-level").as_deref() {
+            Some("warning") => "warn".to_owned(),
+            Some("critical") => "error".to_owned(),
+            Some(l) => l.to_owned(),
+            None => "info".to_owned(),
+        },
+        format: log_format(rd),
+        access_log: rd.boolean("access-log"),
     }
 }
 
@@ -646,16 +681,7 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         pythonpath,
         virtualenv,
         forwarded_allow_ips,
-        log: LogConfig {
-            level: match rd.text("log-level").as_deref() {
-                Some("warning") => "warn".to_owned(),
-                Some("critical") => "error".to_owned(),
-                Some(l) => l.to_owned(),
-                None => "info".to_owned(),
-            },
-            format: log_format(rd),
-            access_log: rd.boolean("access-log"),
-        },
+        log: log_config(rd),
         limits,
         header_timeout: rd.secs("header-timeout"),
         worker_connections: Some(rd.count("worker-connections") as usize).filter(|n| *n > 0),

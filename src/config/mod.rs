@@ -35,6 +35,7 @@ use crate::http::forwarded::TrustedProxies;
 
 pub use address::{Endpoint, ListenAddr, Protocol};
 pub use app::{AppError, AppSource, AppSpec, Mount};
+pub use build::emperor::EmperorConfig;
 pub use cli::{Cli, Command, ControlArgs, LogFormat, ReloadStrategy};
 pub use cron::{CronSpec, WallClock};
 pub use daemon::{DaemonSpec, Smart};

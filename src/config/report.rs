@@ -25,7 +25,7 @@ fn typed(opt: &option::Opt, value: &str) -> Value {
     }
 }
 
-fn setting_json(opt: &option::Opt, s: &Setting) -> Value {
+fn setting_json(r: &Resolved, opt: &option::Opt, s: &Setting) -> Value {
     let value = if opt.repeat {
         Value::Array(s.values.iter().map(|v| typed(opt, v)).collect())
     } else {
@@ -34,6 +34,12 @@ fn setting_json(opt: &option::Opt, s: &Setting) -> Value {
     let mut obj = Map::new();
     obj.insert("value".into(), value);
     obj.insert("source".into(), json!(s.origin.to_string()));
+    // A repeatable option set on several lines: where each value came from.
+    let origins = r.origins(opt.name);
+    if opt.repeat && origins.len() > 1 {
+        let each: Vec<String> = origins.iter().map(ToString::to_string).collect();
+        obj.insert("sources".into(), json!(each));
+    }
     if s.written.trim_start_matches('-') != opt.name
         && !matches!(s.origin, super::entry::Origin::Default)
     {
@@ -45,21 +51,29 @@ fn setting_json(opt: &option::Opt, s: &Setting) -> Value {
 /// The `--print-config` document: `settings` (every option: value, source, and the name it
 /// was written as when that differs), `implied`, `unsupported`, `unknown`, `invalid`,
 /// `warnings`, `files`, `problems` (what serving would refuse, empty when it would start) and
-/// `effective`: the configuration the master would run with (null when refused), which shows
-/// what compound options became (gunicorn's `timeout` as harakiri and heartbeat timeout).
+/// `effective`: the configuration the master (or, with `emperor`, the emperor) would run with
+/// (null when refused), which shows what compound options became (gunicorn's `timeout` as
+/// harakiri and heartbeat timeout).
 pub fn print_config(r: &Resolved) -> Value {
     let settings: Map<String, Value> = r
         .settings()
         .into_iter()
         .filter(|(opt, _)| opt.on_reload != option::OnReload::Control)
-        .map(|(opt, s)| (opt.name.to_owned(), setting_json(opt, &s)))
+        .map(|(opt, s)| (opt.name.to_owned(), setting_json(r, opt, &s)))
         .collect();
-    let (problems, effective) = match r.config() {
-        Ok(config) => (
+    let (problems, effective) = match r.emperor() {
+        Some(Ok(emperor)) => (
             Vec::new(),
-            serde_json::to_value(&config).unwrap_or(Value::Null),
+            serde_json::to_value(&emperor).unwrap_or(Value::Null),
         ),
-        Err(refusal) => (refusal.problems, Value::Null),
+        Some(Err(refusal)) => (refusal.problems, Value::Null),
+        None => match r.config() {
+            Ok(config) => (
+                Vec::new(),
+                serde_json::to_value(&config).unwrap_or(Value::Null),
+            ),
+            Err(refusal) => (refusal.problems, Value::Null),
+        },
     };
     json!({
         "settings": settings,

@@ -222,24 +222,36 @@ impl Resolved {
         });
     }
 
-    /// The highest-precedence values of `name`.
-    pub fn get(&self, name: &str) -> Option<Setting> {
+    /// The assignments of `name` that count: those of the highest-precedence layer.
+    fn chosen(&self, name: &str) -> Vec<&Assign> {
         let group: &[&str] = if APP_GROUP.contains(&name) {
             &APP_GROUP
         } else {
             std::slice::from_ref(&name)
         };
-        let top = self
+        let Some(top) = self
             .assigns
             .iter()
             .filter(|a| group.contains(&a.opt))
             .map(|a| a.layer)
-            .max()?;
-        let chosen: Vec<&Assign> = self
-            .assigns
+            .max()
+        else {
+            return Vec::new();
+        };
+        self.assigns
             .iter()
             .filter(|a| a.opt == name && a.layer == top)
-            .collect();
+            .collect()
+    }
+
+    /// Where each value of `name` came from (one origin per value of a repeatable option).
+    pub fn origins(&self, name: &str) -> Vec<Origin> {
+        self.chosen(name).iter().map(|a| a.origin.clone()).collect()
+    }
+
+    /// The highest-precedence values of `name`.
+    pub fn get(&self, name: &str) -> Option<Setting> {
+        let chosen = self.chosen(name);
         let last = chosen.last()?;
         let repeat = option::find(name).is_some_and(|o| o.repeat);
         let values = if repeat {
@@ -252,6 +264,14 @@ impl Resolved {
             origin: last.origin.clone(),
             written: last.written.clone(),
         })
+    }
+
+    /// Every option given a value by some source (not by its default), each once.
+    pub fn set_options(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.assigns.iter().map(|a| a.opt).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// A single value, if set anywhere.

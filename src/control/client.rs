@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::messages::{ReloadReport, Reply, Request, ScalingReport, StatusReport};
+use super::messages::{EmperorReport, ReloadReport, Reply, Request, ScalingReport, StatusReport};
 
 /// Why a control command failed before the master answered.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,37 @@ fn write_reply(out: &mut impl Write, reply: &Reply) -> std::io::Result<()> {
         Reply::Error { .. } => Ok(()),
         Reply::Reload(r) => write_reload(out, r),
         Reply::Status(s) => write_status(out, s),
+        Reply::Emperor(e) => write_emperor(out, e),
     }
+}
+
+fn write_emperor(out: &mut impl Write, e: &EmperorReport) -> std::io::Result<()> {
+    let dirs: Vec<String> = e.dirs.iter().map(|d| d.display().to_string()).collect();
+    writeln!(
+        out,
+        "emperor pid {}: {} vassals from {}",
+        e.pid,
+        e.vassals.len(),
+        dirs.join(", ")
+    )?;
+    writeln!(
+        out,
+        "{:<8} {:<19} {:>8} {:>9}  {:<40} last exit",
+        "pid", "state", "restarts", "uptime", "config"
+    )?;
+    for v in &e.vassals {
+        writeln!(
+            out,
+            "{:<8} {:<19} {:>8} {:>9}  {:<40} {}",
+            v.pid.map_or("-".to_owned(), |p| p.to_string()),
+            v.state,
+            v.restarts,
+            v.uptime_s.map_or("-".to_owned(), |s| format!("{s:.0}s")),
+            v.config.display(),
+            v.last_exit.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(())
 }
 
 fn write_reload(out: &mut impl Write, r: &ReloadReport) -> std::io::Result<()> {

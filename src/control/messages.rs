@@ -202,9 +202,38 @@ pub struct CrashLoop {
     pub last_error: String,
 }
 
+/// One vassal of an emperor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VassalReport {
+    /// Its config file.
+    pub config: std::path::PathBuf,
+    /// Its master's pid, while it has one.
+    pub pid: Option<i32>,
+    /// `starting`, `running`, `reloading`, `stopping` or `waiting to restart`.
+    pub state: String,
+    /// Times it was started again after it died.
+    pub restarts: u64,
+    /// Seconds since its current process started.
+    pub uptime_s: Option<f64>,
+    /// How its last process ended.
+    pub last_exit: Option<String>,
+}
+
+/// An emperor's status: what it watches and every vassal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmperorReport {
+    /// The emperor's pid.
+    pub pid: u32,
+    /// The directories (or globs) it scans.
+    pub dirs: Vec<std::path::PathBuf>,
+    /// Every vassal, by config path.
+    pub vassals: Vec<VassalReport>,
+}
+
 /// The master's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// A reload started (or was queued behind a running one) and the CLI did not wait.
     ReloadStarted {
@@ -215,6 +244,8 @@ pub enum Reply {
     Reload(ReloadReport),
     /// Status.
     Status(StatusReport),
+    /// An emperor's status.
+    Emperor(EmperorReport),
     /// Done.
     Ok {
         /// What happened, in words.

@@ -1,6 +1,6 @@
-//! The OS side of attached daemons and cron runs ([`super::daemons`] and [`super::cron`]
-//! decide): starting one in a process group of its own with its output going into segue's log,
-//! and reading a smart daemon's pidfile.
+//! The OS side of attached daemons, cron runs ([`super::daemons`] and [`super::cron`]
+//! decide) and the emperor's vassals: starting one in a process group of its own with its
+//! output going into segue's log, and reading a smart daemon's pidfile.
 //! Nothing here waits on the master's loop: output is read and pidfiles are checked by tasks.
 
 use std::os::fd::OwnedFd;
@@ -28,6 +28,12 @@ pub enum Side {
     Daemon,
     /// A cron run.
     Cron,
+    /// An emperor's vassal: its lines are already log lines, copied to stderr as they are
+    /// (`raw`, for JSON logs) or behind `[its file] `.
+    Vassal {
+        /// Copy without a prefix.
+        raw: bool,
+    },
 }
 
 /// How a side process is started beyond its command (`attach-daemon2`'s keys).
@@ -47,18 +53,27 @@ pub struct Launch<'a> {
 /// /dev/null (unless `how.stdin`), stdout and stderr logged line by line. Returns its pid.
 pub fn start(command: &str, side: Side, how: Launch<'_>) -> std::io::Result<i32> {
     let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .stdin(if how.stdin {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group: a stop or a reload signals everything it started, and a Ctrl-C at
-        // the terminal goes to segue, which stops it in order.
-        .process_group(0);
+    cmd.arg("-c").arg(command);
+    spawn(cmd, side, Arc::from(command), how)
+}
+
+/// Starts a prepared `cmd` as [`start`] does; `name` tags its output.
+pub fn spawn(
+    mut cmd: Command,
+    side: Side,
+    name: Arc<str>,
+    how: Launch<'_>,
+) -> std::io::Result<i32> {
+    cmd.stdin(if how.stdin {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    // Its own group: a stop or a reload signals everything it started, and a Ctrl-C at
+    // the terminal goes to segue, which stops it in order.
+    .process_group(0);
     // SAFETY: prctl is async-signal-safe and touches only the child's own state.
     unsafe {
         cmd.pre_exec(|| {
@@ -85,7 +100,6 @@ pub fn start(command: &str, side: Side, how: Launch<'_>) -> std::io::Result<i32>
     }
     let mut child = cmd.spawn()?;
     let pid = child.id() as i32;
-    let name: Arc<str> = Arc::from(command);
     if let Some(out) = child.stdout.take() {
         log_output(OwnedFd::from(out), side, name.clone(), pid, "stdout");
     }
@@ -134,6 +148,16 @@ fn emit(side: Side, name: &str, pid: i32, stream: &'static str, line: &[u8]) {
     match side {
         Side::Daemon => tracing::info!(daemon = name, pid, stream, "{line}"),
         Side::Cron => tracing::info!(cron = name, pid, stream, "{line}"),
+        Side::Vassal { raw } => {
+            use std::io::Write;
+            let text = if raw {
+                format!("{line}\n")
+            } else {
+                format!("[{name}] {line}\n")
+            };
+            // Like the log's own writer: a closed or full stderr loses the line, nothing else.
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
     }
 }
 

@@ -12,7 +12,7 @@ mod cheaper;
 mod clock;
 pub mod command;
 pub mod cron;
-mod daemon_process;
+pub mod daemon_process;
 pub mod daemons;
 pub mod effect;
 pub mod executor;
@@ -173,11 +173,9 @@ pub fn run(config: Config, start: Start) -> Result<i32, Error> {
         }
     }
     if let Some(path) = &config.pidfile {
-        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
-            Error::Pidfile {
-                path: path.clone(),
-                source,
-            }
+        write_pidfile(path).map_err(|source| Error::Pidfile {
+            path: path.clone(),
+            source,
         })?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -195,6 +193,11 @@ pub fn run(config: Config, start: Start) -> Result<i32, Error> {
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+/// Writes this process's pid to `path`, as `--pidfile` asks (the master's and the emperor's).
+pub fn write_pidfile(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::write(path, format!("{}\n", std::process::id()))
 }
 
 /// Parks the listening sockets in systemd's fd store (`FileDescriptorStoreMax=` must be set),

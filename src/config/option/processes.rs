@@ -168,4 +168,35 @@ pub static PROCESSES: &[Opt] = &[
         NeedsRestart,
         "spare (add when all workers are busy, uWSGI's default) or backlog (add when the listen queue grows)"
     ),
+    // The emperor.
+    opt!(
+        "emperor",
+        None,
+        Text,
+        true,
+        None,
+        "DIR",
+        NeedsRestart,
+        "Run as an emperor: one segue per *.ini (uWSGI format) or *.toml file in DIR, started, restarted when it dies, reloaded when its file changes, stopped when it goes; DIR may end in a glob such as /etc/segue/*.ini (repeatable; uWSGI's emperor; see docs/emperor.md)"
+    ),
+    opt!(
+        "emperor-freq",
+        None,
+        Seconds,
+        false,
+        Some("3"),
+        "SECS",
+        NeedsRestart,
+        "How often the emperor looks at its directories"
+    ),
+    opt!(
+        "emperor-tyrant",
+        None,
+        Bool,
+        false,
+        None,
+        "",
+        NeedsRestart,
+        "Run each vassal as the owner (uid and gid) of its file; root only, and root-owned files are refused (uWSGI's emperor-tyrant)"
+    ),
 ];

@@ -343,6 +343,9 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
             &["attach-control-daemon", "legion-cron", "unique-legion-cron"],
             Unsupported(SIDE),
         ),
+        (&["emperor"], Apply("emperor", Text)),
+        (&["emperor-freq"], Apply("emperor-freq", Secs)),
+        (&["emperor-tyrant"], Apply("emperor-tyrant", Flag)),
         (&["cheap"], Apply("cheap", Flag)),
         (&["idle"], Apply("idle", Secs)),
         (&["die-on-idle"], Apply("die-on-idle", Flag)),
@@ -525,19 +528,16 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
     ]
 };
 
+/// The emperor options segue lacks.
+const EMPEROR: &str = "segue's emperor has emperor, emperor-freq and emperor-tyrant only (no on-demand vassals, stats, throttling or vassal templates): see docs/emperor.md";
+
 /// Prefix families, for the options without a rule of their own.
 const FAMILIES: &[(&str, &str)] = &[
     ("static-", STATIC),
     ("check-static", STATIC),
     ("cheaper", SCALE),
-    (
-        "emperor",
-        "segue has no emperor: run one segue per app, e.g. from a systemd template unit",
-    ),
-    (
-        "vassal",
-        "segue has no emperor: run one segue per app, e.g. from a systemd template unit",
-    ),
+    ("emperor", EMPEROR),
+    ("vassal", EMPEROR),
     ("route", ROUTER),
     ("response-route", ROUTER),
     ("final-route", ROUTER),

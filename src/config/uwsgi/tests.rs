@@ -183,7 +183,7 @@ emperor = /etc/uwsgi-emperor/vassals
     );
     assert_eq!(v[5], applied("cheap", "true"));
     assert_eq!(v[6], applied("idle", "60"));
-    assert!(is_unsupported(&v[7], "no emperor"));
+    assert_eq!(v[7], applied("emperor", "/etc/uwsgi-emperor/vassals"));
 }
 
 #[test]
