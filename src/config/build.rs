@@ -691,6 +691,10 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         harakiri,
         name: rd.text("name"),
         static_files,
+        uwsgi_compat: rd.boolean("uwsgi-compat").then_some(super::UwsgiCompat {
+            numproc: workers,
+            threads,
+        }),
     };
     Some(Config {
         worker,

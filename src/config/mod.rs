@@ -117,6 +117,18 @@ pub struct WorkerConfig {
     /// default serves none, so a `Boot` from an older master still deserializes.
     #[serde(default)]
     pub static_files: StaticFiles,
+    /// `--uwsgi-compat`: the stand-in `uwsgi` module's figures, when it is on.
+    #[serde(default)]
+    pub uwsgi_compat: Option<UwsgiCompat>,
+}
+
+/// What `--uwsgi-compat`'s `uwsgi` module tells the app (`uwsgi.numproc`, `uwsgi.opt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UwsgiCompat {
+    /// `--workers` (the most there can be).
+    pub numproc: usize,
+    /// `--threads`.
+    pub threads: usize,
 }
 
 /// Everything the master runs with: its own settings, and the [`WorkerConfig`] each

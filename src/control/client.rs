@@ -155,9 +155,10 @@ fn write_emperor(out: &mut impl Write, e: &EmperorReport) -> std::io::Result<()>
     let dirs: Vec<String> = e.dirs.iter().map(|d| d.display().to_string()).collect();
     writeln!(
         out,
-        "emperor pid {}: {} vassals from {}",
+        "emperor pid {}: {} vassal{} from {}",
         e.pid,
         e.vassals.len(),
+        if e.vassals.len() == 1 { "" } else { "s" },
         dirs.join(", ")
     )?;
     writeln!(

@@ -28,16 +28,6 @@ pub struct Notified {
     pub text: String,
 }
 
-/// The environment a vassal must not inherit from the emperor: systemd's socket activation
-/// and watchdog are the emperor's, not the vassal's.
-const NOT_INHERITED: [&str; 5] = [
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-];
-
 /// A started vassal: its pid and the task that reads its notify socket (aborted when it ends).
 #[derive(Debug)]
 pub struct Started {
@@ -51,9 +41,9 @@ pub struct Started {
 /// tyrant mode exists so that users cannot run anything as root by dropping in a file.
 pub fn tyrant_owner(path: &Path) -> Result<(u32, u32), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat it: {e}"))?;
-    if meta.uid() == 0 {
+    if meta.uid() == 0 || meta.gid() == 0 {
         return Err(
-            "emperor-tyrant runs vassals as their file's owner and refuses root-owned files: chown it to the user it should run as"
+            "emperor-tyrant runs vassals as their file's owner and group and refuses root-owned files: chown it to the user and group it should run as"
                 .to_owned(),
         );
     }
@@ -67,7 +57,7 @@ pub fn start(
     path: &Path,
     owner: Option<(u32, u32)>,
     raw: bool,
-    notes: mpsc::UnboundedSender<Notified>,
+    notes: mpsc::Sender<Notified>,
 ) -> std::io::Result<Started> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let format = Format::of(path).ok_or_else(|| {
@@ -89,12 +79,13 @@ pub fn start(
     let socket = tokio::net::UnixDatagram::from_std(socket)?;
 
     let mut cmd = Command::new(exe);
-    cmd.arg(format.flag())
-        .arg(path)
-        .env("NOTIFY_SOCKET", format!("@{name}"));
-    for var in NOT_INHERITED {
+    cmd.arg(format.flag()).arg(path);
+    // systemd's socket activation and watchdog are the emperor's; the vassal's own notify
+    // socket is ours (set after the removal: the last call for a variable wins).
+    for var in crate::systemd::MASTER_ONLY_ENV {
         cmd.env_remove(var);
     }
+    cmd.env("NOTIFY_SOCKET", format!("@{name}"));
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let label: Arc<str> = Arc::from(
         path.file_name()
@@ -114,7 +105,9 @@ pub fn start(
         // kernel closes those fds rather than leaving them in the emperor.
         while let Ok(n) = socket.recv(&mut buf).await {
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if notes.send(Notified { pid, text }).is_err() {
+            // Bounded: a flood waits in the socket's buffer (and then the sender's), never in
+            // the emperor's memory.
+            if notes.send(Notified { pid, text }).await.is_err() {
                 break;
             }
         }

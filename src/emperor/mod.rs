@@ -29,6 +29,9 @@ use crate::master::reaper;
 use crate::systemd::Notifier;
 use vassals::{Action, Scan, Sig, Vassals};
 
+/// sd_notify messages from vassals waiting for the loop; beyond this the readers wait.
+const NOTES_QUEUE: usize = 256;
+
 /// Why the emperor could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,7 +98,7 @@ struct Emperor<'a> {
     vassals: Vassals,
     /// The notify-socket reader of each running vassal, by pid.
     listeners: HashMap<i32, tokio::task::JoinHandle<()>>,
-    notes: mpsc::UnboundedSender<launch::Notified>,
+    notes: mpsc::Sender<launch::Notified>,
     notifier: Option<Notifier>,
     exit: Option<i32>,
 }
@@ -115,7 +118,7 @@ async fn serve(config: &EmperorConfig, exe: PathBuf) -> Result<i32, Error> {
         ),
         None => None,
     };
-    let (notes_tx, mut notes) = mpsc::unbounded_channel();
+    let (notes_tx, mut notes) = mpsc::channel(NOTES_QUEUE);
     let (scans_tx, mut scans) = mpsc::channel::<(Scan, Vec<String>)>(1);
     tokio::spawn(scanner(config.dirs.clone(), config.freq, scans_tx));
     let mut emperor = Emperor {

@@ -54,6 +54,10 @@ pub struct Launch<'a> {
 pub fn start(command: &str, side: Side, how: Launch<'_>) -> std::io::Result<i32> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command);
+    // systemd (or an emperor) talks to the master only: a daemon must not speak for it.
+    for var in crate::systemd::MASTER_ONLY_ENV {
+        cmd.env_remove(var);
+    }
     spawn(cmd, side, Arc::from(command), how)
 }
 

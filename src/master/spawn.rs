@@ -95,14 +95,7 @@ pub fn spawn_worker(
         .arg(env!("CARGO_PKG_VERSION"))
         .stdin(Stdio::null());
     // systemd talks to the master only; a worker must not send READY=1 on its behalf.
-    for var in [
-        "NOTIFY_SOCKET",
-        "WATCHDOG_USEC",
-        "WATCHDOG_PID",
-        "LISTEN_FDS",
-        "LISTEN_PID",
-        "LISTEN_FDNAMES",
-    ] {
+    for var in crate::systemd::MASTER_ONLY_ENV {
         cmd.env_remove(var);
     }
     for (k, v) in env {

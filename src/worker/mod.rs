@@ -11,6 +11,7 @@
 pub mod acceptor;
 pub mod drain;
 pub mod fastcgi;
+pub mod hooks;
 pub mod pool;
 pub mod ready;
 pub mod server;
@@ -222,11 +223,29 @@ async fn serve(
         };
         return boot_failed(&to_master, &mut from_master, failure).await;
     }
+    if let Err(e) = Python::attach(|py| hooks::publish(py, boot.worker_id, boot.generation, false))
+    {
+        tracing::warn!("cannot tell the segue module who this worker is: {e}");
+    }
+    if let Some(compat) = boot.config.uwsgi_compat {
+        if let Err(e) = Python::attach(|py| hooks::install_uwsgi_compat(py, compat)) {
+            let failure = BootFailure {
+                error: format!(
+                    "cannot install the uwsgi compatibility modules (--uwsgi-compat): {e}"
+                ),
+                traceback: None,
+            };
+            return boot_failed(&to_master, &mut from_master, failure).await;
+        }
+    }
     let config = Arc::new(boot.config);
     let app = match boot_app(&config) {
         Ok(app) => app,
         Err(failure) => return boot_failed(&to_master, &mut from_master, failure).await,
     };
+    if let Err(failure) = Python::attach(hooks::postfork) {
+        return boot_failed(&to_master, &mut from_master, failure).await;
+    }
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT]) {
         Ok(s) => s,
         Err(e) => {
@@ -318,6 +337,12 @@ async fn serve(
         "draining ({why})"
     );
     drain.start();
+    // On a thread of its own: a hook that blocks must not stop the drain it is told about.
+    let drain_span = tracing::Span::current();
+    let drain_hooks = tokio::task::spawn_blocking(move || {
+        let _enter = drain_span.enter();
+        Python::attach(|py| hooks::run_logged(py, hooks::Hook::Drain));
+    });
     let finished = drain.finished();
     tokio::pin!(finished);
     loop {
@@ -332,6 +357,10 @@ async fn serve(
     }
     let stats = counters.snapshot();
     tracing::info!(served = stats.requests_finished, "drained");
+    // The drain hooks finish before the exit hooks start (a hung one is ended by the master's
+    // graceful timeout, like a hung request).
+    let _ = drain_hooks.await;
+    Python::attach(|py| hooks::run_logged(py, hooks::Hook::Exit));
     last_word(&to_master, &mut from_master, ToMaster::Bye(stats)).await;
     run_atexit();
     0

@@ -78,6 +78,16 @@ pub static CORE: &[Opt] = &[
         "The callable to serve when APP, --wsgi-file or --eval names none"
     ),
     opt!(
+        "uwsgi-compat",
+        None,
+        Bool,
+        false,
+        None,
+        "",
+        Applies,
+        "Give the app importable uwsgi and uwsgidecorators modules with uWSGI's post-fork API (post_fork_hook, @postfork, worker_id, numproc, masterpid, opt); see docs/python-api.md"
+    ),
+    opt!(
         "wsgi-file",
         None,
         Text,

@@ -1,0 +1,80 @@
+//! The app's own hooks (`import segue`: `segue.postfork`, `segue.on_drain`,
+//! `segue.worker_exit`) and what the app may ask about its worker (`segue.worker_id()`,
+//! `segue.generation()`, `segue.preloaded()`). The registry lives in Python
+//! (`python/segue/_hooks.py`), so that registering costs an app nothing and works without
+//! segue; the worker fills in its identity before the import and runs the hooks at each point
+//! of its life. See docs/python-api.md.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::config::UwsgiCompat;
+use crate::protocol::BootFailure;
+
+/// When hooks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// In the worker's own process, after the app import, before it reports ready.
+    Postfork,
+    /// When the worker starts draining.
+    Drain,
+    /// After the drain, before `atexit`.
+    Exit,
+}
+
+impl Hook {
+    fn key(self) -> &'static str {
+        match self {
+            Hook::Postfork => "postfork",
+            Hook::Drain => "drain",
+            Hook::Exit => "exit",
+        }
+    }
+}
+
+/// Tells `segue` who this worker is, before the app is imported (an app may ask at import).
+pub fn publish(py: Python<'_>, worker_id: u64, generation: u64, preloaded: bool) -> PyResult<()> {
+    let info = PyDict::new(py);
+    info.set_item("worker_id", worker_id)?;
+    info.set_item("generation", generation)?;
+    info.set_item("preloaded", preloaded)?;
+    py.import("segue._hooks")?.setattr("_info", info)
+}
+
+/// `--uwsgi-compat`: puts the stand-in `uwsgi` and `uwsgidecorators` modules in place, before
+/// the app is imported; `uwsgi.post_fork_hook` then runs as a postfork hook.
+pub fn install_uwsgi_compat(py: Python<'_>, compat: UwsgiCompat) -> PyResult<()> {
+    py.import("segue._uwsgi_compat")?
+        .call_method1("install", (compat.numproc, compat.threads))
+        .map(drop)
+}
+
+/// Runs the `postfork` hooks; the first exception is a boot failure with its traceback.
+pub fn postfork(py: Python<'_>) -> Result<(), BootFailure> {
+    let run = py
+        .import("segue._hooks")
+        .and_then(|m| m.call_method1("_run", (Hook::Postfork.key(), true)));
+    match run {
+        Ok(_) => Ok(()),
+        Err(e) => Err(BootFailure {
+            error: format!("a segue.postfork hook raised {e}"),
+            traceback: Some(crate::wsgi::app::format_exception(py, &e)),
+        }),
+    }
+}
+
+/// Runs the hooks of `hook` (drain or exit), logging each exception; the others still run.
+pub fn run_logged(py: Python<'_>, hook: Hook) {
+    let errors = py
+        .import("segue._hooks")
+        .and_then(|m| m.call_method1("_run", (hook.key(), false)))
+        .and_then(|r| r.extract::<Vec<String>>());
+    match errors {
+        Ok(errors) => {
+            for tb in errors {
+                tracing::error!("a segue {} hook raised:\n{}", hook.key(), tb.trim_end());
+            }
+        }
+        Err(e) => tracing::error!("cannot run the segue {} hooks: {e}", hook.key()),
+    }
+}

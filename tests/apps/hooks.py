@@ -1,0 +1,49 @@
+"""An app that uses segue's Python hook API (`import segue`): each hook leaves a marker file
+in $SEGUE_TEST_DIR named after the hook, the worker id and the process that ran it, so a test
+can see which process ran what and how often. HOOK_FAIL=postfork makes the postfork hook raise.
+"""
+
+import json
+import os
+
+import segue
+
+MARKS = os.environ.get("SEGUE_TEST_DIR", "/tmp")
+IMPORTED_IN = os.getpid()
+
+
+def mark(kind):
+    name = "%s-w%s-g%s-%d" % (kind, segue.worker_id(), segue.generation(), os.getpid())
+    with open(os.path.join(MARKS, name), "a") as f:
+        f.write("x")
+
+
+@segue.postfork
+def started():
+    if os.environ.get("HOOK_FAIL") == "postfork":
+        raise RuntimeError("the postfork hook fails on purpose")
+    mark("postfork")
+
+
+@segue.on_drain
+def draining():
+    mark("drain")
+
+
+@segue.worker_exit
+def leaving():
+    mark("exit")
+
+
+def application(environ, start_response):
+    body = json.dumps(
+        {
+            "worker_id": segue.worker_id(),
+            "generation": segue.generation(),
+            "preloaded": segue.preloaded(),
+            "pid": os.getpid(),
+            "imported_in": IMPORTED_IN,
+        }
+    ).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]

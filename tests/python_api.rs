@@ -1,0 +1,193 @@
+//! The Python hook API (`import segue` inside the app): `segue.worker_id()`, `generation()`
+//! and `preloaded()` answer in the worker; `postfork` hooks run once in each worker's own
+//! process before it is ready, and one that raises is a boot failure with its traceback;
+//! `on_drain` and `worker_exit` hooks run in the old workers when a reload replaces them.
+//! The app (`tests/apps/hooks.py`) leaves a marker file per hook run, named by the hook, the
+//! worker id, the generation and the pid that ran it.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+/// The marker files `kind-w{id}-g{generation}-{pid}` in `dir`, as (id, generation, pid, runs).
+fn marks(dir: &Path, kind: &str) -> Vec<(u64, u64, i32, usize)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&format!("{kind}-w")) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('-').collect();
+        let [id, generation, pid] = parts[..] else {
+            panic!("odd marker {name}");
+        };
+        let runs = std::fs::read_to_string(entry.path()).unwrap().len();
+        out.push((
+            id.parse().unwrap(),
+            generation.trim_start_matches('g').parse().unwrap(),
+            pid.parse().unwrap(),
+            runs,
+        ));
+    }
+    out.sort();
+    out
+}
+
+fn worker_pids(st: &serde_json::Value, generation: u64) -> Vec<(u64, i32)> {
+    let mut out: Vec<(u64, i32)> = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["generation"] == generation)
+        .map(|w| (w["id"].as_u64().unwrap(), w["pid"].as_i64().unwrap() as i32))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn hooks_run_in_each_worker_and_the_worker_knows_who_it_is() {
+    let s = server("hooks:application")
+        .args(&["--workers", "2"])
+        .start();
+    let st = s.status();
+    let first = worker_pids(&st, 1);
+    assert_eq!(first.len(), 2, "{st}");
+
+    let r = get(s.addr(), "/").json();
+    let id = r["worker_id"].as_u64().unwrap();
+    assert!(
+        first.contains(&(id, r["pid"].as_i64().unwrap() as i32)),
+        "{r} {st}"
+    );
+    assert_eq!(r["generation"], 1);
+    assert_eq!(r["preloaded"], false);
+    assert_eq!(
+        r["imported_in"], r["pid"],
+        "without --preload each worker imports"
+    );
+
+    // One postfork run per worker, in that worker's process, before it was ready.
+    let post: Vec<_> = marks(&s.marks, "postfork");
+    let want: Vec<_> = first.iter().map(|&(id, pid)| (id, 1, pid, 1)).collect();
+    assert_eq!(post, want, "{}", s.log.all());
+    assert!(marks(&s.marks, "drain").is_empty());
+
+    // A reload: the new generation's workers run postfork; the old ones drain, then exit,
+    // running on_drain and worker_exit once each in their own process.
+    s.signal(libc::SIGHUP);
+    let st = s.wait_promoted(1);
+    let second = worker_pids(&s.status(), st["generation"].as_u64().unwrap());
+    assert_eq!(second.len(), 2);
+    let old: Vec<_> = first.iter().map(|&(id, pid)| (id, 1, pid, 1)).collect();
+    assert!(
+        eventually(EVENT_TIMEOUT, || marks(&s.marks, "exit") == old),
+        "exit hooks: {:?}, want {old:?}\n{}",
+        marks(&s.marks, "exit"),
+        s.log.all()
+    );
+    assert_eq!(marks(&s.marks, "drain"), old);
+    let post = marks(&s.marks, "postfork");
+    for (id, pid) in second {
+        assert!(post.contains(&(id, 2, pid, 1)), "{post:?}");
+    }
+    assert_eq!(get(s.addr(), "/").json()["generation"], 2);
+}
+
+#[test]
+fn a_postfork_hook_that_raises_is_a_boot_failure_with_its_traceback() {
+    let mut s = server("hooks:application")
+        .env("HOOK_FAIL", "postfork")
+        .exits()
+        .start();
+    let status = s
+        .wait_exit(EVENT_TIMEOUT)
+        .expect("segue should exit when the app cannot boot");
+    assert_eq!(status.code(), Some(3), "{}", s.log.all());
+    s.wait_log(&["a segue.postfork hook raised RuntimeError: the postfork hook fails on purpose"]);
+    s.wait_log(&["hooks.py"]);
+}
+
+#[test]
+fn outside_segue_the_api_answers_without_a_worker() {
+    let python = test_venv().join("bin/python");
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import segue\n\
+             @segue.postfork\n\
+             def f(): raise SystemExit('never runs outside segue')\n\
+             print(segue.worker_id(), segue.generation(), segue.preloaded())\n\
+             try:\n    segue.on_drain(42)\nexcept TypeError as e:\n    print('refused:', e)",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("None None False\n"), "{text}");
+    assert!(
+        text.contains("refused: segue hooks take a callable"),
+        "{text}"
+    );
+}
+
+/// The recipe's markers `kind-w{id}-{pid}` in `dir`, as (id, pid, runs).
+fn recipe_marks(dir: &Path, kind: &str) -> Vec<(u64, i32, usize)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((id, pid)) = name
+            .strip_prefix(&format!("{kind}-w"))
+            .and_then(|rest| rest.split_once('-'))
+        else {
+            continue;
+        };
+        let runs = std::fs::read_to_string(entry.path()).unwrap().len();
+        out.push((id.parse().unwrap(), pid.parse().unwrap(), runs));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn uwsgi_compat_runs_the_seeds_post_fork_recipes() {
+    // Off by default: `import uwsgi` fails, as it does for the app outside uWSGI.
+    let mut s = server("uwsgi_recipe:application").exits().start();
+    let status = s.wait_exit(EVENT_TIMEOUT).expect("segue should exit");
+    assert_eq!(status.code(), Some(3), "{}", s.log.all());
+    s.wait_log(&["No module named 'uwsgi'"]);
+
+    for style in ["decorator", "attribute"] {
+        let s = server("uwsgi_recipe:application")
+            .args(&["--workers", "2", "--uwsgi-compat"])
+            .env("HOOK_STYLE", style)
+            .start();
+        let workers = worker_pids(&s.status(), 1);
+        let r = get(s.addr(), "/").json();
+        assert_eq!(r["numproc"], 2, "{r}");
+        assert_eq!(r["processes"], "2", "{r}");
+        assert_eq!(r["masterpid"], s.pid(), "{r}");
+        let id = r["worker_id"].as_u64().unwrap();
+        assert!(workers.iter().any(|w| w.0 == id), "{r} {workers:?}");
+        // Once in each worker, in its own process.
+        let want: Vec<_> = workers.iter().map(|&(id, pid)| (id, pid, 1)).collect();
+        assert_eq!(
+            recipe_marks(&s.marks, style),
+            want,
+            "{style}\n{}",
+            s.log.all()
+        );
+        if style == "decorator" {
+            // `@postfork(1)`: only in worker 1.
+            let one: Vec<_> = want.iter().filter(|m| m.0 == 1).cloned().collect();
+            assert_eq!(one.len(), 1, "{want:?}");
+            assert_eq!(recipe_marks(&s.marks, "worker1"), one);
+        }
+    }
+}
