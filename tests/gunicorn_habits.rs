@@ -100,22 +100,22 @@ fn short_flags_work_as_in_gunicorn() {
 }
 
 #[test]
-fn a_gunicorn_conf_file_runs_and_its_hooks_are_listed_as_unsupported() {
+fn a_gunicorn_conf_file_runs_and_its_master_hooks_are_listed_as_unsupported() {
     let dir = scratch("gunicorn-conf");
     let file = write(
         &dir,
         "gunicorn.conf.py",
-        &conf("def post_fork(server, worker):\n    pass\n"),
+        &conf("def when_ready(server):\n    pass\n"),
     );
     let out = run(&dir, &["-c", &file], &[], SECS);
     assert_eq!(
         out.code,
         Some(2),
-        "a hook segue cannot run refuses: {}",
+        "a master hook segue cannot run refuses: {}",
         out.stderr
     );
     assert!(
-        out.stderr.contains("post_fork: not supported"),
+        out.stderr.contains("when_ready: not supported"),
         "{}",
         out.stderr
     );
@@ -128,7 +128,7 @@ fn a_gunicorn_conf_file_runs_and_its_hooks_are_listed_as_unsupported() {
     let env = get(s.addr(), "/osenv?keys=FROM_CONF,SPAM").json();
     assert_eq!(env["FROM_CONF"], "yes");
     assert_eq!(env["SPAM"], "eggs");
-    s.wait_log(&["post_fork", "not supported, ignored"]);
+    s.wait_log(&["when_ready", "not supported, ignored"]);
 }
 
 #[test]
@@ -301,7 +301,16 @@ fn the_real_gunicorn_example_config_is_fully_accounted_for() {
         .iter()
         .map(|u| u["option"].as_str().unwrap())
         .collect();
-    assert!(unsupported.contains(&"post_fork"), "{unsupported:?}");
+    // The arbiter's hooks are refused; the workers' run, from the file that defines them.
+    assert!(unsupported.contains(&"when_ready"), "{unsupported:?}");
+    assert!(!unsupported.contains(&"post_fork"), "{unsupported:?}");
+    assert!(
+        doc["settings"]["gunicorn-hooks"]["value"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("gunicorn_example_config.py")),
+        "{}",
+        doc["settings"]["gunicorn-hooks"]
+    );
     assert_eq!(doc["settings"]["backlog"]["value"], 2048);
     assert_eq!(
         doc["settings"]["env"]["value"],

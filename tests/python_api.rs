@@ -191,3 +191,99 @@ fn uwsgi_compat_runs_the_seeds_post_fork_recipes() {
         }
     }
 }
+
+/// gunicorn's worker-side server hooks from `-c gunicorn.conf.py`: `post_fork` and
+/// `post_worker_init` once in each worker, `pre_request` and `post_request` around each
+/// request with the request's method and path and the response's status, `worker_exit` when a
+/// reload replaces the worker. Each hook appends a line to a file in $SEGUE_TEST_DIR.
+#[test]
+fn gunicorn_worker_hooks_from_a_conf_file_run_in_the_workers() {
+    let dir = support::oneshot::scratch("gunicorn-hooks");
+    let conf = dir.join("gunicorn.conf.py");
+    std::fs::write(
+        &conf,
+        format!(
+            "import os\n\
+             chdir = {apps:?}\n\
+             wsgi_app = 'cases:application'\n\
+             workers = 2\n\
+             def note(text):\n\
+             \x20   with open(os.path.join(os.environ['SEGUE_TEST_DIR'], 'hooks.log'), 'a') as f:\n\
+             \x20       f.write(text + '\\n')\n\
+             def post_fork(server, worker):\n\
+             \x20   note('post_fork %d %d %d' % (worker.age, worker.pid, server.pid))\n\
+             def post_worker_init(worker):\n\
+             \x20   note('post_worker_init %d %d' % (worker.age, worker.pid))\n\
+             def pre_request(worker, req):\n\
+             \x20   note('pre_request %d %s %s' % (worker.pid, req.method, req.path))\n\
+             def post_request(worker, req, environ, resp):\n\
+             \x20   note('post_request %d %s %s' % (worker.pid, req.path, resp.status_code))\n\
+             def worker_exit(server, worker):\n\
+             \x20   note('worker_exit %d %d' % (worker.age, worker.pid))\n\
+             def when_ready(server):\n\
+             \x20   pass\n",
+            apps = apps_dir().display().to_string()
+        ),
+    )
+    .unwrap();
+    let conf = conf.display().to_string();
+    // The arbiter's own hook (when_ready) is not run: refused unless ignored.
+    let s = bare()
+        .cwd(&dir)
+        .args(&["-c", &conf, "--ignore-unsupported"])
+        .start();
+    let log = s.marks.join("hooks.log");
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let workers = worker_pids(&s.status(), 1);
+    for (id, pid) in &workers {
+        let l = lines();
+        assert_eq!(
+            l.iter()
+                .filter(|x| **x == format!("post_fork {id} {pid} {}", s.pid()))
+                .count(),
+            1,
+            "{l:?}"
+        );
+        assert_eq!(
+            l.iter()
+                .filter(|x| **x == format!("post_worker_init {id} {pid}"))
+                .count(),
+            1,
+            "{l:?}"
+        );
+    }
+    let r = get(s.addr(), "/status?code=201");
+    assert_eq!(r.status, 201);
+    let served: Vec<i32> = workers.iter().map(|w| w.1).collect();
+    assert!(
+        eventually(EVENT_TIMEOUT, || lines().iter().any(|l| {
+            l.starts_with("post_request ") && l.ends_with(" /status 201")
+        })),
+        "{:?}",
+        lines()
+    );
+    let l = lines();
+    let pre = l
+        .iter()
+        .find(|x| x.starts_with("pre_request ") && x.ends_with(" GET /status"))
+        .unwrap_or_else(|| panic!("{l:?}"));
+    let pid: i32 = pre.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(served.contains(&pid), "{pre} {served:?}");
+
+    s.signal(libc::SIGHUP);
+    s.wait_promoted(1);
+    for (id, pid) in &workers {
+        let want = format!("worker_exit {id} {pid}");
+        assert!(
+            eventually(EVENT_TIMEOUT, || lines().contains(&want)),
+            "{want} missing: {:?}",
+            lines()
+        );
+    }
+}

@@ -10,7 +10,17 @@ import traceback
 # Set by the worker before the app is imported: worker_id, generation, preloaded.
 _info = None
 
-_hooks = {"postfork": [], "drain": [], "exit": []}
+_hooks = {"postfork": [], "drain": [], "exit": [], "quick": []}
+
+# Functions that wrap each loaded WSGI callable (gunicorn's pre_request/post_request).
+_wrappers = []
+
+
+def _wrap_app(app):
+    """The WSGI callable the worker serves: `app` through every registered wrapper."""
+    for wrap in _wrappers:
+        app = wrap(app)
+    return app
 
 
 def _register(kind, fn):

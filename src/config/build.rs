@@ -691,6 +691,7 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         harakiri,
         name: rd.text("name"),
         static_files,
+        gunicorn_hooks: rd.path("gunicorn-hooks"),
         uwsgi_compat: rd.boolean("uwsgi-compat").then_some(super::UwsgiCompat {
             numproc: workers,
             threads,

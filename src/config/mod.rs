@@ -120,6 +120,9 @@ pub struct WorkerConfig {
     /// `--uwsgi-compat`: the stand-in `uwsgi` module's figures, when it is on.
     #[serde(default)]
     pub uwsgi_compat: Option<UwsgiCompat>,
+    /// The gunicorn config file whose worker-side server hooks the workers run.
+    #[serde(default)]
+    pub gunicorn_hooks: Option<PathBuf>,
 }
 
 /// What `--uwsgi-compat`'s `uwsgi` module tells the app (`uwsgi.numproc`, `uwsgi.opt`).

@@ -20,6 +20,8 @@ pub enum Hook {
     Drain,
     /// After the drain, before `atexit`.
     Exit,
+    /// At a quick stop (SIGINT, SIGQUIT): gunicorn's `worker_int`.
+    Quick,
 }
 
 impl Hook {
@@ -28,6 +30,7 @@ impl Hook {
             Hook::Postfork => "postfork",
             Hook::Drain => "drain",
             Hook::Exit => "exit",
+            Hook::Quick => "quick",
         }
     }
 }
@@ -47,6 +50,19 @@ pub fn install_uwsgi_compat(py: Python<'_>, compat: UwsgiCompat) -> PyResult<()>
     py.import("segue._uwsgi_compat")?
         .call_method1("install", (compat.numproc, compat.threads))
         .map(drop)
+}
+
+/// gunicorn's worker-side server hooks from the config file at `path`: runs the file and its
+/// `post_fork` now (before the app import, as gunicorn does) and registers the others. An
+/// exception (in the file or in `post_fork`) is a boot failure with its traceback.
+pub fn install_gunicorn(py: Python<'_>, path: &std::path::Path) -> Result<(), BootFailure> {
+    py.import("segue._gunicorn_hooks")
+        .and_then(|m| m.call_method1("install", (path,)))
+        .map(drop)
+        .map_err(|e| BootFailure {
+            error: format!("the gunicorn server hooks in {} raised {e}", path.display()),
+            traceback: Some(crate::wsgi::app::format_exception(py, &e)),
+        })
 }
 
 /// Runs the `postfork` hooks; the first exception is a boot failure with its traceback.

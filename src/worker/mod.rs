@@ -238,6 +238,11 @@ async fn serve(
             return boot_failed(&to_master, &mut from_master, failure).await;
         }
     }
+    if let Some(path) = &boot.config.gunicorn_hooks {
+        if let Err(failure) = Python::attach(|py| hooks::install_gunicorn(py, path)) {
+            return boot_failed(&to_master, &mut from_master, failure).await;
+        }
+    }
     let config = Arc::new(boot.config);
     let app = match boot_app(&config) {
         Ok(app) => app,
@@ -328,7 +333,7 @@ async fn serve(
             _ = counters.limit_reached.notified() => pulse.beat(),
             Some(sig) = signals.next() => match sig {
                 SIGTERM => break "SIGTERM".to_string(),
-                _ => { tracing::info!("quick stop on signal {sig}"); return 0; }
+                _ => { tracing::info!("quick stop on signal {sig}"); quick_stop_hooks(); return 0; }
             },
         }
     };
@@ -349,7 +354,7 @@ async fn serve(
         tokio::select! {
             _ = &mut finished => break,
             _ = heartbeat.tick() => pulse.beat(),
-            Some(sig) = signals.next() => if sig != SIGTERM { tracing::info!("quick stop on signal {sig}"); return 0; },
+            Some(sig) = signals.next() => if sig != SIGTERM { tracing::info!("quick stop on signal {sig}"); quick_stop_hooks(); return 0; },
             // The master's orders no longer matter; only its disappearance is not a reason to
             // cut in-flight requests short.
             msg = from_master.recv(), if listening => listening = msg.is_ok(),
@@ -416,6 +421,11 @@ fn boot_app(config: &WorkerConfig) -> Result<crate::wsgi::App, BootFailure> {
         error: e.message,
         traceback: e.traceback,
     })
+}
+
+/// A quick stop runs only gunicorn's `worker_int`, the hook meant for it.
+fn quick_stop_hooks() {
+    Python::attach(|py| hooks::run_logged(py, hooks::Hook::Quick));
 }
 
 /// Runs Python's atexit handlers so apps can flush what they buffered, without a full

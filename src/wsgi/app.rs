@@ -175,6 +175,12 @@ pub fn load(py: Python<'_>, config: &WorkerConfig) -> Result<App, LoadError> {
             }
             e
         })?;
+        // Hooks that run around every request (gunicorn's pre_request, post_request) wrap the
+        // callable; without any this returns it as it is.
+        let callable = py
+            .import("segue._hooks")
+            .and_then(|m| m.call_method1("_wrap_app", (callable,)))
+            .map_err(|e| internal("wrap the app in its request hooks", e))?;
         let base = template
             .copy()
             .and_then(|b| {

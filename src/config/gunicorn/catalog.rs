@@ -213,6 +213,17 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     })
 }
 
+/// The server hooks gunicorn runs in a worker, which segue's workers run too (the config file
+/// is run again in each worker; see docs/python-api.md).
+pub const WORKER_HOOKS: [&str; 6] = [
+    "post_fork",
+    "post_worker_init",
+    "worker_int",
+    "pre_request",
+    "post_request",
+    "worker_exit",
+];
+
 /// Whether `name` is a server hook, or one letter or two from one (`post_forks`): a config
 /// reader reports such a callable so that a misspelt hook is not silently dropped.
 pub fn is_hook_or_near(name: &str) -> bool {

@@ -117,17 +117,20 @@ pub enum ConfError {
     /// The interpreter ended without a report (killed, crashed, or too old to run the
     /// reader); `stderr` is the start of what it wrote.
     #[error(
-        "{} exited ({status}) without reading the gunicorn config {}: {stderr} (segue needs \
+        "{} exited ({}) without reading the gunicorn config {}: {stderr} (segue needs \
          CPython 3.9 or later)",
-        .python.display(), .file.display()
+        .python.display(),
+        .status.map_or("status unknown".to_owned(), |s| s.to_string()),
+        .file.display()
     )]
     Exited {
         /// The interpreter.
         python: PathBuf,
         /// The config file or module.
         file: PathBuf,
-        /// How it ended.
-        status: ExitStatus,
+        /// How it ended; `None` when a process-wide reaper (the master's, during a reload)
+        /// collected it first.
+        status: Option<ExitStatus>,
         /// The start of its stderr.
         stderr: String,
     },
@@ -284,8 +287,13 @@ fn into_conf(report: Report, target: &str, named: PathBuf) -> Result<Conf, ConfE
         None => ConfSource::File(path.clone()),
     };
     let mut entries = Vec::new();
-    for e in report.entries {
+    let absolute_path = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    for mut e in report.entries {
         let known = catalog::setting(&e.name);
+        // A worker-side hook's value is the file that defines it: the workers run it from there.
+        if e.kind == "callable" && catalog::WORKER_HOOKS.contains(&e.name.as_str()) {
+            e.values = vec![absolute_path.display().to_string()];
+        }
         // gunicorn ignores callables it has no setting for; report only those that may be a
         // misspelt hook, so that `post_forks` is not silently dropped.
         if e.kind == "callable" && known.is_none() && !catalog::is_hook_or_near(&e.name) {
@@ -347,7 +355,7 @@ enum Collect {
 fn collect(
     mut child: Child,
     timeout: Duration,
-) -> Result<(ExitStatus, Captured, Captured), Collect> {
+) -> Result<(Option<ExitStatus>, Captured, Captured), Collect> {
     let deadline = Instant::now() + timeout;
     let pid = Pid::from_raw(child.id() as i32);
     let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
@@ -413,18 +421,26 @@ fn collect(
         }
     };
     kill_group(pid);
-    let status = child.wait().map_err(Collect::Io)?;
+    // In the master a reload reads the config while the master's reaper (`waitpid(-1)`) runs:
+    // the status may be gone already (ECHILD). The report on stdout is what counts.
+    let status = match child.wait() {
+        Ok(status) => Some(status),
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
+        Err(e) => return Err(Collect::Io(e)),
+    };
     result.map(|()| (status, stdout, stderr))
 }
 
 /// Whether the child has exited, without reaping it (`WNOWAIT`), so that its process group
-/// id stays reserved until [`kill_group`] has run.
+/// id stays reserved until [`kill_group`] has run. ECHILD means another waiter (the master's
+/// reaper) has reaped it: it has exited.
 fn has_exited(pid: Pid) -> bool {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    !matches!(
-        waitid(Id::Pid(pid), flags),
-        Ok(WaitStatus::StillAlive) | Err(_)
-    )
+    match waitid(Id::Pid(pid), flags) {
+        Ok(WaitStatus::StillAlive) => false,
+        Ok(_) | Err(nix::errno::Errno::ECHILD) => true,
+        Err(_) => false,
+    }
 }
 
 /// Reads what is there; false once the pipe is closed.

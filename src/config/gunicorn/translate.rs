@@ -9,8 +9,12 @@ use crate::config::entry::{Verdict, nearest};
 
 use super::catalog::{self, Setting};
 
-const HOOKS: &str = "server hooks come with segue's Python hook API; meanwhile, code that must \
-     run in each worker can move into the app's import, which every worker runs";
+const HOOKS: &str = "segue runs gunicorn's worker-side hooks (post_fork, post_worker_init, \
+     pre_request, post_request, worker_int, worker_exit) but not yet the master's (on_starting, \
+     when_ready, on_reload, on_exit, child_exit, ...): segue's master never runs Python; code \
+     that must run once per worker can go in post_fork or segue.postfork (docs/python-api.md)";
+const ABORT: &str = "segue's harakiri ends a stuck worker with SIGKILL, so worker_abort never \
+     runs; the master logs the stuck request's Python stack instead";
 const TLS: &str = "segue serves plain HTTP: terminate TLS in nginx, a load balancer or \
      another proxy in front, and listen on a local address or unix socket";
 const TLS_ONLY: &str = "only used with certfile and keyfile (TLS), which segue leaves to the \
@@ -126,6 +130,13 @@ fn default_or(v: &str, defaults: &[&str], off: &'static str, on: &'static str) -
 fn decide(s: &Setting, v: &str) -> Decided {
     use Verdict::{Implied, Unsupported};
     if s.hook {
+        if catalog::WORKER_HOOKS.contains(&s.name) && v.starts_with('/') {
+            // The config reader gives a worker hook the path of the file that defines it.
+            return one("gunicorn-hooks", v);
+        }
+        if s.name == "worker_abort" {
+            return Ok(Implied(ABORT));
+        }
         return Ok(Unsupported(HOOKS));
     }
     match s.name {

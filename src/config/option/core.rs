@@ -78,6 +78,16 @@ pub static CORE: &[Opt] = &[
         "The callable to serve when APP, --wsgi-file or --eval names none"
     ),
     opt!(
+        "gunicorn-hooks",
+        None,
+        Text,
+        false,
+        None,
+        "FILE",
+        Applies,
+        "Run the worker-side server hooks (post_fork, post_worker_init, pre_request, post_request, worker_int, worker_exit) of this gunicorn config file in every worker; set by -c gunicorn.conf.py when it defines them (see docs/python-api.md)"
+    ),
+    opt!(
         "uwsgi-compat",
         None,
         Bool,

@@ -165,7 +165,9 @@ fn realistic_config_reports_settings_typos_and_hooks_with_lines() {
         values(&conf, "secure_scheme_headers"),
         [r#"{"X-FORWARDED-PROTO": "https"}"#]
     );
-    assert_eq!(values(&conf, "post_fork"), ["<function post_fork>"]);
+    // A worker hook's value is the file the workers run it from.
+    let file = std::path::absolute(&path).unwrap();
+    assert_eq!(values(&conf, "post_fork"), [file.display().to_string()]);
     assert_eq!(values(&conf, "loglevel"), ["warning"]);
     assert_eq!(line(&conf, "bind"), 9);
     assert_eq!(line(&conf, "workers"), 10);
@@ -418,20 +420,25 @@ fn gunicorns_own_example_config_gets_a_verdict_for_every_name() {
         values(&conf, "raw_env"),
         ["DJANGO_SECRET_KEY=something", "SPAM=eggs"]
     );
-    for hook in [
-        "post_fork",
-        "pre_fork",
-        "pre_exec",
-        "when_ready",
-        "worker_int",
-        "worker_abort",
-    ] {
+    // The arbiter's hooks are refused; the workers' are run (their value names the file).
+    for hook in ["pre_fork", "pre_exec", "when_ready"] {
         assert!(
             matches!(translate(hook, Some("f")), Verdict::Unsupported(_)),
             "{hook}"
         );
         assert!(!values(&conf, hook).is_empty(), "{hook}");
     }
+    for hook in ["post_fork", "worker_int"] {
+        let v = values(&conf, hook);
+        assert!(
+            matches!(translate(hook, Some(v[0])), Verdict::Applied(_)),
+            "{hook}: {v:?}"
+        );
+    }
+    assert!(matches!(
+        translate("worker_abort", Some("f")),
+        Verdict::Implied(_)
+    ));
     // pidfile, user, group, tmp_upload_dir and proc_name are None: gunicorn's defaults.
     assert!(values(&conf, "pidfile").is_empty());
 }

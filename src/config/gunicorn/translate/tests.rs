@@ -237,9 +237,17 @@ fn bare_flags_take_their_gunicorn_value() {
 
 #[test]
 fn hooks_users_and_tls_are_refused_with_the_way_out() {
+    // The master's hooks are refused; a worker hook from a file names the file (below).
     assert!(
-        matches!(translate("post_fork", Some("<function post_fork>")), Unsupported(r) if r.contains("hook"))
+        matches!(translate("when_ready", Some("<function when_ready>")), Unsupported(r) if r.contains("hook"))
     );
+    assert!(
+        matches!(translate("post_fork", Some("/srv/gunicorn.conf.py")), Applied(a) if a == [("gunicorn-hooks", "/srv/gunicorn.conf.py".to_owned())])
+    );
+    assert!(matches!(
+        translate("worker_abort", Some("/srv/g.py")),
+        Implied(_)
+    ));
     assert!(matches!(translate("user", Some("www-data")), Unsupported(r) if r.contains("User=")));
     assert!(matches!(translate("certfile", Some("/c.pem")), Unsupported(r) if r.contains("TLS")));
     assert!(matches!(
