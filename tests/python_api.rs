@@ -108,6 +108,21 @@ fn a_postfork_hook_that_raises_is_a_boot_failure_with_its_traceback() {
     assert_eq!(status.code(), Some(3), "{}", s.log.all());
     s.wait_log(&["a segue.postfork hook raised RuntimeError: the postfork hook fails on purpose"]);
     s.wait_log(&["hooks.py"]);
+
+    // On a reload the failing hook rolls the reload back; the old generation serves on.
+    let s = server("hooks:application").start();
+    std::fs::write(s.marks.join("fail-postfork"), "").unwrap();
+    s.signal(libc::SIGHUP);
+    let r = s.wait_reload(1);
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("postfork hook raised RuntimeError"),
+        "{r}"
+    );
+    assert_eq!(get(s.addr(), "/").json()["generation"], 1);
 }
 
 #[test]

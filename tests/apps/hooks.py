@@ -1,6 +1,7 @@
 """An app that uses segue's Python hook API (`import segue`): each hook leaves a marker file
 in $SEGUE_TEST_DIR named after the hook, the worker id and the process that ran it, so a test
-can see which process ran what and how often. HOOK_FAIL=postfork makes the postfork hook raise.
+can see which process ran what and how often. HOOK_FAIL=postfork (or a file fail-postfork
+in $SEGUE_TEST_DIR, for a reload) makes the postfork hook raise.
 """
 
 import json
@@ -20,7 +21,8 @@ def mark(kind):
 
 @segue.postfork
 def started():
-    if os.environ.get("HOOK_FAIL") == "postfork":
+    failing = os.environ.get("HOOK_FAIL") == "postfork"
+    if failing or os.path.exists(os.path.join(MARKS, "fail-postfork")):
         raise RuntimeError("the postfork hook fails on purpose")
     mark("postfork")
 
