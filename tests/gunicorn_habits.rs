@@ -105,7 +105,7 @@ fn a_gunicorn_conf_file_runs_and_its_master_hooks_are_listed_as_unsupported() {
     let file = write(
         &dir,
         "gunicorn.conf.py",
-        &conf("def when_ready(server):\n    pass\n"),
+        &conf("def pre_fork(server, worker):\n    pass\n"),
     );
     let out = run(&dir, &["-c", &file], &[], SECS);
     assert_eq!(
@@ -115,7 +115,7 @@ fn a_gunicorn_conf_file_runs_and_its_master_hooks_are_listed_as_unsupported() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("when_ready: not supported"),
+        out.stderr.contains("pre_fork: not supported"),
         "{}",
         out.stderr
     );
@@ -128,7 +128,7 @@ fn a_gunicorn_conf_file_runs_and_its_master_hooks_are_listed_as_unsupported() {
     let env = get(s.addr(), "/osenv?keys=FROM_CONF,SPAM").json();
     assert_eq!(env["FROM_CONF"], "yes");
     assert_eq!(env["SPAM"], "eggs");
-    s.wait_log(&["when_ready", "not supported, ignored"]);
+    s.wait_log(&["pre_fork", "not supported, ignored"]);
 }
 
 #[test]
@@ -302,7 +302,8 @@ fn the_real_gunicorn_example_config_is_fully_accounted_for() {
         .map(|u| u["option"].as_str().unwrap())
         .collect();
     // The arbiter's hooks are refused; the workers' run, from the file that defines them.
-    assert!(unsupported.contains(&"when_ready"), "{unsupported:?}");
+    assert!(unsupported.contains(&"pre_fork"), "{unsupported:?}");
+    assert!(!unsupported.contains(&"when_ready"), "{unsupported:?}");
     assert!(!unsupported.contains(&"post_fork"), "{unsupported:?}");
     assert!(
         doc["settings"]["gunicorn-hooks"]["value"]

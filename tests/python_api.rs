@@ -236,17 +236,17 @@ fn gunicorn_worker_hooks_from_a_conf_file_run_in_the_workers() {
              def worker_exit(server, worker):\n\
              \x20   note('worker_exit %d %d' % (worker.age, worker.pid))\n\
              def when_ready(server):\n\
-             \x20   pass\n",
+             \x20   note('when_ready %d' % server.pid)\n\
+             def on_reload(server):\n\
+             \x20   note('on_reload %d' % server.pid)\n\
+             def on_exit(server):\n\
+             \x20   note('on_exit %d' % server.pid)\n",
             apps = apps_dir().display().to_string()
         ),
     )
     .unwrap();
     let conf = conf.display().to_string();
-    // The arbiter's own hook (when_ready) is not run: refused unless ignored.
-    let s = bare()
-        .cwd(&dir)
-        .args(&["-c", &conf, "--ignore-unsupported"])
-        .start();
+    let mut s = bare().cwd(&dir).args(&["-c", &conf]).start();
     let log = s.marks.join("hooks.log");
     let lines = || {
         std::fs::read_to_string(&log)
@@ -291,6 +291,16 @@ fn gunicorn_worker_hooks_from_a_conf_file_run_in_the_workers() {
     let pid: i32 = pre.split(' ').nth(1).unwrap().parse().unwrap();
     assert!(served.contains(&pid), "{pre} {served:?}");
 
+    // The arbiter's hooks run in processes of their own with the master's pid as server.pid:
+    // when_ready once, on_reload at each reload, on_exit at the stop.
+    let master = s.pid();
+    let ready = format!("when_ready {master}");
+    assert!(
+        eventually(EVENT_TIMEOUT, || lines().contains(&ready)),
+        "{:?}",
+        lines()
+    );
+
     s.signal(libc::SIGHUP);
     s.wait_promoted(1);
     for (id, pid) in &workers {
@@ -301,4 +311,20 @@ fn gunicorn_worker_hooks_from_a_conf_file_run_in_the_workers() {
             lines()
         );
     }
+    let reload = format!("on_reload {master}");
+    assert!(
+        eventually(EVENT_TIMEOUT, || lines().contains(&reload)),
+        "{:?}",
+        lines()
+    );
+    s.signal(libc::SIGTERM);
+    s.wait_exit(EVENT_TIMEOUT).expect("segue should stop");
+    let exit = format!("on_exit {master}");
+    assert!(
+        eventually(EVENT_TIMEOUT, || lines().contains(&exit)),
+        "{:?}",
+        lines()
+    );
+    let l = lines();
+    assert_eq!(l.iter().filter(|x| **x == ready).count(), 1, "{l:?}");
 }

@@ -22,8 +22,8 @@ HOOKS = ("post_fork", "post_worker_init", "worker_int", "worker_abort", "pre_req
 class Server(object):
     """What a hook gets as `server` (gunicorn's Arbiter): the master's pid."""
 
-    def __init__(self):
-        self.pid = os.getppid()
+    def __init__(self, pid=None):
+        self.pid = os.getppid() if pid is None else pid
         self.cfg = None
 
 
@@ -147,3 +147,12 @@ def _wrap(app):
         return _Body(body, lambda: post(_worker, req, environ, resp))
 
     return with_request_hooks
+
+
+def run_master_hook(path, name, master_pid):
+    """In a short-lived process the master starts: runs the config file and its arbiter hook
+    `name` (when_ready, on_reload, on_exit) with a `server` whose pid is the master's."""
+    namespace = runpy.run_path(path)
+    hook = namespace.get(name)
+    if callable(hook):
+        hook(Server(master_pid))

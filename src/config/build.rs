@@ -731,6 +731,7 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         invocation: None,
         exit_when_ready: false,
         daemons: processes::daemons(rd),
+        master_hooks: rd.list("gunicorn-master-hook"),
         crons: processes::crons(rd),
         cron_harakiri: rd.optional_secs("cron-harakiri"),
         scaling: processes::scaling(rd, workers),

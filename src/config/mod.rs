@@ -193,6 +193,10 @@ pub struct Config {
     /// Commands the master runs beside the workers (`--attach-daemon` and the smart kinds).
     #[serde(default)]
     pub daemons: Vec<DaemonSpec>,
+    /// gunicorn's arbiter hooks the `--gunicorn-hooks` file defines (`when_ready`,
+    /// `on_reload`, `on_exit`): each runs in a short-lived process of the app's interpreter.
+    #[serde(default)]
+    pub master_hooks: Vec<String>,
     /// Commands the master runs on a schedule (`--cron`, `--unique-cron`).
     #[serde(default)]
     pub crons: Vec<CronSpec>,

@@ -97,6 +97,7 @@ pub fn start(
         stdin: false,
         uid: owner.map(|o| o.0),
         gid: owner.map(|o| o.1),
+        outlives_master: false,
     };
     let pid = daemon_process::spawn(cmd, Side::Vassal { raw }, label, how)?;
     let listener = tokio::spawn(async move {

@@ -28,6 +28,8 @@ pub enum Side {
     Daemon,
     /// A cron run.
     Cron,
+    /// A gunicorn arbiter hook's process.
+    Hook,
     /// An emperor's vassal: its lines are already log lines, copied to stderr as they are
     /// (`raw`, for JSON logs) or behind `[its file] `.
     Vassal {
@@ -47,6 +49,9 @@ pub struct Launch<'a> {
     pub uid: Option<u32>,
     /// The group it runs as.
     pub gid: Option<u32>,
+    /// It may outlive the master (gunicorn's `on_exit` hook runs as the master exits): no
+    /// `PR_SET_PDEATHSIG`.
+    pub outlives_master: bool,
 }
 
 /// Starts `command` by `/bin/sh -c` as `how` says, in a new process group, stdin from
@@ -78,9 +83,13 @@ pub fn spawn(
     // Its own group: a stop or a reload signals everything it started, and a Ctrl-C at
     // the terminal goes to segue, which stops it in order.
     .process_group(0);
+    let outlives_master = how.outlives_master;
     // SAFETY: prctl is async-signal-safe and touches only the child's own state.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            if outlives_master {
+                return Ok(());
+            }
             // If the master dies without stopping it, the daemon is told (SIGTERM) rather than
             // left running unsupervised. The main thread forks it (the master's runtime is
             // single-threaded) and survives an in-place upgrade's exec, so this fires only
@@ -152,6 +161,7 @@ fn emit(side: Side, name: &str, pid: i32, stream: &'static str, line: &[u8]) {
     match side {
         Side::Daemon => tracing::info!(daemon = name, pid, stream, "{line}"),
         Side::Cron => tracing::info!(cron = name, pid, stream, "{line}"),
+        Side::Hook => tracing::info!(hook = name, pid, stream, "{line}"),
         Side::Vassal { raw } => {
             use std::io::Write;
             let text = if raw {

@@ -70,6 +70,8 @@ pub struct Executor {
     control_fd: Option<RawFd>,
     /// The status the master exits with, once the supervisor has said so ([`Effect::Exit`]).
     exit: Option<i32>,
+    /// The first `READY=1` has gone out (gunicorn's `when_ready` runs once).
+    ready_seen: bool,
     /// The cheap-mode watch on the listeners, while it runs.
     watch: Option<tokio::task::AbortHandle>,
 }
@@ -95,6 +97,7 @@ impl Executor {
             notifier,
             control_fd,
             exit: None,
+            ready_seen: false,
             watch: None,
         }
     }
@@ -124,6 +127,27 @@ impl Executor {
     fn unwatch(&mut self) {
         if let Some(task) = self.watch.take() {
             task.abort();
+        }
+    }
+
+    /// Runs the gunicorn arbiter hooks the moment `message` marks (see [`super::server_hooks`]).
+    fn server_hooks(&mut self, message: &str, sup: &Supervisor) {
+        let base = &sup.base;
+        let Some(file) = &base.worker.gunicorn_hooks else {
+            return;
+        };
+        for hook in super::server_hooks::hooks_for(message, &mut self.ready_seen) {
+            if !base.master_hooks.iter().any(|h| h == hook) {
+                continue;
+            }
+            let python = match &base.worker.virtualenv {
+                Some(venv) => venv.join("bin/python"),
+                None => super::generation::own_python(),
+            };
+            let dir = base.worker.chdir.as_deref();
+            if let Some(pid) = super::server_hooks::run(&python, file, hook, dir) {
+                self.owners.insert(pid, Owner::Daemon);
+            }
         }
     }
 
@@ -182,6 +206,7 @@ impl Executor {
                 if let Some(n) = &self.notifier {
                     n.send(&message);
                 }
+                self.server_hooks(&message, sup);
             }
             Effect::Reply(responder, outcome) => responder.send(outcome),
             Effect::Preflight(binary) => {
@@ -228,6 +253,7 @@ impl Executor {
                     stdin: keys.stdin,
                     uid: keys.uid,
                     gid: keys.gid,
+                    outlives_master: false,
                 };
                 return Some(
                     match super::daemon_process::start(&spec.command, Side::Daemon, how) {

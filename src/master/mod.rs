@@ -26,6 +26,7 @@ mod reconfigure;
 mod recycle;
 pub mod reload;
 mod respawn;
+pub mod server_hooks;
 pub mod spawn;
 mod status;
 mod stop;

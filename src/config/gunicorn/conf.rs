@@ -291,7 +291,10 @@ fn into_conf(report: Report, target: &str, named: PathBuf) -> Result<Conf, ConfE
     for mut e in report.entries {
         let known = catalog::setting(&e.name);
         // A worker-side hook's value is the file that defines it: the workers run it from there.
-        if e.kind == "callable" && catalog::WORKER_HOOKS.contains(&e.name.as_str()) {
+        let hook = e.name.as_str();
+        if e.kind == "callable"
+            && (catalog::WORKER_HOOKS.contains(&hook) || catalog::MASTER_HOOKS.contains(&hook))
+        {
             e.values = vec![absolute_path.display().to_string()];
         }
         // gunicorn ignores callables it has no setting for; report only those that may be a

@@ -9,10 +9,10 @@ use crate::config::entry::{Verdict, nearest};
 
 use super::catalog::{self, Setting};
 
-const HOOKS: &str = "segue runs gunicorn's worker-side hooks (post_fork, post_worker_init, \
-     pre_request, post_request, worker_int, worker_exit) but not yet the master's (on_starting, \
-     when_ready, on_reload, on_exit, child_exit, ...): segue's master never runs Python; code \
-     that must run once per worker can go in post_fork or segue.postfork (docs/python-api.md)";
+const HOOKS: &str = "segue runs gunicorn's worker hooks (post_fork, post_worker_init, \
+     pre_request, post_request, worker_int, worker_exit) and the arbiter's when_ready, on_reload \
+     and on_exit, but not this one: segue's master never runs Python and has no moment for it; \
+     code that must run once per worker can go in post_fork or segue.postfork (docs/python-api.md)";
 const ABORT: &str = "segue's harakiri ends a stuck worker with SIGKILL, so worker_abort never \
      runs; the master logs the stuck request's Python stack instead";
 const TLS: &str = "segue serves plain HTTP: terminate TLS in nginx, a load balancer or \
@@ -133,6 +133,12 @@ fn decide(s: &Setting, v: &str) -> Decided {
         if catalog::WORKER_HOOKS.contains(&s.name) && v.starts_with('/') {
             // The config reader gives a worker hook the path of the file that defines it.
             return one("gunicorn-hooks", v);
+        }
+        if catalog::MASTER_HOOKS.contains(&s.name) && v.starts_with('/') {
+            return Ok(Verdict::Applied(vec![
+                ("gunicorn-hooks", v.to_owned()),
+                ("gunicorn-master-hook", s.name.to_owned()),
+            ]));
         }
         if s.name == "worker_abort" {
             return Ok(Implied(ABORT));

@@ -88,6 +88,16 @@ pub static CORE: &[Opt] = &[
         "Run the worker-side server hooks (post_fork, post_worker_init, pre_request, post_request, worker_int, worker_exit) of this gunicorn config file in every worker; set by -c gunicorn.conf.py when it defines them (see docs/python-api.md)"
     ),
     opt!(
+        "gunicorn-master-hook",
+        None,
+        Text,
+        true,
+        None,
+        "NAME",
+        Applies,
+        "A gunicorn arbiter hook of the --gunicorn-hooks file to run (when_ready, on_reload, on_exit), each in a short-lived process of the app's interpreter; set by -c gunicorn.conf.py when it defines them (repeatable)"
+    ),
+    opt!(
         "uwsgi-compat",
         None,
         Bool,

@@ -421,14 +421,14 @@ fn gunicorns_own_example_config_gets_a_verdict_for_every_name() {
         ["DJANGO_SECRET_KEY=something", "SPAM=eggs"]
     );
     // The arbiter's hooks are refused; the workers' are run (their value names the file).
-    for hook in ["pre_fork", "pre_exec", "when_ready"] {
+    for hook in ["pre_fork", "pre_exec"] {
         assert!(
             matches!(translate(hook, Some("f")), Verdict::Unsupported(_)),
             "{hook}"
         );
         assert!(!values(&conf, hook).is_empty(), "{hook}");
     }
-    for hook in ["post_fork", "worker_int"] {
+    for hook in ["post_fork", "worker_int", "when_ready"] {
         let v = values(&conf, hook);
         assert!(
             matches!(translate(hook, Some(v[0])), Verdict::Applied(_)),

@@ -239,7 +239,10 @@ fn bare_flags_take_their_gunicorn_value() {
 fn hooks_users_and_tls_are_refused_with_the_way_out() {
     // The master's hooks are refused; a worker hook from a file names the file (below).
     assert!(
-        matches!(translate("when_ready", Some("<function when_ready>")), Unsupported(r) if r.contains("hook"))
+        matches!(translate("pre_fork", Some("/srv/gunicorn.conf.py")), Unsupported(r) if r.contains("hook"))
+    );
+    assert!(
+        matches!(translate("when_ready", Some("/srv/g.py")), Applied(a) if a == [("gunicorn-hooks", "/srv/g.py".to_owned()), ("gunicorn-master-hook", "when_ready".to_owned())])
     );
     assert!(
         matches!(translate("post_fork", Some("/srv/gunicorn.conf.py")), Applied(a) if a == [("gunicorn-hooks", "/srv/gunicorn.conf.py".to_owned())])
