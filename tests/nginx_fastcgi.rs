@@ -120,10 +120,19 @@ fn nginx_fastcgi_pass_with_keep_conn_over_tcp() {
     check_requests(&front);
     // keep-conn: after twenty requests one after another, nginx still holds its connections
     // to segue (without keep-conn segue closes each after its response).
-    for _ in 0..20 {
-        assert_eq!(get(front.addr, "/").status, 200);
+    // A connection may end now and then between two requests (a limit or a stall on either
+    // side, as seen once on a loaded CI machine); keep-conn is broken only if none stays open
+    // round after round, so up to three rounds are tried.
+    let mut kept = 0;
+    for _round in 0..3 {
+        for _ in 0..20 {
+            assert_eq!(get(front.addr, "/").status, 200);
+        }
+        kept = established_to(up.port());
+        if (1..=8).contains(&kept) {
+            break;
+        }
     }
-    let kept = established_to(up.port());
     assert!(
         (1..=8).contains(&kept),
         "{kept} connections open from nginx to segue after sequential requests"
