@@ -52,28 +52,8 @@ impl Emperor {
     }
 
     /// Waits until the status satisfies `cond`; fails with the last status and the log.
-    fn wait(
-        &self,
-        what: &str,
-        mut cond: impl FnMut(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let mut last = String::new();
-        let mut hit = None;
-        eventually(EVENT_TIMEOUT, || match self.status() {
-            Ok(st) if cond(&st) => {
-                hit = Some(st);
-                true
-            }
-            Ok(st) => {
-                last = st.to_string();
-                false
-            }
-            Err(e) => {
-                last = e;
-                false
-            }
-        });
-        hit.unwrap_or_else(|| {
+    fn wait(&self, what: &str, cond: impl FnMut(&serde_json::Value) -> bool) -> serde_json::Value {
+        poll_reply(|| self.status(), cond).unwrap_or_else(|last| {
             panic!(
                 "the emperor never showed {what}; last: {last}\n{}",
                 self.server.log.all()

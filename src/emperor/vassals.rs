@@ -97,6 +97,20 @@ struct Vassal {
 }
 
 impl Vassal {
+    /// A ready (or reloading) vassal reloads: its SIGHUP. Others cannot be told yet.
+    fn reload(&mut self) -> Option<Action> {
+        match (self.state, self.pid) {
+            (State::Running | State::Reloading, Some(pid)) => {
+                self.state = State::Reloading;
+                Some(Action::Signal {
+                    pid,
+                    sig: Sig::Reload,
+                })
+            }
+            _ => None,
+        }
+    }
+
     fn new(fingerprint: Fingerprint) -> Vassal {
         Vassal {
             fingerprint,
@@ -176,15 +190,12 @@ impl Vassals {
             if !changed {
                 continue;
             }
-            match (v.state, v.pid) {
-                (State::Running | State::Reloading, Some(pid)) => {
-                    v.state = State::Reloading;
-                    out.push(Action::Signal {
-                        pid,
-                        sig: Sig::Reload,
-                    });
-                }
-                (State::Waiting { .. }, _) => {
+            if let Some(signal) = v.reload() {
+                out.push(signal);
+                continue;
+            }
+            match v.state {
+                State::Waiting { .. } => {
                     // A fix to a crashing vassal's file is tried at once.
                     v.state = State::Starting;
                     v.failures = 0;
@@ -428,16 +439,10 @@ impl Vassals {
             return out;
         }
         for v in self.map.values_mut().filter(|v| !v.removed) {
-            match (v.state, v.pid) {
-                (State::Running | State::Reloading, Some(pid)) => {
-                    v.state = State::Reloading;
-                    out.push(Action::Signal {
-                        pid,
-                        sig: Sig::Reload,
-                    });
-                }
-                (State::Starting, _) => v.reload_pending = true,
-                _ => {}
+            match v.reload() {
+                Some(signal) => out.push(signal),
+                None if v.state == State::Starting => v.reload_pending = true,
+                None => {}
             }
         }
         out

@@ -202,6 +202,30 @@ fn control_arg(args: &[String]) -> Option<PathBuf> {
     None
 }
 
+/// Calls `fetch` every 20 ms until its reply satisfies `cond` and returns that reply, or after
+/// `EVENT_TIMEOUT` the last reply (or error) as text. Failed calls in between are retried.
+pub fn poll_reply(
+    mut fetch: impl FnMut() -> Result<serde_json::Value, String>,
+    mut cond: impl FnMut(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value, String> {
+    let (mut hit, mut last) = (None, String::from("no answer"));
+    eventually(EVENT_TIMEOUT, || match fetch() {
+        Ok(st) if cond(&st) => {
+            hit = Some(st);
+            true
+        }
+        Ok(st) => {
+            last = st.to_string();
+            false
+        }
+        Err(e) => {
+            last = e;
+            false
+        }
+    });
+    hit.ok_or(last)
+}
+
 /// One `status` call on the control socket at `path`: the reply as JSON (`{"reply": "status",
 /// "ready": ..., "listeners": [...], "workers": [...], ...}`), or why there was none.
 pub fn control_status(path: &Path) -> Result<serde_json::Value, String> {
@@ -378,29 +402,14 @@ impl Server {
     pub fn wait_status(
         &self,
         what: &str,
-        mut cond: impl FnMut(&serde_json::Value) -> bool,
+        cond: impl FnMut(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let (mut hit, mut last) = (None, String::from("no answer"));
-        let found = eventually(EVENT_TIMEOUT, || match self.try_status() {
-            Ok(st) if cond(&st) => {
-                hit = Some(st);
-                true
-            }
-            Ok(st) => {
-                last = st.to_string();
-                false
-            }
-            Err(e) => {
-                last = e;
-                false
-            }
-        });
-        assert!(
-            found,
-            "status never showed {what} within {EVENT_TIMEOUT:?}; last: {last}\n{}",
-            self.log.all()
-        );
-        hit.unwrap()
+        poll_reply(|| self.try_status(), cond).unwrap_or_else(|last| {
+            panic!(
+                "status never showed {what} within {EVENT_TIMEOUT:?}; last: {last}\n{}",
+                self.log.all()
+            )
+        })
     }
 
     /// Waits until reload `n` is over (promoted or rolled back) and returns its record from
