@@ -267,6 +267,7 @@ fn a_worker_module_of_another_version_names_both() {
         protocols: vec![],
         max_requests: None,
         scoreboard_cell: None,
+        zygote: false,
     };
     write_boot(&master, &boot, &[]).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -11,42 +11,6 @@ use std::path::Path;
 
 use support::*;
 
-/// The marker files `kind-w{id}-g{generation}-{pid}` in `dir`, as (id, generation, pid, runs).
-fn marks(dir: &Path, kind: &str) -> Vec<(u64, u64, i32, usize)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&format!("{kind}-w")) else {
-            continue;
-        };
-        let parts: Vec<&str> = rest.split('-').collect();
-        let [id, generation, pid] = parts[..] else {
-            panic!("odd marker {name}");
-        };
-        let runs = std::fs::read_to_string(entry.path()).unwrap().len();
-        out.push((
-            id.parse().unwrap(),
-            generation.trim_start_matches('g').parse().unwrap(),
-            pid.parse().unwrap(),
-            runs,
-        ));
-    }
-    out.sort();
-    out
-}
-
-fn worker_pids(st: &serde_json::Value, generation: u64) -> Vec<(u64, i32)> {
-    let mut out: Vec<(u64, i32)> = st["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["generation"] == generation)
-        .map(|w| (w["id"].as_u64().unwrap(), w["pid"].as_i64().unwrap() as i32))
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn hooks_run_in_each_worker_and_the_worker_knows_who_it_is() {
     let s = server("hooks:application")
@@ -113,15 +77,7 @@ fn a_postfork_hook_that_raises_is_a_boot_failure_with_its_traceback() {
     let s = server("hooks:application").start();
     std::fs::write(s.marks.join("fail-postfork"), "").unwrap();
     s.signal(libc::SIGHUP);
-    let r = s.wait_reload(1);
-    assert_eq!(r["ok"], false, "{r}");
-    assert!(
-        r["reason"]
-            .as_str()
-            .unwrap()
-            .contains("postfork hook raised RuntimeError"),
-        "{r}"
-    );
+    s.wait_rolled_back(1, "postfork hook raised RuntimeError");
     assert_eq!(get(s.addr(), "/").json()["generation"], 1);
 }
 
@@ -178,9 +134,19 @@ fn uwsgi_compat_runs_the_seeds_post_fork_recipes() {
     assert_eq!(status.code(), Some(3), "{}", s.log.all());
     s.wait_log(&["No module named 'uwsgi'"]);
 
-    for style in ["decorator", "attribute"] {
+    // With --preload the hook runs after the fork from the zygote, as after uWSGI's own fork.
+    for (style, preload) in [
+        ("decorator", false),
+        ("attribute", false),
+        ("decorator", true),
+        ("attribute", true),
+    ] {
+        let mut args = vec!["--workers", "2", "--uwsgi-compat"];
+        if preload {
+            args.push("--preload");
+        }
         let s = server("uwsgi_recipe:application")
-            .args(&["--workers", "2", "--uwsgi-compat"])
+            .args(&args)
             .env("HOOK_STYLE", style)
             .start();
         let workers = worker_pids(&s.status(), 1);
@@ -213,7 +179,22 @@ fn uwsgi_compat_runs_the_seeds_post_fork_recipes() {
 /// reload replaces the worker. Each hook appends a line to a file in $SEGUE_TEST_DIR.
 #[test]
 fn gunicorn_worker_hooks_from_a_conf_file_run_in_the_workers() {
-    let dir = support::oneshot::scratch("gunicorn-hooks");
+    gunicorn_hooks(false);
+}
+
+/// With `preload_app = True` the app is imported once, by the zygote, and `post_fork` still
+/// runs in each worker after its fork, with that worker's pid, as under gunicorn's --preload.
+#[test]
+fn gunicorn_hooks_with_preload_app_run_post_fork_after_the_fork() {
+    gunicorn_hooks(true);
+}
+
+fn gunicorn_hooks(preload: bool) {
+    let dir = support::oneshot::scratch(if preload {
+        "gunicorn-hooks-preload"
+    } else {
+        "gunicorn-hooks"
+    });
     let conf = dir.join("gunicorn.conf.py");
     std::fs::write(
         &conf,
@@ -222,6 +203,7 @@ fn gunicorn_worker_hooks_from_a_conf_file_run_in_the_workers() {
              chdir = {apps:?}\n\
              wsgi_app = 'cases:application'\n\
              workers = 2\n\
+             preload_app = {preload}\n\
              def note(text):\n\
              \x20   with open(os.path.join(os.environ['SEGUE_TEST_DIR'], 'hooks.log'), 'a') as f:\n\
              \x20       f.write(text + '\\n')\n\
@@ -229,6 +211,8 @@ fn gunicorn_worker_hooks_from_a_conf_file_run_in_the_workers() {
              \x20   note('post_fork %d %d %d' % (worker.age, worker.pid, server.pid))\n\
              def post_worker_init(worker):\n\
              \x20   note('post_worker_init %d %d' % (worker.age, worker.pid))\n\
+             \x20   import segue\n\
+             \x20   note('preloaded %s' % segue.preloaded())\n\
              def pre_request(worker, req):\n\
              \x20   note('pre_request %d %s %s' % (worker.pid, req.method, req.path))\n\
              def post_request(worker, req, environ, resp):\n\
@@ -241,7 +225,8 @@ fn gunicorn_worker_hooks_from_a_conf_file_run_in_the_workers() {
              \x20   note('on_reload %d' % server.pid)\n\
              def on_exit(server):\n\
              \x20   note('on_exit %d' % server.pid)\n",
-            apps = apps_dir().display().to_string()
+            apps = apps_dir().display().to_string(),
+            preload = if preload { "True" } else { "False" },
         ),
     )
     .unwrap();
@@ -256,6 +241,14 @@ fn gunicorn_worker_hooks_from_a_conf_file_run_in_the_workers() {
             .collect::<Vec<_>>()
     };
     let workers = worker_pids(&s.status(), 1);
+    // Each worker knows whether the zygote imported the app for it.
+    let flag = format!("preloaded {}", if preload { "True" } else { "False" });
+    assert_eq!(
+        lines().iter().filter(|l| **l == flag).count(),
+        workers.len(),
+        "{:?}",
+        lines()
+    );
     for (id, pid) in &workers {
         let l = lines();
         assert_eq!(

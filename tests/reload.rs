@@ -29,18 +29,23 @@ fn assert_nothing_lost(report: &LoadReport, log: &str) {
 }
 
 /// Runs `reloads` reloads under load; after each, the new version must be the only one served
-/// from one second after promotion on.
-fn reload_under_load(strategy: &str) {
+/// from one second after promotion on. With `preload` each generation's zygote imports the new
+/// code and forks its workers.
+fn reload_under_load(strategy: &str, preload: bool) {
     let deploy = Deploy::new("v1");
+    let mut args = vec![
+        "--workers",
+        "2",
+        "--threads",
+        "2",
+        "--reload-strategy",
+        strategy,
+    ];
+    if preload {
+        args.push("--preload");
+    }
     let s = server_in(&deploy.root, "versioned:application")
-        .args(&[
-            "--workers",
-            "2",
-            "--threads",
-            "2",
-            "--reload-strategy",
-            strategy,
-        ])
+        .args(&args)
         .start();
     let addr = s.addr();
     let load = Load::start(addr, "/", 4, 2, Duration::from_secs(90));
@@ -92,13 +97,23 @@ fn reload_under_load(strategy: &str) {
 }
 
 #[test]
+fn chain_reload_with_preload_under_load_loses_nothing_and_serves_the_new_code() {
+    reload_under_load("chain", true);
+}
+
+#[test]
+fn respawn_reload_with_preload_under_load_loses_nothing_and_serves_the_new_code() {
+    reload_under_load("respawn", true);
+}
+
+#[test]
 fn chain_reload_under_load_loses_nothing_and_serves_the_new_code() {
-    reload_under_load("chain");
+    reload_under_load("chain", false);
 }
 
 #[test]
 fn respawn_reload_under_load_loses_nothing_and_serves_the_new_code() {
-    reload_under_load("respawn");
+    reload_under_load("respawn", false);
 }
 
 fn rollback_under_load(strategy: &str, extra: &[&str], bad_version: &str, reason: &str) {

@@ -105,18 +105,25 @@ def _call(name, *args):
         hook(*args)
 
 
-def install(path):
-    """Runs the config file, calls post_fork, and registers the other hooks with segue."""
-    global _server, _worker
+def install(path, preloaded=False):
+    """Runs the config file and registers its hooks with segue. post_fork runs now, before the
+    app import, or (`preloaded`: in a --preload zygote) in each worker after the fork."""
     namespace = runpy.run_path(path)
     _found.update({n: namespace[n] for n in HOOKS if callable(namespace.get(n))})
-    _server, _worker = Server(), Worker()
-    _call("post_fork", _server, _worker)
+
+    def post_fork():
+        global _server, _worker
+        _server, _worker = Server(_hooks._master_pid()), Worker()
+        _call("post_fork", _server, _worker)
 
     def post_worker_init():
         _worker.booted = True
         _call("post_worker_init", _worker)
 
+    if preloaded:
+        segue.postfork(post_fork)
+    else:
+        post_fork()
     segue.postfork(post_worker_init)
     segue.worker_exit(lambda: _call("worker_exit", _server, _worker))
     _hooks._register("quick", lambda: _call("worker_int", _worker))

@@ -61,6 +61,11 @@ def generation():
     return _info["generation"] if _info else None
 
 
+def _master_pid():
+    """The master's pid, as the worker (or zygote) saw it before any fork."""
+    return _info.get("master_pid") if _info else None
+
+
 def preloaded():
     """Whether the app was imported before this process was forked (--preload)."""
     return bool(_info and _info["preloaded"])

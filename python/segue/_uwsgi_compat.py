@@ -9,6 +9,7 @@ import sys
 import types
 
 import segue
+from segue import _hooks
 
 
 def _call_post_fork_hook():
@@ -51,8 +52,10 @@ def install(numproc, threads):
     uwsgi = types.ModuleType("uwsgi", "segue's stand-in for uWSGI's Python API (--uwsgi-compat)")
     uwsgi.worker_id = lambda: segue.worker_id() or 0
     uwsgi.numproc = numproc
-    uwsgi.masterpid = os.getppid
-    uwsgi.opt = {"processes": str(numproc), "threads": str(threads), "master": "true", "lazy-apps": "true"}
+    uwsgi.masterpid = lambda: _hooks._master_pid() or os.getppid()
+    uwsgi.opt = {"processes": str(numproc), "threads": str(threads), "master": "true"}
+    if not segue.preloaded():
+        uwsgi.opt["lazy-apps"] = "true"
     decorators = types.ModuleType("uwsgidecorators", "segue's stand-in for uwsgidecorators (--uwsgi-compat)")
     decorators.postfork = _Postfork
     decorators.postfork_chain = _chain

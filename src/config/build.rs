@@ -696,6 +696,10 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
             numproc: workers,
             threads,
         }),
+        preload: rd.boolean("preload").then(|| super::Preload {
+            gc_freeze: !rd.boolean("no-gc-freeze"),
+            allow_threads: rd.boolean("preload-allow-threads"),
+        }),
     };
     Some(Config {
         worker,

@@ -123,6 +123,20 @@ pub struct WorkerConfig {
     /// The gunicorn config file whose worker-side server hooks the workers run.
     #[serde(default)]
     pub gunicorn_hooks: Option<PathBuf>,
+    /// `--preload`: the app is imported once per generation by a zygote that forks the
+    /// workers; `None` imports it in each worker.
+    #[serde(default)]
+    pub preload: Option<Preload>,
+}
+
+/// How the zygote of a `--preload` generation prepares to fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preload {
+    /// Call `gc.freeze()` after the import (`--no-gc-freeze` clears it), so that collections
+    /// in the workers leave the shared pages alone.
+    pub gc_freeze: bool,
+    /// Fork although the app started threads at import (`--preload-allow-threads`).
+    pub allow_threads: bool,
 }
 
 /// What `--uwsgi-compat`'s `uwsgi` module tells the app (`uwsgi.numproc`, `uwsgi.opt`).

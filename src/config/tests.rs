@@ -102,7 +102,7 @@ fn gunicorns_timeout_is_harakiri_only_for_the_single_threaded_sync_class() {
 #[test]
 fn every_problem_is_listed_at_once_with_its_place() {
     let r = resolve(&inv(
-        &["app", "--wokrers", "2", "--threads", "x", "--preload"],
+        &["app", "--wokrers", "2", "--threads", "x", "--daemon"],
         &[],
     ))
     .unwrap();
@@ -114,7 +114,7 @@ fn every_problem_is_listed_at_once_with_its_place() {
         "{text}"
     );
     assert!(text.contains("--threads: invalid value 'x'"), "{text}");
-    assert!(text.contains("\n  --preload: not supported"), "{text}");
+    assert!(text.contains("\n  --daemon: not supported"), "{text}");
     assert!(
         !text.contains("command line"),
         "a flag is named once: {text}"
@@ -123,7 +123,7 @@ fn every_problem_is_listed_at_once_with_its_place() {
         err.has_unsupported && text.contains("--ignore-unsupported"),
         "{text}"
     );
-    let r = resolve(&inv(&["app", "--preload", "--ignore-unsupported"], &[])).unwrap();
+    let r = resolve(&inv(&["app", "--daemon", "--ignore-unsupported"], &[])).unwrap();
     assert!(r.config().is_ok());
 }
 

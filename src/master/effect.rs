@@ -121,6 +121,9 @@ pub enum Event {
     },
     /// A connection waits in a listener's queue while [`Effect::WatchListeners`] watches.
     ConnectionWaiting,
+    /// A zygote's task reports (`--preload`); the executor consumes it before the supervisor
+    /// could see it ([`super::executor::Executor::absorb`]).
+    Zygote(super::zygote::News),
     /// A smart daemon's pidfile, read as [`Effect::ReadPidfile`] asked: the pid in it, if that
     /// process is alive.
     PidfileRead {
@@ -244,6 +247,9 @@ pub enum Effect {
     WatchListeners,
     /// Stop the watch [`Effect::WatchListeners`] started, if it still runs.
     UnwatchListeners,
+    /// The generation is forgotten (it has no workers and gets no more): its zygote, if it
+    /// has one (`--preload`), can go.
+    Retire(GenerationId),
     /// Read a smart daemon's pidfile off the loop and check whether its pid is alive; the
     /// answer comes back as [`Event::PidfileRead`].
     ReadPidfile {

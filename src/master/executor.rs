@@ -6,7 +6,7 @@
 //! Nothing here waits on the loop: timers, channel I/O and the upgrade check run as tasks that
 //! report back through the event channel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,7 @@ use super::spawn::spawn_worker;
 use super::supervisor::Supervisor;
 use super::upgrade::{self, HandedListener, Handover, PREFLIGHT_TIMEOUT};
 use super::worker::WorkerId;
+use super::zygote::{ForkRequest, News, Zygotes};
 use crate::config::WorkerConfig;
 use crate::protocol::scoreboard::Cells;
 use crate::protocol::{Boot, Channel, FrameError, PROTOCOL_VERSION, ToMaster, ToWorker};
@@ -49,7 +50,18 @@ enum Owner {
     Preflight(oneshot::Sender<ExitKind>),
     /// An attached daemon or a cron run: its exit goes to the supervisor by pid.
     Daemon,
+    /// A `--preload` zygote: the workers still waiting on it fail with its exit status.
+    Zygote {
+        /// Its generation, for the log.
+        generation: u64,
+        /// Which zygote.
+        instance: u64,
+    },
 }
+
+/// How many exits of unknown children are remembered: a worker forked by a zygote is a
+/// child of the master before the master learns its pid, and could die in between.
+const EARLY_EXITS: usize = 64;
 
 /// Performs effects; see the module doc.
 pub struct Executor {
@@ -74,6 +86,10 @@ pub struct Executor {
     ready_seen: bool,
     /// The cheap-mode watch on the listeners, while it runs.
     watch: Option<tokio::task::AbortHandle>,
+    /// `--preload`: each generation's zygote and the workers waiting on them.
+    zygotes: Zygotes,
+    /// The latest exits of children nobody owned (see [`EARLY_EXITS`]).
+    early_exits: VecDeque<(i32, ExitKind)>,
 }
 
 impl Executor {
@@ -99,6 +115,8 @@ impl Executor {
             exit: None,
             ready_seen: false,
             watch: None,
+            zygotes: Zygotes::default(),
+            early_exits: VecDeque::new(),
         }
     }
 
@@ -175,6 +193,9 @@ impl Executor {
                     .python
                     .clone()
                     .unwrap_or_else(super::generation::own_python);
+                if worker.preload.is_some() {
+                    return self.fork(id, generation, &python, worker, &config.env, max_requests);
+                }
                 return Some(self.spawn(
                     id,
                     generation,
@@ -193,6 +214,24 @@ impl Executor {
             Effect::Kill(id) => {
                 if let Some(p) = self.processes.get(&id) {
                     signal(p.pid, Signal::SIGKILL);
+                } else if let Some(pending) = self.zygotes.take_pending(id) {
+                    // Not forked yet: it ends here, as if killed (its fork, if it comes, is
+                    // killed on arrival).
+                    self.release_cell(pending.cell);
+                    return Some(Event::Exited {
+                        id,
+                        kind: ExitKind::Signal(libc::SIGKILL),
+                    });
+                }
+            }
+            Effect::Retire(generation) => {
+                if let Some(pid) = self.zygotes.retire(generation) {
+                    tracing::info!(
+                        generation,
+                        pid,
+                        "killing the zygote of a retired generation in its import"
+                    );
+                    signal(Pid::from_raw(pid), Signal::SIGKILL);
                 }
             }
             Effect::After(delay, timer) => {
@@ -301,15 +340,14 @@ impl Executor {
         None
     }
 
-    fn spawn(
+    /// A worker's `Boot`, with its fds and the scoreboard cell taken for it.
+    fn boot(
         &mut self,
         id: WorkerId,
         generation: u64,
-        python: &Path,
         config: WorkerConfig,
-        env: &[(String, String)],
         max_requests: Option<u64>,
-    ) -> Event {
+    ) -> (Boot, Vec<RawFd>, Option<usize>) {
         let mut fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
         let cell = self.cells.as_mut().and_then(Cells::take);
         if let (Some(cells), Some(_)) = (&self.cells, cell) {
@@ -324,7 +362,143 @@ impl Executor {
             protocols: self.listeners.iter().map(|l| l.protocol).collect(),
             max_requests,
             scoreboard_cell: cell,
+            zygote: false,
         };
+        (boot, fds, cell)
+    }
+
+    /// Gets a worker of a `--preload` generation from its zygote, starting the zygote first if
+    /// there is none; the pid comes later, through [`Executor::absorb`].
+    fn fork(
+        &mut self,
+        id: WorkerId,
+        generation: u64,
+        python: &Path,
+        config: WorkerConfig,
+        env: &[(String, String)],
+        max_requests: Option<u64>,
+    ) -> Option<Event> {
+        let zygote_boot = Boot {
+            protocol: PROTOCOL_VERSION,
+            worker_id: 0,
+            generation,
+            config: config.clone(),
+            listeners: Vec::new(),
+            protocols: Vec::new(),
+            max_requests: None,
+            scoreboard_cell: None,
+            zygote: true,
+        };
+        let (boot, fds, cell) = self.boot(id, generation, config, max_requests);
+        let fds = boot.fd_roles().into_iter().zip(fds).collect();
+        let request = ForkRequest { id, boot, fds };
+        let start = || {
+            spawn_worker(python, &zygote_boot, &[], env)
+                .map(|s| (s.pid.as_raw(), s.control))
+                .map_err(|e| format!("cannot start the zygote: {e}"))
+        };
+        match self
+            .zygotes
+            .fork(generation, request, cell, &self.events, start)
+        {
+            Ok(Some((pid, instance))) => {
+                tracing::info!(
+                    generation,
+                    pid,
+                    "zygote started: it imports the app once for this generation's workers (--preload)"
+                );
+                self.owners.insert(
+                    pid,
+                    Owner::Zygote {
+                        generation,
+                        instance,
+                    },
+                );
+                None
+            }
+            Ok(None) => None,
+            Err(error) => {
+                self.release_cell(cell);
+                Some(Event::SpawnFailed { id, error })
+            }
+        }
+    }
+
+    /// Consumes what only the executor acts on (a zygote's news), turning it into what the
+    /// supervisor knows: a spawned worker, a failed spawn, a worker's `BootFailed`. Every
+    /// other event passes through.
+    pub fn absorb(&mut self, event: Event) -> Vec<Event> {
+        let Event::Zygote(news) = event else {
+            return vec![event];
+        };
+        match news {
+            News::Ready {
+                instance,
+                import_ms,
+            } => {
+                tracing::debug!(instance, import_ms, "zygote ready");
+                self.zygotes.mark_ready(instance);
+                Vec::new()
+            }
+            // Each waiting worker failed as it would have failed importing by itself; each
+            // exits with the zygote's status when the zygote is reaped.
+            News::BootFailed { instance, failure } => self
+                .zygotes
+                .waiting_on(instance)
+                .into_iter()
+                .map(|id| Event::FromWorker(id, ToMaster::BootFailed(failure.clone())))
+                .collect(),
+            News::Forked { id, pid, control } => {
+                let Some(pending) = self.zygotes.take_pending(id) else {
+                    tracing::debug!(worker = %id, pid, "a cancelled worker was forked: killing it");
+                    signal(Pid::from_raw(pid), Signal::SIGKILL);
+                    return Vec::new();
+                };
+                let (tx, rx) = mpsc::unbounded_channel();
+                let control_fd = control.as_raw_fd();
+                run_channel(id, control, rx, self.events.clone());
+                let mut out = vec![Event::Spawned { id, pid }];
+                if let Some(at) = self.early_exits.iter().position(|(p, _)| *p == pid) {
+                    let (_, kind) = self
+                        .early_exits
+                        .remove(at)
+                        .unwrap_or((pid, ExitKind::Code(0)));
+                    self.release_cell(pending.cell);
+                    out.push(Event::Exited { id, kind });
+                    return out;
+                }
+                self.owners.insert(pid, Owner::Worker(id));
+                self.processes.insert(
+                    id,
+                    Process {
+                        pid: Pid::from_raw(pid),
+                        commands: tx,
+                        control_fd,
+                        cell: pending.cell,
+                    },
+                );
+                out
+            }
+            News::ForkFailed { id, error } => match self.zygotes.take_pending(id) {
+                Some(pending) => {
+                    self.release_cell(pending.cell);
+                    vec![Event::SpawnFailed { id, error }]
+                }
+                None => Vec::new(),
+            },
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        id: WorkerId,
+        generation: u64,
+        python: &Path,
+        config: WorkerConfig,
+        env: &[(String, String)],
+        max_requests: Option<u64>,
+    ) -> Event {
+        let (boot, fds, cell) = self.boot(id, generation, config, max_requests);
         match spawn_worker(python, &boot, &fds, env) {
             Ok(spawned) => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -377,9 +551,42 @@ impl Executor {
                 Some(Owner::Preflight(tx)) => {
                     let _ = tx.send(kind);
                 }
+                Some(Owner::Zygote {
+                    generation,
+                    instance,
+                }) => {
+                    let waiting = self.zygotes.waiting_on(instance);
+                    if waiting.is_empty() && kind == ExitKind::Code(0) {
+                        tracing::info!(generation, pid = pid.as_raw(), "zygote exited");
+                    } else {
+                        tracing::warn!(
+                            generation,
+                            pid = pid.as_raw(),
+                            waiting = waiting.len(),
+                            "zygote exited ({kind})"
+                        );
+                    }
+                    self.zygotes.exited(instance);
+                    for id in waiting {
+                        if let Some(pending) = self.zygotes.take_pending(id) {
+                            self.release_cell(pending.cell);
+                        }
+                        out.push(Event::Exited { id, kind });
+                    }
+                }
+                None => {
+                    if self.early_exits.len() == EARLY_EXITS {
+                        self.early_exits.pop_front();
+                    }
+                    self.early_exits.push_back((pid.as_raw(), kind));
+                    out.push(Event::OtherExited {
+                        pid: pid.as_raw(),
+                        kind,
+                    });
+                }
                 // A daemon's, or an orphaned grandchild's (we are a subreaper): the supervisor
                 // knows which.
-                Some(Owner::Daemon) | None => out.push(Event::OtherExited {
+                Some(Owner::Daemon) => out.push(Event::OtherExited {
                     pid: pid.as_raw(),
                     kind,
                 }),

@@ -36,6 +36,7 @@ pub mod triggers;
 pub mod upgrade;
 mod watch;
 pub mod worker;
+pub mod zygote;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -367,8 +368,10 @@ fn carry_out(
         queue.extend(exec.execute(effect, sup));
     }
     while let Some(event) = queue.pop_front() {
-        for effect in sup.handle(event) {
-            queue.extend(exec.execute(effect, sup));
+        for event in exec.absorb(event) {
+            for effect in sup.handle(event) {
+                queue.extend(exec.execute(effect, sup));
+            }
         }
     }
 }

@@ -69,14 +69,18 @@ pub enum Error {
 }
 
 /// Starts the interpreter `python` on the bootstrap, with the control channel at
-/// [`CONTROL_FD`], and sends it `boot` and its fds: one per `boot.listeners`, in that order, then the scoreboard's if `boot.scoreboard_cell`
-/// is set ([`Boot::fd_roles`]). A count that does not match is refused before anything starts.
+/// [`CONTROL_FD`], and sends it `boot` and its fds: one per `boot.listeners`, in that order,
+/// then the scoreboard's if `boot.scoreboard_cell` is set ([`Boot::fd_roles`]). A count that
+/// does not match is refused before anything starts. A zygote (`boot.zygote`) also gets
+/// `PR_SET_PDEATHSIG`: it has no requests to finish, and one stuck in its import must not
+/// outlive the master.
 pub fn spawn_worker(
     python: &Path,
     boot: &Boot,
     fds: &[RawFd],
     env: &[(String, String)],
 ) -> Result<Spawned, Error> {
+    let zygote = boot.zygote;
     let roles = boot.fd_roles();
     if roles.len() != fds.len() {
         return Err(Error::Boot(FrameError::FdMismatch {
@@ -101,7 +105,7 @@ pub fn spawn_worker(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl) run, on fds that
+    // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl, prctl) run, on fds that
     // are valid in the child because it is a copy of this process.
     unsafe {
         cmd.pre_exec(move || {
@@ -109,6 +113,9 @@ pub fn spawn_worker(
                 // dup2 onto itself keeps FD_CLOEXEC; clear it explicitly.
                 set_cloexec(child_fd, false)?;
             } else if libc::dup2(child_fd, CONTROL_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if zygote && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())

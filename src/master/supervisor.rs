@@ -184,6 +184,8 @@ impl Supervisor {
                 }
             }
             Event::SpawnFailed { id, error } => self.on_spawn_failed(id, error),
+            // The executor's own; it never passes one on.
+            Event::Zygote(_) => {}
             Event::FromWorker(id, msg) => self.on_message(id, msg),
             Event::ChannelClosed(id) => {
                 if let Some(w) = self.table.get(id) {
@@ -454,8 +456,17 @@ impl Supervisor {
     pub(super) fn forget_idle_generations(&mut self) {
         let live = self.table.live_generations();
         let (serving, target) = (self.serving, self.reload.as_ref().map(|r| r.target));
-        self.generations
-            .retain(|g, _| *g == serving || Some(*g) == target || live.contains(g));
+        let mut gone = Vec::new();
+        self.generations.retain(|g, _| {
+            let keep = *g == serving || Some(*g) == target || live.contains(g);
+            if !keep {
+                gone.push(*g);
+            }
+            keep
+        });
+        for g in gone {
+            self.emit(Effect::Retire(g));
+        }
     }
 
     /// Applies one command; every source of commands ends here.

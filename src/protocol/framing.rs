@@ -92,7 +92,7 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 
 /// The body length a frame's prefix declares, refused over [`MAX_FRAME`] before anything is
 /// allocated for it.
-fn body_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
+pub(super) fn body_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(prefix) as usize;
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
@@ -157,7 +157,11 @@ pub fn write_boot(
 }
 
 /// Sends `frame` with `fds` attached to its first byte.
-fn send_with_fds(sock: &StdUnixStream, frame: &[u8], fds: &[RawFd]) -> Result<(), FrameError> {
+pub(super) fn send_with_fds(
+    sock: &StdUnixStream,
+    frame: &[u8],
+    fds: &[RawFd],
+) -> Result<(), FrameError> {
     let rights = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
     let sent = loop {
@@ -244,7 +248,7 @@ pub fn decode_boot(body: &[u8], fds: Vec<OwnedFd>) -> Result<(Boot, Fds), FrameE
 ///
 /// Raw libc rather than nix: on truncation nix refuses to walk the control messages, and the
 /// descriptors the kernel did install would stay open unowned.
-fn recv_with_fds(
+pub(super) fn recv_with_fds(
     sock: &StdUnixStream,
     buf: &mut [u8],
 ) -> Result<(usize, Vec<OwnedFd>, bool), FrameError> {
@@ -383,6 +387,7 @@ mod tests {
             protocols: Vec::new(),
             max_requests: None,
             scoreboard_cell: cell,
+            zygote: false,
         }
     }
 

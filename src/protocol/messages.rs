@@ -37,6 +37,10 @@ pub struct Boot {
     /// This worker's cell on the scoreboard, whose fd comes as [`FdRole::Scoreboard`] when set.
     #[serde(default)]
     pub scoreboard_cell: Option<usize>,
+    /// Be the generation's zygote (`--preload`): import the app, then fork workers when asked
+    /// ([`super::zygote`]) instead of serving. A zygote's `Boot` carries no fds.
+    #[serde(default)]
+    pub zygote: bool,
 }
 
 impl Boot {

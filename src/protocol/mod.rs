@@ -14,6 +14,7 @@ mod fd;
 mod framing;
 mod messages;
 pub mod scoreboard;
+pub mod zygote;
 
 pub use channel::{Channel, Reader, Receiver, Sender, Writer};
 pub use fd::{FdRole, Fds, set_cloexec};

@@ -36,9 +36,27 @@ impl Hook {
 }
 
 /// Tells `segue` who this worker is, before the app is imported (an app may ask at import).
-pub fn publish(py: Python<'_>, worker_id: u64, generation: u64, preloaded: bool) -> PyResult<()> {
+/// A zygote has no worker id (`None`); its workers publish again after the fork. The master's
+/// pid is this process's parent now, before any fork (`uwsgi.masterpid()` reads it).
+pub fn publish(
+    py: Python<'_>,
+    worker_id: Option<u64>,
+    generation: u64,
+    preloaded: bool,
+) -> PyResult<()> {
     let info = PyDict::new(py);
     info.set_item("worker_id", worker_id)?;
+    if worker_id.is_none() || !preloaded {
+        info.set_item("master_pid", nix::unistd::getppid().as_raw())?;
+    } else if let Ok(old) = py.import("segue._hooks")?.getattr("_info") {
+        // Forked from the zygote: the parent may still be the intermediate process.
+        if let Ok(Some(pid)) = old
+            .get_item("master_pid")
+            .and_then(|p| p.extract::<Option<i32>>())
+        {
+            info.set_item("master_pid", pid)?;
+        }
+    }
     info.set_item("generation", generation)?;
     info.set_item("preloaded", preloaded)?;
     py.import("segue._hooks")?.setattr("_info", info)
@@ -52,12 +70,18 @@ pub fn install_uwsgi_compat(py: Python<'_>, compat: UwsgiCompat) -> PyResult<()>
         .map(drop)
 }
 
-/// gunicorn's worker-side server hooks from the config file at `path`: runs the file and its
-/// `post_fork` now (before the app import, as gunicorn does) and registers the others. An
-/// exception (in the file or in `post_fork`) is a boot failure with its traceback.
-pub fn install_gunicorn(py: Python<'_>, path: &std::path::Path) -> Result<(), BootFailure> {
+/// gunicorn's worker-side server hooks from the config file at `path`: runs the file and
+/// registers its hooks, before the app import. `post_fork` runs now in a worker that imports
+/// the app itself, and after the fork in each worker of a zygote (`preloaded`), as gunicorn
+/// runs it with `--preload`. An exception (in the file or in `post_fork`) is a boot failure
+/// with its traceback.
+pub fn install_gunicorn(
+    py: Python<'_>,
+    path: &std::path::Path,
+    preloaded: bool,
+) -> Result<(), BootFailure> {
     py.import("segue._gunicorn_hooks")
-        .and_then(|m| m.call_method1("install", (path,)))
+        .and_then(|m| m.call_method1("install", (path, preloaded)))
         .map(drop)
         .map_err(|e| BootFailure {
             error: format!("the gunicorn server hooks in {} raised {e}", path.display()),

@@ -19,6 +19,7 @@ pub mod service;
 pub mod socket;
 pub mod uwsgi;
 pub mod watchdog;
+pub mod zygote;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -124,6 +125,17 @@ pub fn run_in_interpreter(py: Python<'_>, master_version: &str) -> i32 {
 /// release, installed together by pip.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Where a worker's process came from: exec'd by the master, or forked by a zygote with the
+/// app already imported.
+struct Origin<'a> {
+    /// When this process started (exec, or fork): the boot time counts from here.
+    exec_at: Instant,
+    /// The master's version, which must be this module's.
+    master_version: &'a str,
+    /// The app, when a zygote imported it before the fork.
+    preloaded: Option<crate::wsgi::App>,
+}
+
 /// Runs a worker to completion and returns its exit code.
 fn run(master_version: &str) -> i32 {
     let exec_at = Instant::now();
@@ -134,7 +146,7 @@ fn run(master_version: &str) -> i32 {
         eprintln!("segue worker: cannot set FD_CLOEXEC on the control channel: {e}");
         return 2;
     }
-    let (mut boot, mut fds) = match read_boot(&control) {
+    let (boot, fds) = match read_boot(&control) {
         Ok(b) => b,
         Err(e) => {
             eprintln!(
@@ -145,6 +157,46 @@ fn run(master_version: &str) -> i32 {
         }
     };
     crate::logging::init(&boot.config.log);
+    if boot.zygote {
+        if let Some(name) = &boot.config.name {
+            crate::logging::set_process_name(&format!("{name} zygote"));
+        }
+        let span = tracing::info_span!(
+            "zygote",
+            generation = boot.generation,
+            pid = std::process::id()
+        );
+        let outcome = {
+            let _enter = span.enter();
+            zygote::run(boot, control, master_version, exec_at)
+        };
+        return match outcome {
+            zygote::Outcome::Exit(code) => code,
+            zygote::Outcome::Worker {
+                app,
+                control,
+                forked_at,
+            } => match read_boot(&control) {
+                Ok((boot, fds)) => worker(boot, fds, control, forked_at, master_version, Some(app)),
+                Err(e) => {
+                    eprintln!("segue worker: cannot read Boot from the master after the fork: {e}");
+                    2
+                }
+            },
+        };
+    }
+    worker(boot, fds, control, exec_at, master_version, None)
+}
+
+/// Serves as the worker `boot` describes, importing the app unless `preloaded` brings it.
+fn worker(
+    mut boot: Boot,
+    mut fds: Fds,
+    control: StdUnixStream,
+    exec_at: Instant,
+    master_version: &str,
+    preloaded: Option<crate::wsgi::App>,
+) -> i32 {
     if let Some(name) = &boot.config.name {
         crate::logging::set_process_name(&format!("{name} w{}", boot.worker_id));
     }
@@ -183,9 +235,12 @@ fn run(master_version: &str) -> i32 {
         listeners,
         fds,
         control,
-        exec_at,
+        Origin {
+            exec_at,
+            master_version,
+            preloaded,
+        },
         span.clone(),
-        master_version,
     ))
 }
 
@@ -194,10 +249,14 @@ async fn serve(
     listeners: Vec<((ListenAddr, Protocol), OwnedFd)>,
     mut fds: Fds,
     control: StdUnixStream,
-    exec_at: Instant,
+    origin: Origin<'_>,
     span: tracing::Span,
-    master_version: &str,
 ) -> i32 {
+    let Origin {
+        exec_at,
+        master_version,
+        preloaded,
+    } = origin;
     let (to_master, mut from_master) = match Channel::<ToWorker, ToMaster>::from_std(control) {
         Ok(c) => c.spawn(),
         Err(e) => {
@@ -205,48 +264,33 @@ async fn serve(
             return 2;
         }
     };
-    if master_version != VERSION {
-        let python = Python::attach(|py| {
-            py.import("sys")
-                .and_then(|sys| sys.getattr("executable"))
-                .and_then(|exe| exe.extract::<String>())
-        })
-        .unwrap_or_else(|_| "python".into());
-        let failure = BootFailure {
-            error: format!(
-                "the master is segue {master_version} but {python} has segue {VERSION}: install \
-                 the same version in both (`{python} -m pip install segue=={master_version}`), \
-                 or, after upgrading segue there, run `segue upgrade` so that the master is the \
-                 new version too"
-            ),
-            traceback: None,
-        };
-        return boot_failed(&to_master, &mut from_master, failure).await;
-    }
-    if let Err(e) = Python::attach(|py| hooks::publish(py, boot.worker_id, boot.generation, false))
+    let is_preloaded = preloaded.is_some();
+    if let Err(e) =
+        Python::attach(|py| hooks::publish(py, Some(boot.worker_id), boot.generation, is_preloaded))
     {
         tracing::warn!("cannot tell the segue module who this worker is: {e}");
     }
-    if let Some(compat) = boot.config.uwsgi_compat {
-        if let Err(e) = Python::attach(|py| hooks::install_uwsgi_compat(py, compat)) {
-            let failure = BootFailure {
-                error: format!(
-                    "cannot install the uwsgi compatibility modules (--uwsgi-compat): {e}"
-                ),
-                traceback: None,
-            };
-            return boot_failed(&to_master, &mut from_master, failure).await;
-        }
-    }
-    if let Some(path) = &boot.config.gunicorn_hooks {
-        if let Err(failure) = Python::attach(|py| hooks::install_gunicorn(py, path)) {
-            return boot_failed(&to_master, &mut from_master, failure).await;
-        }
-    }
     let config = Arc::new(boot.config);
-    let app = match boot_app(&config) {
-        Ok(app) => app,
-        Err(failure) => return boot_failed(&to_master, &mut from_master, failure).await,
+    let app = match preloaded {
+        // The zygote checked the version and installed the modules before its import.
+        Some(app) => app,
+        None => {
+            if master_version != VERSION {
+                return boot_failed(
+                    &to_master,
+                    &mut from_master,
+                    version_mismatch(master_version),
+                )
+                .await;
+            }
+            if let Err(failure) = Python::attach(|py| prepare_import(py, &config)) {
+                return boot_failed(&to_master, &mut from_master, failure).await;
+            }
+            match boot_app(&config) {
+                Ok(app) => app,
+                Err(failure) => return boot_failed(&to_master, &mut from_master, failure).await,
+            }
+        }
     };
     if let Err(failure) = Python::attach(hooks::postfork) {
         return boot_failed(&to_master, &mut from_master, failure).await;
@@ -369,6 +413,40 @@ async fn serve(
     last_word(&to_master, &mut from_master, ToMaster::Bye(stats)).await;
     run_atexit();
     0
+}
+
+/// Why a worker (or zygote) whose module is another version than its master's cannot serve.
+fn version_mismatch(master_version: &str) -> BootFailure {
+    let python = Python::attach(|py| {
+        py.import("sys")
+            .and_then(|sys| sys.getattr("executable"))
+            .and_then(|exe| exe.extract::<String>())
+    })
+    .unwrap_or_else(|_| "python".into());
+    BootFailure {
+        error: format!(
+            "the master is segue {master_version} but {python} has segue {VERSION}: install \
+             the same version in both (`{python} -m pip install segue=={master_version}`), \
+             or, after upgrading segue there, run `segue upgrade` so that the master is the \
+             new version too"
+        ),
+        traceback: None,
+    }
+}
+
+/// What must be in place before the app is imported in a worker that imports it itself:
+/// `--uwsgi-compat`'s modules, gunicorn's worker hooks (and its `post_fork`).
+fn prepare_import(py: Python<'_>, config: &WorkerConfig) -> Result<(), BootFailure> {
+    if let Some(compat) = config.uwsgi_compat {
+        hooks::install_uwsgi_compat(py, compat).map_err(|e| BootFailure {
+            error: format!("cannot install the uwsgi compatibility modules (--uwsgi-compat): {e}"),
+            traceback: None,
+        })?;
+    }
+    if let Some(path) = &config.gunicorn_hooks {
+        hooks::install_gunicorn(py, path, false)?;
+    }
+    Ok(())
 }
 
 /// Logs why the worker cannot serve, tells the master, and gives the exit code.

@@ -19,6 +19,14 @@ def mark(kind):
         f.write("x")
 
 
+# One marker per import: under --preload the zygote imports once per generation (its worker id
+# is None), without it each worker imports. A file fail-import in $SEGUE_TEST_DIR makes the
+# import raise (for a reload), as does HOOK_FAIL=import.
+mark("import")
+if os.environ.get("HOOK_FAIL") == "import" or os.path.exists(os.path.join(MARKS, "fail-import")):
+    raise RuntimeError("the import fails on purpose")
+
+
 @segue.postfork
 def started():
     failing = os.environ.get("HOOK_FAIL") == "postfork"

@@ -112,3 +112,40 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The marker files `kind-w{id}-g{generation}-{pid}` that `tests/apps/hooks.py` leaves in
+/// `dir`, as (id, generation, pid, runs); id 0 stands for a zygote's (`wNone`: no worker id).
+pub fn marks(dir: &Path, kind: &str) -> Vec<(u64, u64, i32, usize)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&format!("{kind}-w")) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('-').collect();
+        let [id, generation, pid] = parts[..] else {
+            panic!("odd marker {name}");
+        };
+        let runs = std::fs::read_to_string(entry.path()).unwrap().len();
+        out.push((
+            id.parse().unwrap_or(0),
+            generation.trim_start_matches('g').parse().unwrap(),
+            pid.parse().unwrap(),
+            runs,
+        ));
+    }
+    out.sort();
+    out
+}
+
+pub fn worker_pids(st: &serde_json::Value, generation: u64) -> Vec<(u64, i32)> {
+    let mut out: Vec<(u64, i32)> = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["generation"] == generation)
+        .map(|w| (w["id"].as_u64().unwrap(), w["pid"].as_i64().unwrap() as i32))
+        .collect();
+    out.sort();
+    out
+}

@@ -421,6 +421,21 @@ impl Server {
         reload_record(&st, n).unwrap().clone()
     }
 
+    /// Waits until reload `n` is over and checks that it rolled back for a reason containing
+    /// `why`; returns its record.
+    pub fn wait_rolled_back(&self, n: u64, why: &str) -> serde_json::Value {
+        let r = self.wait_reload(n);
+        assert_eq!(r["ok"], false, "reload {n} should have rolled back: {r}");
+        assert!(
+            r["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains(why)),
+            "reload {n} rolled back for another reason than {why:?}: {r}\n{}",
+            self.log.all()
+        );
+        r
+    }
+
     /// Waits until reload `n` has promoted its generation; fails the test if it rolled back.
     pub fn wait_promoted(&self, n: u64) -> serde_json::Value {
         let r = self.wait_reload(n);

@@ -203,12 +203,7 @@ fn decide(s: &Setting, v: &str) -> Decided {
         ),
         "check_config" => one("check-config", boolean(v)?.to_string()),
         "print_config" => one("print-config", boolean(v)?.to_string()),
-        "preload_app" => off_or(
-            v,
-            "off, as in segue: each worker imports the app",
-            "--preload comes with segue's preload support; until then each worker imports the \
-             app",
-        ),
+        "preload_app" => one("preload", boolean(v)?.to_string()),
         "sendfile" => Ok(if boolean(v)? {
             Implied("segue sends a wsgi.file_wrapper around a regular file with sendfile(2)")
         } else {

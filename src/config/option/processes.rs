@@ -5,6 +5,37 @@ use super::{Kind, OnReload, Opt};
 
 /// These options, in `--help` order.
 pub static PROCESSES: &[Opt] = &[
+    // Preloading.
+    opt!(
+        "preload",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        Applies,
+        "Import the app once per generation in a zygote process and fork the workers from it: they share its memory, start without importing, and a reload still imports the new code (gunicorn's --preload; see docs/preload.md)"
+    ),
+    opt!(
+        "no-gc-freeze",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        Applies,
+        "With --preload, do not call gc.freeze() in the zygote before forking (by default it does, so the collector does not dirty the shared pages)"
+    ),
+    opt!(
+        "preload-allow-threads",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        Applies,
+        "With --preload, fork even if the app started threads at import (they do not exist in the workers; by default this is refused, naming them)"
+    ),
     // Attached daemons.
     opt!(
         "attach-daemon",

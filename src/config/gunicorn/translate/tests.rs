@@ -222,11 +222,11 @@ fn bare_flags_take_their_gunicorn_value() {
         translate("--print-config", None),
         Applied(vec![pair("print-config", "true")])
     );
-    assert!(matches!(translate("--preload", None), Unsupported(_)));
-    assert!(matches!(
-        translate("preload_app", Some("False")),
-        Implied(_)
-    ));
+    assert_eq!(
+        translate("--preload", None),
+        Applied(vec![pair("preload", "true")])
+    );
+    assert_eq!(single("preload_app", "False"), pair("preload", "false"));
     assert!(matches!(translate("-D", None), Unsupported(_)));
     assert!(matches!(translate("daemon", Some("false")), Implied(_)));
     assert!(matches!(translate("--no-sendfile", None), Unsupported(_)));

@@ -1,0 +1,318 @@
+//! The master's side of `--preload`: one zygote per generation, which imports the app once and
+//! forks that generation's workers (docs/preload.md).
+//!
+//! The supervisor does not know zygotes exist: it asks for workers as always ([`Effect::Spawn`])
+//! and the executor gets each one from its generation's zygote instead of exec'ing it. What a
+//! zygote says is translated into what a worker would have said, so every rule (the readiness
+//! gate, rollback, first-start failure, crash backoff) holds unchanged: a failed import reaches
+//! the supervisor as each waiting worker's `BootFailed` and, when the zygote is reaped, as each
+//! one's exit with the zygote's status. A zygote is retired when the supervisor forgets its
+//! generation ([`Effect::Retire`]): it exits once its channel closes, or is killed if it is still
+//! importing.
+//!
+//! [`Effect::Spawn`]: super::effect::Effect::Spawn
+//! [`Effect::Retire`]: super::effect::Effect::Retire
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+
+use tokio::sync::mpsc;
+
+use super::effect::Event;
+use super::generation::GenerationId;
+use super::worker::WorkerId;
+use crate::protocol::zygote::{FromZygote, ZygoteChannel};
+use crate::protocol::{Boot, BootFailure, FdRole, FrameError, write_boot};
+
+/// A worker the executor wants forked.
+#[derive(Debug)]
+pub struct ForkRequest {
+    /// Which worker.
+    pub id: WorkerId,
+    /// Its `Boot`, written to it once its pid is known.
+    pub boot: Boot,
+    /// The fds that go with the `Boot` (listeners, scoreboard), by role; they live as long as
+    /// the master.
+    pub fds: Vec<(FdRole, RawFd)>,
+}
+
+/// What a zygote's task reports; the executor consumes these itself
+/// ([`super::executor::Executor::absorb`]).
+#[derive(Debug)]
+pub enum News {
+    /// The zygote finished its import.
+    Ready {
+        /// Which zygote.
+        instance: u64,
+        /// Its import time.
+        import_ms: u64,
+    },
+    /// The zygote cannot import the app; it exits once this is taken.
+    BootFailed {
+        /// Which zygote.
+        instance: u64,
+        /// Why.
+        failure: BootFailure,
+    },
+    /// A worker was forked and sent its `Boot`.
+    Forked {
+        /// Which worker.
+        id: WorkerId,
+        /// Its pid.
+        pid: i32,
+        /// The master's end of its control channel.
+        control: tokio::net::UnixStream,
+    },
+    /// A worker could not be forked.
+    ForkFailed {
+        /// Which worker.
+        id: WorkerId,
+        /// Why.
+        error: String,
+    },
+}
+
+/// One generation's zygote, as the executor sees it.
+#[derive(Debug)]
+struct Zygote {
+    instance: u64,
+    pid: i32,
+    ready: bool,
+    requests: mpsc::UnboundedSender<ForkRequest>,
+}
+
+/// A worker asked of a zygote and not yet forked.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending {
+    /// The zygote (instance) that has the request.
+    pub instance: u64,
+    /// The scoreboard cell reserved for it, released if it never runs.
+    pub cell: Option<usize>,
+}
+
+/// Every live zygote and the workers waiting on them.
+#[derive(Debug, Default)]
+pub struct Zygotes {
+    by_generation: HashMap<GenerationId, Zygote>,
+    pending: HashMap<WorkerId, Pending>,
+    next_instance: u64,
+}
+
+impl Zygotes {
+    /// Asks `generation`'s zygote for a worker, starting the zygote with `start` if the
+    /// generation has none (or its zygote is gone). `start` returns the zygote's pid and the
+    /// master's end of its channel. Returns the pid of a zygote it started, so the reaper knows
+    /// it, or why none could be started.
+    pub fn fork(
+        &mut self,
+        generation: GenerationId,
+        request: ForkRequest,
+        cell: Option<usize>,
+        events: &mpsc::UnboundedSender<Event>,
+        start: impl FnOnce() -> Result<(i32, tokio::net::UnixStream), String>,
+    ) -> Result<Option<(i32, u64)>, String> {
+        let id = request.id;
+        let request = match self.by_generation.get(&generation) {
+            Some(z) => match z.requests.send(request) {
+                Ok(()) => {
+                    let instance = z.instance;
+                    self.pending.insert(id, Pending { instance, cell });
+                    return Ok(None);
+                }
+                // Its task has ended: the zygote is gone; start another.
+                Err(mpsc::error::SendError(request)) => request,
+            },
+            None => request,
+        };
+        let (pid, stream) = start()?;
+        self.next_instance += 1;
+        let instance = self.next_instance;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(instance, stream, rx, events.clone()));
+        let _ = tx.send(request);
+        self.pending.insert(id, Pending { instance, cell });
+        self.by_generation.insert(
+            generation,
+            Zygote {
+                instance,
+                pid,
+                ready: false,
+                requests: tx,
+            },
+        );
+        Ok(Some((pid, instance)))
+    }
+
+    /// Takes a waiting worker out (it was forked, failed, or was cancelled).
+    pub fn take_pending(&mut self, id: WorkerId) -> Option<Pending> {
+        self.pending.remove(&id)
+    }
+
+    /// The workers waiting on zygote `instance`.
+    pub fn waiting_on(&self, instance: u64) -> Vec<WorkerId> {
+        let mut ids: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.instance == instance)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Zygote `instance` finished its import.
+    pub fn mark_ready(&mut self, instance: u64) {
+        if let Some(z) = self
+            .by_generation
+            .values_mut()
+            .find(|z| z.instance == instance)
+        {
+            z.ready = true;
+        }
+    }
+
+    /// Zygote `instance` was reaped: forget it (the next worker of its generation starts a new
+    /// one).
+    pub fn exited(&mut self, instance: u64) {
+        self.by_generation.retain(|_, z| z.instance != instance);
+    }
+
+    /// The generation's workers are all gone and it gets no more: let its zygote go. Returns
+    /// its pid when it must be killed (it is still importing, and would not read the close).
+    pub fn retire(&mut self, generation: GenerationId) -> Option<i32> {
+        let z = self.by_generation.remove(&generation)?;
+        // Dropping the sender ends the task once its requests are answered; the zygote then
+        // reads EOF and exits.
+        (!z.ready).then_some(z.pid)
+    }
+}
+
+/// Runs one zygote's channel: sends the fork requests in order, turns its answers into
+/// [`News`], and writes each forked worker's `Boot`. Ends when the zygote exits, or when the
+/// executor drops the request sender and nothing is outstanding (closing the channel, which
+/// retires the zygote).
+async fn run(
+    instance: u64,
+    stream: tokio::net::UnixStream,
+    mut requests: mpsc::UnboundedReceiver<ForkRequest>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let news = |n: News| events.send(Event::Zygote(n)).is_ok();
+    let (mut reader, mut writer) = ZygoteChannel::split(stream);
+    // A reader of its own, so that a frame half read is never dropped by the select below.
+    let (answers_tx, mut answers) = mpsc::unbounded_channel();
+    let read_task = tokio::spawn(async move {
+        loop {
+            let msg = reader.recv().await;
+            let end = msg.is_err();
+            if answers_tx.send(msg).is_err() || end {
+                return;
+            }
+        }
+    });
+    let mut outstanding: HashMap<u64, (ForkRequest, StdUnixStream)> = HashMap::new();
+    // Requests wait here until the import is done: nothing but the `Boot` may be in the
+    // zygote's socket when it reads the `Boot`, or a request's fd would arrive with it.
+    let mut queued: Vec<ForkRequest> = Vec::new();
+    let mut ready = false;
+    let mut open = true;
+    loop {
+        if !open && outstanding.is_empty() && queued.is_empty() {
+            break;
+        }
+        if ready {
+            for request in std::mem::take(&mut queued) {
+                let id = request.id;
+                match send_fork(&mut writer, &request).await {
+                    Ok(master_end) => {
+                        outstanding.insert(id.0, (request, master_end));
+                    }
+                    Err(error) => {
+                        news(News::ForkFailed { id, error });
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            request = requests.recv(), if open => match request {
+                Some(request) => queued.push(request),
+                None => open = false,
+            },
+            answer = answers.recv() => match answer {
+                Some(Ok(FromZygote::Ready { import_ms })) => {
+                    ready = true;
+                    if !news(News::Ready { instance, import_ms }) {
+                        break;
+                    }
+                }
+                Some(Ok(FromZygote::BootFailed(failure))) => {
+                    news(News::BootFailed { instance, failure });
+                    // Closing our side is the zygote's cue to exit (after its news is queued).
+                    break;
+                }
+                Some(Ok(FromZygote::Forked { worker, pid })) => {
+                    let Some((request, master_end)) = outstanding.remove(&worker) else {
+                        tracing::warn!(pid, "the zygote forked a worker nobody asked for: killing it");
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                        continue;
+                    };
+                    let id = request.id;
+                    let sent = match boot(&request, master_end) {
+                        Ok(control) => News::Forked { id, pid, control },
+                        Err(e) => {
+                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                            News::ForkFailed { id, error: format!("cannot send Boot to the forked worker: {e}") }
+                        }
+                    };
+                    if !news(sent) {
+                        break;
+                    }
+                }
+                Some(Ok(FromZygote::ForkFailed { worker, error })) => {
+                    if let Some((request, _)) = outstanding.remove(&worker) {
+                        news(News::ForkFailed { id: request.id, error: format!("the zygote cannot fork: {error}") });
+                    }
+                }
+                Some(Err(e)) => {
+                    if !matches!(e, FrameError::Closed) {
+                        tracing::warn!(instance, "zygote channel: {e}");
+                    }
+                    // The zygote is gone; its waiting workers fail when the reaper reports
+                    // its exit status.
+                    break;
+                }
+                None => break,
+            },
+        }
+    }
+    read_task.abort();
+}
+
+/// Creates the worker's control socketpair and sends the zygote its end.
+async fn send_fork(
+    writer: &mut crate::protocol::zygote::ZygoteWriter,
+    request: &ForkRequest,
+) -> Result<StdUnixStream, String> {
+    let (master_end, worker_end) = StdUnixStream::pair().map_err(|e| {
+        format!(
+            "cannot create the control socketpair: {e} (raise the open-files limit, `ulimit -n`)"
+        )
+    })?;
+    writer
+        .fork(request.id.0, worker_end.as_raw_fd())
+        .await
+        .map_err(|e| format!("cannot ask the zygote for a worker: {e}"))?;
+    Ok(master_end)
+}
+
+/// Writes the forked worker's `Boot` on the fresh socketpair (it fits in the buffer, so this
+/// does not wait) and turns the master's end async.
+fn boot(
+    request: &ForkRequest,
+    master_end: StdUnixStream,
+) -> Result<tokio::net::UnixStream, FrameError> {
+    write_boot(&master_end, &request.boot, &request.fds)?;
+    master_end.set_nonblocking(true)?;
+    Ok(tokio::net::UnixStream::from_std(master_end)?)
+}
