@@ -432,16 +432,17 @@ fn bind_fd_adopts_a_socket_the_parent_bound() {
 
 #[test]
 fn gunicorn_and_uwsgi_options_segue_lacks_say_what_to_do() {
-    // The examples: clap used to suggest --reload-surge for --preload.
+    // clap used to suggest --reload-surge for options it did not know (then --preload, which
+    // segue has since gained); each gets the dialect's own advice instead.
     let out = run(
         &apps_dir(),
-        &["--preload", "--py-autoreload=3", "cases:application"],
+        &["--daemon", "--py-autoreload=3", "cases:application"],
         &[],
         SECS,
     );
     assert_eq!(out.code, Some(2));
     assert!(
-        out.stderr.contains("--preload: not supported"),
+        out.stderr.contains("--daemon: not supported: segue stays in the foreground"),
         "{}",
         out.stderr
     );

@@ -209,3 +209,80 @@ fn preloaded_workers_share_the_apps_memory() {
         "--preload should use at most 0.6 of the memory: {with} KiB vs {without} KiB"
     );
 }
+
+/// The seed's New Relic recipe with preloading: `newrelic-admin run-program segue ... --preload`
+/// on a Flask app. The agent initialises in the zygote (which imports the app) and must start
+/// its background thread in every worker after the fork, at the worker's first request: its
+/// log shows the thread (`NR-Activate-Session`) by pid, trying to register with a collector
+/// that is unreachable on purpose (127.0.0.1:1).
+#[test]
+fn the_seeds_new_relic_recipe_runs_the_agent_thread_in_every_worker() {
+    let dir = support::oneshot::scratch("newrelic");
+    let log = dir.join("newrelic-agent.log");
+    std::fs::write(
+        dir.join("newrelic.ini"),
+        format!(
+            "[newrelic]\n\
+             license_key = 0123456789abcdef0123456789abcdef01234567\n\
+             app_name = segue preload test\n\
+             log_file = {}\n\
+             log_level = debug\n\
+             host = 127.0.0.1\n\
+             port = 1\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let admin = test_venv().join("bin/newrelic-admin");
+    let admin = admin.display().to_string();
+    let s = server("flask_app:app")
+        .args(&["--workers", "2", "--preload"])
+        .env(
+            "NEW_RELIC_CONFIG_FILE",
+            &dir.join("newrelic.ini").display().to_string(),
+        )
+        .inside(&[&admin, "run-program"], segue_bin())
+        .start();
+    let workers: Vec<i32> = worker_pids(&s.status(), 1).iter().map(|w| w.1).collect();
+    assert_eq!(workers.len(), 2);
+    // Requests on new connections until each worker has served one (bounded).
+    let mut served = std::collections::BTreeSet::new();
+    for _ in 0..500 {
+        let r = get(s.addr(), "/pid");
+        assert_eq!(r.status, 200, "{}", r.text());
+        served.insert(r.text().parse::<i32>().unwrap());
+        if workers.iter().all(|w| served.contains(w)) {
+            break;
+        }
+    }
+    assert!(
+        workers.iter().all(|w| served.contains(w)),
+        "not every worker served: {served:?} of {workers:?}"
+    );
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    for pid in &workers {
+        let thread = format!("({pid}/NR-Activate-Session");
+        assert!(
+            eventually(EVENT_TIMEOUT, || agent_log().contains(&thread)),
+            "no agent thread in worker {pid}:\n{}",
+            agent_log()
+                .lines()
+                .filter(|l| !l.contains("register module") && !l.contains("instrument module"))
+                .take(60)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    // The agent was set up once, in the zygote, before the fork; no worker imported again.
+    let zygotes = s
+        .worker_pids()
+        .into_iter()
+        .filter(|p| !workers.contains(p))
+        .collect::<Vec<_>>();
+    assert!(
+        zygotes.iter().any(|z| agent_log().contains(&format!(
+            "({z}/MainThread) newrelic DEBUG - Initializing Python agent logging"
+        ))),
+        "the agent did not initialise in the zygote {zygotes:?}"
+    );
+}

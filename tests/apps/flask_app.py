@@ -1,5 +1,7 @@
 """A small Flask app: JSON, forms, streaming and errors through a real framework."""
 
+import os
+
 from flask import Flask, Response, jsonify, request
 
 app = Flask(__name__)
@@ -29,6 +31,11 @@ def upload():
 @app.get("/stream")
 def stream():
     return Response((f"line {i}\n" for i in range(5)), mimetype="text/plain")
+
+
+@app.get("/pid")
+def pid():
+    return str(os.getpid())
 
 
 @app.get("/fail")

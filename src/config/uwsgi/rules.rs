@@ -161,8 +161,8 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         (
             &["lazy-apps", "lazy"],
             Implied {
-                why: "segue always imports the app in each worker, never in the master",
-                off: "segue does not preload the app in the master: it is always imported in each worker; remove the line",
+                why: "segue imports the app in each worker unless --preload (then once per generation in a zygote, never in the master)",
+                off: "uWSGI's non-lazy mode (the app loaded once, then forked) is segue's --preload, with a zygote per generation so that reloads still run new code: remove the line and pass --preload (SEGUE_PRELOAD=1)",
             },
         ),
         (
