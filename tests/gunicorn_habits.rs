@@ -442,7 +442,8 @@ fn gunicorn_and_uwsgi_options_segue_lacks_say_what_to_do() {
     );
     assert_eq!(out.code, Some(2));
     assert!(
-        out.stderr.contains("--daemon: not supported: segue stays in the foreground"),
+        out.stderr
+            .contains("--daemon: not supported: segue stays in the foreground"),
         "{}",
         out.stderr
     );

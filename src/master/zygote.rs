@@ -316,3 +316,141 @@ fn boot(
     master_end.set_nonblocking(true)?;
     Ok(tokio::net::UnixStream::from_std(master_end)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::zygote::{FromZygote, ZygoteLink};
+    use crate::protocol::{PROTOCOL_VERSION, read_boot};
+
+    fn request(id: u64) -> ForkRequest {
+        ForkRequest {
+            id: WorkerId(id),
+            boot: Boot {
+                protocol: PROTOCOL_VERSION,
+                worker_id: id,
+                generation: 1,
+                config: crate::config::from_args(&["app:application"])
+                    .unwrap()
+                    .worker,
+                listeners: Vec::new(),
+                protocols: Vec::new(),
+                max_requests: None,
+                scoreboard_cell: None,
+                zygote: false,
+            },
+            fds: Vec::new(),
+        }
+    }
+
+    /// A zygote's channel: the master's end for `start`, the zygote's end as a blocking link.
+    fn channel() -> (tokio::net::UnixStream, ZygoteLink) {
+        let (master, zygote) = StdUnixStream::pair().unwrap();
+        master.set_nonblocking(true).unwrap();
+        (
+            tokio::net::UnixStream::from_std(master).unwrap(),
+            ZygoteLink::new(zygote),
+        )
+    }
+
+    #[tokio::test]
+    async fn one_zygote_per_generation_and_forks_wait_for_its_import() {
+        let (events, mut news) = mpsc::unbounded_channel();
+        let mut zygotes = Zygotes::default();
+        let (stream, link) = channel();
+        let started = zygotes
+            .fork(1, request(1), Some(4), &events, || Ok((100, stream)))
+            .unwrap();
+        assert_eq!(started, Some((100, 1)));
+        // The second worker of the generation goes to the same zygote.
+        let again = zygotes
+            .fork(1, request(2), None, &events, || panic!("a second zygote"))
+            .unwrap();
+        assert_eq!(again, None);
+        assert_eq!(zygotes.waiting_on(1), vec![WorkerId(1), WorkerId(2)]);
+        // The reserved scoreboard cell stays with the waiting worker.
+        assert_eq!(zygotes.pending.get(&WorkerId(1)).unwrap().cell, Some(4));
+
+        let zygote = tokio::task::spawn_blocking(move || {
+            let mut link = link;
+            link.send(&FromZygote::Ready { import_ms: 7 }).unwrap();
+            let (w1, fd1) = link.next_fork().unwrap();
+            link.send(&FromZygote::Forked {
+                worker: w1,
+                pid: 201,
+            })
+            .unwrap();
+            let (w2, _fd2) = link.next_fork().unwrap();
+            link.send(&FromZygote::ForkFailed {
+                worker: w2,
+                error: "EAGAIN".into(),
+            })
+            .unwrap();
+            // The forked worker reads its Boot from the master on the fd it was given.
+            let (boot, _) = read_boot(&StdUnixStream::from(fd1)).unwrap();
+            (w1, w2, boot.worker_id, link)
+        });
+        let Some(Event::Zygote(News::Ready {
+            instance,
+            import_ms,
+        })) = news.recv().await
+        else {
+            panic!("no Ready");
+        };
+        assert_eq!((instance, import_ms), (1, 7));
+        zygotes.mark_ready(instance);
+        let Some(Event::Zygote(News::Forked { id, pid, .. })) = news.recv().await else {
+            panic!("no Forked");
+        };
+        assert_eq!((id, pid), (WorkerId(1), 201));
+        let Some(Event::Zygote(News::ForkFailed { id, error })) = news.recv().await else {
+            panic!("no ForkFailed");
+        };
+        assert_eq!(id, WorkerId(2));
+        assert!(error.contains("EAGAIN"), "{error}");
+        let (w1, w2, booted, mut link) = zygote.await.unwrap();
+        assert_eq!((w1, w2, booted), (1, 2, 1));
+
+        // Ready now: retiring closes the channel instead of killing, and the zygote sees EOF.
+        assert_eq!(zygotes.retire(1), None);
+        let eof = tokio::task::spawn_blocking(move || link.next_fork().map(|_| ()));
+        assert!(matches!(eof.await.unwrap(), Err(FrameError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_zygote_that_is_gone_is_replaced_by_the_next_fork() {
+        let (events, _news) = mpsc::unbounded_channel();
+        let mut zygotes = Zygotes::default();
+        let (stream, link) = channel();
+        zygotes
+            .fork(3, request(1), None, &events, || Ok((300, stream)))
+            .unwrap();
+        // It dies before its import: its task ends when the channel does.
+        drop(link);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let (stream, _link) = channel();
+            match zygotes.fork(3, request(2), None, &events, || Ok((301, stream))) {
+                Ok(Some((pid, instance))) => {
+                    assert_eq!((pid, instance), (301, 2));
+                    break;
+                }
+                Ok(None) => {
+                    // The task had not noticed yet; the request went to the dead zygote.
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "the task never ended"
+                    );
+                    zygotes.take_pending(WorkerId(2));
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Killing a zygote that never said Ready: the executor must kill it.
+        assert_eq!(zygotes.retire(3), Some(301));
+        // The first worker is still waiting on the dead one, until the reaper reports it.
+        assert_eq!(zygotes.waiting_on(1), vec![WorkerId(1)]);
+        zygotes.exited(1);
+    }
+}

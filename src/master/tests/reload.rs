@@ -256,3 +256,53 @@ async fn an_old_worker_crashing_during_a_reload_is_refilled_until_its_successor_
     assert_eq!(killed(&effects), vec![stopgap]);
     assert_eq!(sim.sup.serving, 2);
 }
+
+/// The generations whose zygotes (`--preload`) the effects let go.
+fn retired(effects: &[Effect]) -> Vec<GenerationId> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Retire(g) => Some(*g),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_generation_is_retired_once_its_last_old_worker_has_exited() {
+    let mut sim = Sim::serving(&["--workers", "2", "--preload"]);
+    let old = sim.workers(1, "ready");
+    let effects = sim.reload();
+    assert!(retired(&effects).is_empty());
+    let mut all = Vec::new();
+    for id in spawned(&effects) {
+        all.extend(sim.ready(id));
+    }
+    assert_eq!(sim.sup.serving, 2);
+    assert!(
+        retired(&all).is_empty(),
+        "old workers still drain: generation 1's zygote must stay"
+    );
+    let effects = sim.exit(old[0], 0);
+    assert!(retired(&effects).is_empty(), "one old worker is left");
+    let effects = sim.exit(old[1], 0);
+    assert_eq!(retired(&effects), vec![1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolled_back_generation_is_retired_and_the_serving_one_is_not() {
+    let mut sim = Sim::serving(&["--workers", "2", "--preload"]);
+    let effects = sim.reload();
+    let new = spawned(&effects);
+    assert_eq!(new.len(), 2);
+    sim.boot_failed(new[0], "the postfork hook failed", None);
+    let effects = sim.exit(new[0], 3);
+    assert!(
+        retired(&effects).is_empty(),
+        "a discarded worker of generation 2 still lives"
+    );
+    let effects = sim.exit(new[1], -9);
+    assert_eq!(retired(&effects), vec![2]);
+    assert_eq!(sim.sup.serving, 1);
+    assert_eq!(sim.workers(1, "ready").len(), 2);
+}
