@@ -224,7 +224,11 @@ fn gunicorn_hooks(preload: bool) {
              def on_reload(server):\n\
              \x20   note('on_reload %d' % server.pid)\n\
              def on_exit(server):\n\
-             \x20   note('on_exit %d' % server.pid)\n",
+             \x20   note('on_exit %d' % server.pid)\n\
+             def on_starting(server):\n\
+             \x20   note('on_starting %d' % server.pid)\n\
+             def child_exit(server, worker):\n\
+             \x20   note('child_exit %d %d %d' % (worker.age, worker.pid, server.pid))\n",
             apps = apps_dir().display().to_string(),
             preload = if preload { "True" } else { "False" },
         ),
@@ -241,6 +245,13 @@ fn gunicorn_hooks(preload: bool) {
             .collect::<Vec<_>>()
     };
     let workers = worker_pids(&s.status(), 1);
+    // on_starting ran, and finished, before any worker started.
+    assert_eq!(
+        lines().first().cloned(),
+        Some(format!("on_starting {}", s.pid())),
+        "{:?}",
+        lines()
+    );
     // Each worker knows whether the zygote imported the app for it.
     let flag = format!("preloaded {}", if preload { "True" } else { "False" });
     assert_eq!(
@@ -297,12 +308,18 @@ fn gunicorn_hooks(preload: bool) {
     s.signal(libc::SIGHUP);
     s.wait_promoted(1);
     for (id, pid) in &workers {
-        let want = format!("worker_exit {id} {pid}");
-        assert!(
-            eventually(EVENT_TIMEOUT, || lines().contains(&want)),
-            "{want} missing: {:?}",
-            lines()
-        );
+        // worker_exit in the worker, then child_exit in the master's hook process once the
+        // master has reaped it.
+        for want in [
+            format!("worker_exit {id} {pid}"),
+            format!("child_exit {id} {pid} {master}"),
+        ] {
+            assert!(
+                eventually(EVENT_TIMEOUT, || lines().contains(&want)),
+                "{want} missing: {:?}",
+                lines()
+            );
+        }
     }
     let reload = format!("on_reload {master}");
     assert!(
@@ -320,4 +337,30 @@ fn gunicorn_hooks(preload: bool) {
     );
     let l = lines();
     assert_eq!(l.iter().filter(|x| **x == ready).count(), 1, "{l:?}");
+}
+
+/// An `on_starting` that raises stops segue before any worker starts, as it stops gunicorn,
+/// with the hook's traceback in the log.
+#[test]
+fn a_failing_on_starting_hook_stops_the_start() {
+    let dir = support::oneshot::scratch("gunicorn-on-starting");
+    let conf = dir.join("gunicorn.conf.py");
+    std::fs::write(
+        &conf,
+        format!(
+            "chdir = {apps:?}\n\
+             wsgi_app = 'cases:application'\n\
+             def on_starting(server):\n\
+             \x20   raise RuntimeError('no metrics directory')\n",
+            apps = apps_dir().display().to_string()
+        ),
+    )
+    .unwrap();
+    let conf = conf.display().to_string();
+    let mut s = bare().cwd(&dir).args(&["-c", &conf]).exits().start();
+    let status = s.wait_exit(EVENT_TIMEOUT).expect("segue should not start");
+    assert_eq!(status.code(), Some(1), "{}", s.log.all());
+    s.wait_log(&["RuntimeError: no metrics directory"]);
+    s.wait_log(&["gunicorn's on_starting hook failed (exit code 1)"]);
+    assert!(!s.log.all().contains("worker ready"), "{}", s.log.all());
 }

@@ -156,10 +156,23 @@ def _wrap(app):
     return with_request_hooks
 
 
-def run_master_hook(path, name, master_pid):
+class ExitedWorker(Worker):
+    """What `child_exit` gets as `worker`: the exited worker's pid and age (its id)."""
+
+    def __init__(self, pid, age):
+        Worker.__init__(self)
+        self.pid, self.age, self.alive, self.booted = pid, age, False, True
+
+
+def run_master_hook(path, name, master_pid, worker_pid=None, worker_id=None):
     """In a short-lived process the master starts: runs the config file and its arbiter hook
-    `name` (when_ready, on_reload, on_exit) with a `server` whose pid is the master's."""
+    `name` (on_starting, when_ready, on_reload, on_exit; child_exit with the exited worker's
+    pid and id) with a `server` whose pid is the master's."""
     namespace = runpy.run_path(path)
     hook = namespace.get(name)
-    if callable(hook):
+    if not callable(hook):
+        return
+    if name == "child_exit":
+        hook(Server(master_pid), ExitedWorker(worker_pid, worker_id))
+    else:
         hook(Server(master_pid))

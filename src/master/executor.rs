@@ -158,14 +158,28 @@ impl Executor {
             if !base.master_hooks.iter().any(|h| h == hook) {
                 continue;
             }
-            let python = match &base.worker.virtualenv {
-                Some(venv) => venv.join("bin/python"),
-                None => super::generation::own_python(),
-            };
             let dir = base.worker.chdir.as_deref();
-            if let Some(pid) = super::server_hooks::run(&python, file, hook, dir) {
+            if let Some(pid) = super::server_hooks::run(&hook_python(base), file, hook, dir, None) {
                 self.owners.insert(pid, Owner::Daemon);
             }
+        }
+    }
+
+    /// gunicorn's `child_exit` for a worker the reaper just collected, if the config has it.
+    fn child_exit_hook(&mut self, sup: &Supervisor, pid: i32, id: WorkerId) {
+        let base = &sup.base;
+        let Some(file) = &base.worker.gunicorn_hooks else {
+            return;
+        };
+        if !base.master_hooks.iter().any(|h| h == "child_exit") {
+            return;
+        }
+        let dir = base.worker.chdir.as_deref();
+        let python = hook_python(base);
+        if let Some(hook_pid) =
+            super::server_hooks::run(&python, file, "child_exit", dir, Some((pid, id.0)))
+        {
+            self.owners.insert(hook_pid, Owner::Daemon);
         }
     }
 
@@ -538,7 +552,7 @@ impl Executor {
     /// Collects exited children: workers become [`Event::Exited`]; the upgrade check's exit
     /// goes to its task; anything else (a daemon, an orphaned grandchild: we are a subreaper)
     /// becomes [`Event::OtherExited`].
-    pub fn reap(&mut self) -> Vec<Event> {
+    pub fn reap(&mut self, sup: &Supervisor) -> Vec<Event> {
         let mut out = Vec::new();
         for (pid, kind) in reap() {
             match self.owners.remove(&pid.as_raw()) {
@@ -546,6 +560,7 @@ impl Executor {
                     if let Some(p) = self.processes.remove(&id) {
                         self.release_cell(p.cell);
                     }
+                    self.child_exit_hook(sup, pid.as_raw(), id);
                     out.push(Event::Exited { id, kind });
                 }
                 Some(Owner::Preflight(tx)) => {
@@ -701,6 +716,14 @@ impl Executor {
     /// The listeners, for logging at startup.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
+    }
+}
+
+/// The interpreter gunicorn's arbiter hooks run in: the app's.
+pub fn hook_python(base: &crate::config::Config) -> PathBuf {
+    match &base.worker.virtualenv {
+        Some(venv) => venv.join("bin/python"),
+        None => super::generation::own_python(),
     }
 }
 

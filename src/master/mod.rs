@@ -100,6 +100,9 @@ pub enum Error {
     /// The async runtime could not start.
     #[error("cannot start the master's event loop: {0}")]
     Runtime(std::io::Error),
+    /// gunicorn's `on_starting` hook failed.
+    #[error(transparent)]
+    OnStarting(#[from] server_hooks::StartingError),
 }
 
 /// How this master came to be.
@@ -300,6 +303,13 @@ async fn serve(
         }
     }
     tracing::info!(pid = std::process::id(), workers = config.workers, threads = config.worker.threads, app = %config.worker.app, "master started");
+    if handover.is_none()
+        && let Some(file) = &config.worker.gunicorn_hooks
+        && config.master_hooks.iter().any(|h| h == "on_starting")
+    {
+        let python = executor::hook_python(&config);
+        server_hooks::on_starting(&python, file, config.worker.chdir.as_deref()).await?;
+    }
     let first = match handover {
         Some(h) => {
             let adopted = exec.adopt(&h);
@@ -326,7 +336,7 @@ async fn serve(
             biased;
             Some(event) = events.recv() => vec![event],
             Some(sig) = signals.next() => match sig {
-                SIGCHLD => exec.reap(),
+                SIGCHLD => exec.reap(&sup),
                 sig => Command::from_signal(sig)
                     .map(|c| Event::Command(c, None))
                     .into_iter()
@@ -337,7 +347,7 @@ async fn serve(
                 Some(Responder::new(call.reply)),
             )],
             _ = sweep.tick() => {
-                let mut inputs = exec.reap();
+                let mut inputs = exec.reap(&sup);
                 inputs.push(Event::Tick);
                 inputs.push(exec.load());
                 let now = clock::wall_clock(cron_seconds);

@@ -1,22 +1,48 @@
-//! gunicorn's arbiter hooks (`when_ready`, `on_reload`, `on_exit` in `-c gunicorn.conf.py`).
-//! The master never runs Python, so each runs in a short-lived process of the app's own
-//! interpreter that runs the config file and calls the hook with a `server` stand-in; the
-//! master does not wait for it. When each runs follows the master's own sd_notify
-//! messages, which already mark those moments: the first `READY=1`, each `RELOADING=1`, and
-//! `STOPPING=1`.
+//! gunicorn's arbiter hooks (`on_starting`, `when_ready`, `on_reload`, `on_exit`,
+//! `child_exit` in `-c gunicorn.conf.py`). The master never runs Python, so each runs in a
+//! short-lived process of the app's own interpreter that runs the config file and calls the
+//! hook with a `server` stand-in (and for `child_exit` a `worker` one). When the moment-hooks
+//! run follows the master's own sd_notify messages, which already mark those moments: the
+//! first `READY=1`, each `RELOADING=1`, and `STOPPING=1`; the master does not wait for them.
+//! `child_exit` runs when the reaper collects a worker, not waited for either. `on_starting`
+//! is the exception: it runs before the first worker starts and the master waits for it
+//! (at most [`ON_STARTING_TIMEOUT`]), since what it prepares (a directory, a cleared metrics
+//! store) is what the workers then use.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 use super::daemon_process::{self, Launch, Side};
 
 /// What the interpreter runs: the hook `argv[2]` of the config file `argv[1]`, for the master
-/// whose pid is `argv[3]` (given, since `on_exit`'s process may outlive it).
+/// whose pid is `argv[3]` (given, since `on_exit`'s process may outlive it), and for
+/// `child_exit` the worker's pid and id in `argv[4]` and `argv[5]`.
 const RUNNER: &str = "import sys\n\
 if sys.path and sys.path[0] == '':\n    del sys.path[0]\n\
 from segue import _gunicorn_hooks\n\
-_gunicorn_hooks.run_master_hook(sys.argv[1], sys.argv[2], int(sys.argv[3]))\n";
+_gunicorn_hooks.run_master_hook(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:]))\n";
+
+/// Longest the master waits for gunicorn's `on_starting` before it starts the workers anyway
+/// (the hook's process group is then killed).
+pub const ON_STARTING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why `on_starting` stops segue from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartingError {
+    /// The hook's process could not be started.
+    #[error("cannot run gunicorn's on_starting hook: {0}")]
+    Spawn(String),
+    /// The hook raised (its traceback is in the log, with the field hook=on_starting).
+    #[error(
+        "gunicorn's on_starting hook failed ({0}); its traceback is in the log above (hook=on_starting)"
+    )]
+    Failed(String),
+}
 
 /// The hooks an sd_notify `message` stands for; `ready_seen` makes `when_ready` run once
 /// (later `READY=1`s end reloads).
@@ -37,14 +63,24 @@ pub fn hooks_for(message: &str, ready_seen: &mut bool) -> Vec<&'static str> {
 }
 
 /// Starts `python` on the hook `hook` of `file` in `dir`; its output goes into the log. A
-/// failure to start is logged: a hook never stops the server.
-pub fn run(python: &Path, file: &Path, hook: &'static str, dir: Option<&Path>) -> Option<i32> {
+/// failure to start is logged: a hook never stops the server. `worker` (pid, id) is the worker
+/// `child_exit` is about.
+pub fn run(
+    python: &Path,
+    file: &Path,
+    hook: &'static str,
+    dir: Option<&Path>,
+    worker: Option<(i32, u64)>,
+) -> Option<i32> {
     let mut cmd = Command::new(python);
     cmd.arg("-c")
         .arg(RUNNER)
         .arg(file)
         .arg(hook)
         .arg(std::process::id().to_string());
+    if let Some((pid, id)) = worker {
+        cmd.arg(pid.to_string()).arg(id.to_string());
+    }
     for var in crate::systemd::MASTER_ONLY_ENV {
         cmd.env_remove(var);
     }
@@ -68,6 +104,56 @@ pub fn run(python: &Path, file: &Path, hook: &'static str, dir: Option<&Path>) -
             None
         }
     }
+}
+
+/// Runs `on_starting` and waits for it (before the master's loop runs, so nothing else waits
+/// meanwhile; the wait sleeps on the runtime so that the hook's output is still logged). A
+/// hook that raises stops the start, as in gunicorn; one that runs past
+/// [`ON_STARTING_TIMEOUT`] is killed and the start goes on, with an error logged.
+pub async fn on_starting(
+    python: &Path,
+    file: &Path,
+    dir: Option<&Path>,
+) -> Result<(), StartingError> {
+    let Some(pid) = run(python, file, "on_starting", dir, None) else {
+        return Err(StartingError::Spawn(format!(
+            "{} could not be started",
+            python.display()
+        )));
+    };
+    let deadline = tokio::time::Instant::now() + ON_STARTING_TIMEOUT;
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+            Ok(WaitStatus::Exited(_, code)) => {
+                output_drained().await;
+                return Err(StartingError::Failed(format!("exit code {code}")));
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                output_drained().await;
+                return Err(StartingError::Failed(format!("killed by {sig}")));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(StartingError::Spawn(format!("waiting for it: {e}"))),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::error!(
+                hook = "on_starting",
+                "gunicorn's on_starting hook still runs after {}s: killing it and starting anyway",
+                ON_STARTING_TIMEOUT.as_secs()
+            );
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Gives the tasks that copy a finished hook's output into the log a moment to take its last
+/// lines (the traceback) before the master exits: they run on this runtime.
+async fn output_drained() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 #[cfg(test)]

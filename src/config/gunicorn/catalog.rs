@@ -225,9 +225,16 @@ pub const WORKER_HOOKS: [&str; 6] = [
 ];
 
 /// The arbiter's hooks segue's master runs, each in a short-lived process of the app's
-/// interpreter (the master never runs Python): when the first generation is ready, when a
-/// reload starts, when a stop starts.
-pub const MASTER_HOOKS: [&str; 3] = ["when_ready", "on_reload", "on_exit"];
+/// interpreter (the master never runs Python): before the first worker starts (waited for),
+/// when the first generation is ready, when a reload starts, when a stop starts, when a worker
+/// has exited.
+pub const MASTER_HOOKS: [&str; 5] = [
+    "on_starting",
+    "when_ready",
+    "on_reload",
+    "on_exit",
+    "child_exit",
+];
 
 /// Whether `name` is a server hook, or one letter or two from one (`post_forks`): a config
 /// reader reports such a callable so that a misspelt hook is not silently dropped.

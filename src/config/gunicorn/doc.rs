@@ -21,7 +21,8 @@ fn samples(s: &Setting) -> Vec<&'static str> {
         return vec!["true", "false"];
     }
     if s.hook {
-        return vec!["<function f>"];
+        // What the config reader gives a hook the file defines: the file's path.
+        return vec!["/srv/app/gunicorn.conf.py"];
     }
     match s.name {
         "bind" => vec!["127.0.0.1:8000"],

@@ -10,9 +10,10 @@ use crate::config::entry::{Verdict, nearest};
 use super::catalog::{self, Setting};
 
 const HOOKS: &str = "segue runs gunicorn's worker hooks (post_fork, post_worker_init, \
-     pre_request, post_request, worker_int, worker_exit) and the arbiter's when_ready, on_reload \
-     and on_exit, but not this one: segue's master never runs Python and has no moment for it; \
-     code that must run once per worker can go in post_fork or segue.postfork (docs/python-api.md)";
+     pre_request, post_request, worker_int, worker_exit) and the arbiter's on_starting, \
+     when_ready, on_reload, on_exit and child_exit, but not this one: segue's master never runs \
+     Python and has no moment for it; code that must run once per worker can go in post_fork \
+     or segue.postfork (docs/python-api.md)";
 const ABORT: &str = "segue's harakiri ends a stuck worker with SIGKILL, so worker_abort never \
      runs; the master logs the stuck request's Python stack instead";
 const TLS: &str = "segue serves plain HTTP: terminate TLS in nginx, a load balancer or \

@@ -95,7 +95,7 @@ pub static CORE: &[Opt] = &[
         None,
         "NAME",
         Applies,
-        "A gunicorn arbiter hook of the --gunicorn-hooks file to run (when_ready, on_reload, on_exit), each in a short-lived process of the app's interpreter; set by -c gunicorn.conf.py when it defines them (repeatable)"
+        "A gunicorn arbiter hook of the --gunicorn-hooks file to run (on_starting, when_ready, on_reload, on_exit, child_exit), each in a short-lived process of the app's interpreter; set by -c gunicorn.conf.py when it defines them (repeatable)"
     ),
     opt!(
         "uwsgi-compat",
