@@ -228,10 +228,14 @@ impl Executor {
             Effect::Kill(id) => {
                 if let Some(p) = self.processes.get(&id) {
                     signal(p.pid, Signal::SIGKILL);
-                } else if let Some(pending) = self.zygotes.take_pending(id) {
+                } else if let Some((pending, zygote)) = self.zygotes.cancel(id) {
                     // Not forked yet: it ends here, as if killed (its fork, if it comes, is
                     // killed on arrival).
                     self.release_cell(pending.cell);
+                    if let Some(pid) = zygote {
+                        tracing::warn!(worker = %id, pid, "killing the zygote, which had not forked this worker yet (the next worker of its generation starts a new one)");
+                        signal(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
                     return Some(Event::Exited {
                         id,
                         kind: ExitKind::Signal(libc::SIGKILL),

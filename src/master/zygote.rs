@@ -149,6 +149,29 @@ impl Zygotes {
         self.pending.remove(&id)
     }
 
+    /// Cancels a worker that was asked for and not yet forked (it was killed: its boot timed
+    /// out, or it was drained before it existed). Returns its reservation, and the pid of its
+    /// zygote when no other worker waits on that zygote any more: a zygote that did not fork
+    /// within a worker's boot time is stuck (or was stopped with it) and is killed, so that the
+    /// next worker its generation needs starts a fresh one instead of waiting on it too.
+    pub fn cancel(&mut self, id: WorkerId) -> Option<(Pending, Option<i32>)> {
+        let pending = self.pending.remove(&id)?;
+        let idle = self.waiting_on(pending.instance).is_empty();
+        let zygote = self
+            .by_generation
+            .iter()
+            .find(|(_, z)| z.instance == pending.instance)
+            .map(|(g, z)| (*g, z.pid));
+        let kill = match zygote {
+            Some((generation, pid)) if idle => {
+                self.by_generation.remove(&generation);
+                Some(pid)
+            }
+            _ => None,
+        };
+        Some((pending, kill))
+    }
+
     /// The workers waiting on zygote `instance`.
     pub fn waiting_on(&self, instance: u64) -> Vec<WorkerId> {
         let mut ids: Vec<_> = self
@@ -447,7 +470,19 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        // Killing a zygote that never said Ready: the executor must kill it.
+        // Cancelling one of two waiting workers leaves the zygote; the last one kills it.
+        let (stream, _link) = channel();
+        zygotes
+            .fork(4, request(7), None, &events, || Ok((400, stream)))
+            .unwrap();
+        zygotes
+            .fork(4, request(8), None, &events, || panic!("one zygote"))
+            .unwrap();
+        assert_eq!(zygotes.cancel(WorkerId(7)).map(|c| c.1), Some(None));
+        assert_eq!(zygotes.cancel(WorkerId(8)).map(|c| c.1), Some(Some(400)));
+        assert!(zygotes.cancel(WorkerId(8)).is_none());
+        assert_eq!(zygotes.retire(4), None, "already gone");
+        // Retiring a zygote that never said Ready: the executor must kill it.
         assert_eq!(zygotes.retire(3), Some(301));
         // The first worker is still waiting on the dead one, until the reaper reports it.
         assert_eq!(zygotes.waiting_on(1), vec![WorkerId(1)]);
