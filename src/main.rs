@@ -83,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             let config: segue::config::Config =
                 serde_json::from_str(&json).context("bad master configuration")?;
             segue::logging::init(&config.worker.log);
+            segue::logging::start_writers();
             let status = segue::master::run(config, Start::Fresh(Vec::new()))
                 .context("segue cannot start")?;
             std::process::exit(status);
@@ -254,6 +255,7 @@ fn serve(
         start
     };
     segue::logging::init(&config.worker.log);
+    segue::logging::start_writers();
     log_notes(&resolved);
     for u in resolved.unknown.iter().filter(|u| !u.fatal) {
         tracing::warn!(
@@ -299,6 +301,7 @@ fn run_emperor(
         return 0;
     }
     segue::logging::init(&config.log);
+    segue::logging::start_writers();
     log_notes(resolved);
     for w in &resolved.warnings {
         tracing::warn!("{w}");

@@ -387,7 +387,11 @@ fn env_and_pythonpath_reach_the_app() {
 fn access_log_lines_when_enabled() {
     let s = server("cases:application").args(&["--access-log"]).start();
     get(s.addr(), "/stream?n=1");
-    s.wait_log(&["segue::access", "\"GET /stream?n=1 HTTP/1.1\" 200"]);
+    // The combined format, into the error log (stderr) without --access-logfile.
+    s.wait_log(&[
+        "127.0.0.1 - - [",
+        "\"GET /stream?n=1 HTTP/1.1\" 200 7 \"-\" \"-\"",
+    ]);
 }
 
 #[test]

@@ -373,7 +373,7 @@ fn static_responses_are_in_the_access_log() {
         .args(&["--static-map", &map(&root), "--access-log"])
         .start();
     assert_eq!(get(s.addr(), "/static/hello.txt").status, 200);
-    s.wait_log(&["segue::access", "\"GET /static/hello.txt HTTP/1.1\" 200"]);
+    s.wait_log(&["127.0.0.1 - - [", "\"GET /static/hello.txt HTTP/1.1\" 200"]);
 }
 
 #[test]

@@ -11,8 +11,8 @@ use super::option;
 use super::resolve::{Resolved, Setting};
 use super::static_files::{self, ExpiresOn, StaticFiles, StaticMap};
 use super::{
-    Config, Endpoint, Limits, ListenAddr, LogConfig, LogFormat, Protocol, Recycle, ReloadStrategy,
-    WorkerConfig,
+    Config, Endpoint, Limits, ListenAddr, LogConfig, LogFormat, LogTarget, Protocol, Recycle,
+    ReloadStrategy, WorkerConfig,
 };
 
 pub mod emperor;
@@ -370,7 +370,30 @@ fn log_config(rd: &mut Reader<'_>) -> LogConfig {
         },
         format: log_format(rd),
         access_log: rd.boolean("access-log"),
+        access_logfile: match rd.text("access-logfile").as_deref() {
+            None => None,
+            Some("-") => Some(LogTarget::Stdout),
+            Some(_) => rd.path("access-logfile").map(LogTarget::File),
+        },
+        access_format: access_format(rd),
+        error_logfile: match rd.text("error-logfile").as_deref() {
+            None | Some("-") => LogTarget::Stderr,
+            Some(_) => rd
+                .path("error-logfile")
+                .map_or(LogTarget::Stderr, LogTarget::File),
+        },
+        capture_output: rd.boolean("capture-output"),
     }
+}
+
+fn access_format(rd: &mut Reader<'_>) -> String {
+    let format = rd
+        .text("access-logformat")
+        .unwrap_or_else(|| crate::logging::access::COMBINED.to_owned());
+    if let Err(e) = crate::logging::access::Format::parse(&format) {
+        rd.bad("access-logformat", e.to_string());
+    }
+    format
 }
 
 fn log_format(rd: &mut Reader<'_>) -> LogFormat {

@@ -69,6 +69,42 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// Whether every request is logged.
     pub access_log: bool,
+    /// Where access lines go (`--access-logfile`); `None`: into the error log.
+    #[serde(default)]
+    pub access_logfile: Option<LogTarget>,
+    /// The access line's format, in gunicorn's atoms (`--access-logformat`).
+    #[serde(default = "default_access_format")]
+    pub access_format: String,
+    /// Where the log goes (`--error-logfile`).
+    #[serde(default)]
+    pub error_logfile: LogTarget,
+    /// Whether the app's stdout and stderr go into the error log file (`--capture-output`).
+    #[serde(default)]
+    pub capture_output: bool,
+}
+
+fn default_access_format() -> String {
+    crate::logging::access::COMBINED.to_owned()
+}
+
+impl LogConfig {
+    /// Whether requests are logged at all.
+    pub fn logs_requests(&self) -> bool {
+        self.access_log || self.access_logfile.is_some()
+    }
+}
+
+/// Where a log goes: a standard stream, or a file opened for appending (and opened again on
+/// SIGUSR1, after logrotate moved it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogTarget {
+    /// The process's stderr.
+    #[default]
+    Stderr,
+    /// The process's stdout (gunicorn's `--access-logfile -`).
+    Stdout,
+    /// A file.
+    File(PathBuf),
 }
 
 /// What a worker is told in its `Boot`: how to import and serve the app. Nothing the master

@@ -242,14 +242,21 @@ fn write_status(out: &mut impl Write, s: &StatusReport) -> std::io::Result<()> {
     write_scaling(out, &s.scaling)?;
     writeln!(
         out,
-        "{:>6} {:>8} {:>4} {:<10} {:>10} {:>10}",
-        "worker", "pid", "gen", "state", "requests", "uptime"
+        "{:>6} {:>8} {:>4} {:<10} {:>10} {:>10} {:>8} {:>6}",
+        "worker", "pid", "gen", "state", "requests", "uptime", "rss", "conns"
     )?;
     for w in &s.workers {
         writeln!(
             out,
-            "{:>6} {:>8} {:>4} {:<10} {:>10} {:>9.0}s",
-            w.id, w.pid, w.generation, w.state, w.requests, w.uptime_s
+            "{:>6} {:>8} {:>4} {:<10} {:>10} {:>9.0}s {:>6}MB {:>6}",
+            w.id,
+            w.pid,
+            w.generation,
+            w.state,
+            w.requests,
+            w.uptime_s,
+            w.rss_kib / 1024,
+            w.connections
         )?;
     }
     for d in &s.daemons {

@@ -74,6 +74,15 @@ pub struct WorkerReport {
     pub requests: u64,
     /// Seconds since it was spawned.
     pub uptime_s: f64,
+    /// Resident memory in KiB, from its last heartbeat.
+    #[serde(default)]
+    pub rss_kib: u64,
+    /// Open client connections, from its last heartbeat.
+    #[serde(default)]
+    pub connections: u64,
+    /// Log lines it dropped because a log file could not keep up.
+    #[serde(default)]
+    pub log_dropped: u64,
 }
 
 /// The status reply.

@@ -56,6 +56,10 @@ pub struct ResponseBody {
     /// Dropped when hyper is done with the body (sent, or the client went away): the worker uses
     /// it to count in-flight requests without hooking into hyper.
     _guard: Option<Box<dyn Any + Send + Sync>>,
+    /// Body bytes handed to hyper so far (file regions by their length).
+    sent: u64,
+    /// Called with `sent` when hyper is done with the body: the access line.
+    on_end: Option<Box<dyn FnOnce(u64) + Send + Sync>>,
 }
 
 impl ResponseBody {
@@ -66,7 +70,16 @@ impl ResponseBody {
             placeholders: 0,
             exact: true,
             _guard: None,
+            sent: 0,
+            on_end: None,
         }
+    }
+
+    /// Runs `f` with the body bytes sent once hyper is done with the body (all sent, or the
+    /// client went away).
+    pub fn on_end(mut self, f: impl FnOnce(u64) + Send + Sync + 'static) -> Self {
+        self.on_end = Some(Box::new(f));
+        self
     }
 
     /// A complete body; hyper derives Content-Length from it.
@@ -130,6 +143,14 @@ impl std::fmt::Debug for ResponseBody {
     }
 }
 
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f(self.sent);
+        }
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = Abort;
@@ -146,12 +167,16 @@ impl Body for ResponseBody {
             }
             return Poll::Ready(match ready!(self.next_chunk(cx)) {
                 None => None,
-                Some(Chunk::Data(bytes)) => Some(Ok(Frame::data(bytes))),
+                Some(Chunk::Data(bytes)) => {
+                    self.sent += bytes.len() as u64;
+                    Some(Ok(Frame::data(bytes)))
+                }
                 Some(Chunk::Abort(abort)) => Some(Err(abort)),
                 Some(Chunk::File(region)) if region.is_empty() => continue,
                 Some(Chunk::File(region)) => match self.files.clone() {
                     Some(files) => {
                         self.placeholders = region.len();
+                        self.sent += region.len();
                         files.push(region);
                         continue;
                     }

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
 use tokio::sync::oneshot;
 
 use super::generation::GenerationId;
@@ -40,6 +40,8 @@ pub enum Command {
     },
     /// Describe the server.
     Status,
+    /// Open every log file again, in the master and each worker (SIGUSR1, after logrotate).
+    ReopenLogs,
 }
 
 impl Command {
@@ -55,6 +57,7 @@ impl Command {
             SIGTTIN => Command::Scale(1),
             SIGTTOU => Command::Scale(-1),
             SIGUSR2 => Command::Upgrade { binary: None },
+            SIGUSR1 => Command::ReopenLogs,
             _ => return None,
         })
     }

@@ -247,6 +247,8 @@ pub enum Effect {
     WatchListeners,
     /// Stop the watch [`Effect::WatchListeners`] started, if it still runs.
     UnwatchListeners,
+    /// Open the master's log files again and tell every worker to (SIGUSR1).
+    ReopenLogs,
     /// The generation is forgotten (it has no workers and gets no more): its zygote, if it
     /// has one (`--preload`), can go.
     Retire(GenerationId),

@@ -242,6 +242,12 @@ impl Executor {
                     });
                 }
             }
+            Effect::ReopenLogs => {
+                crate::logging::reopen();
+                for p in self.processes.values() {
+                    let _ = p.commands.send(ToWorker::ReopenLogs);
+                }
+            }
             Effect::Retire(generation) => {
                 if let Some(pid) = self.zygotes.retire(generation) {
                     tracing::info!(

@@ -45,7 +45,9 @@ use std::time::Duration;
 use std::collections::VecDeque;
 
 use futures_util::StreamExt;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2};
+use signal_hook::consts::{
+    SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2,
+};
 use signal_hook_tokio::Signals;
 use std::os::fd::FromRawFd;
 use tokio::sync::mpsc;
@@ -250,7 +252,7 @@ async fn serve(
     reaper::become_subreaper();
     // Installed before the first spawn so that no SIGCHLD is missed.
     let mut signals = Signals::new([
-        SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2,
+        SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2,
     ])
     .map_err(Error::Signals)?;
     let (events_tx, mut events) = mpsc::unbounded_channel();

@@ -19,6 +19,9 @@ impl Supervisor {
                 state: w.state.name().into(),
                 requests: w.stats.requests_finished,
                 uptime_s: w.spawned_at.elapsed().as_secs_f64(),
+                rss_kib: w.stats.rss_kib,
+                connections: w.stats.connections,
+                log_dropped: w.stats.log_dropped,
             })
             .collect();
         StatusReport {

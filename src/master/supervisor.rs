@@ -496,6 +496,11 @@ impl Supervisor {
                 }
                 self.answer(responder, Outcome::Scale(result));
             }
+            // No caller waits: SIGUSR1 is its only source.
+            Command::ReopenLogs => {
+                tracing::info!("reopening the log files (SIGUSR1)");
+                self.emit(Effect::ReopenLogs);
+            }
         }
     }
 

@@ -91,6 +91,8 @@ pub enum ToWorker {
         /// Why, for the log.
         reason: DrainReason,
     },
+    /// Open the log files again (the master got SIGUSR1: logrotate moved them).
+    ReopenLogs,
 }
 
 /// Counters a worker reports with each heartbeat; later used for timeouts and status.
@@ -105,6 +107,9 @@ pub struct Stats {
     /// Resident memory in KiB.
     #[serde(default)]
     pub rss_kib: u64,
+    /// Log lines this worker dropped because a log file could not keep up.
+    #[serde(default)]
+    pub log_dropped: u64,
 }
 
 /// Why a worker could not become ready.

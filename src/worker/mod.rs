@@ -157,6 +157,13 @@ fn run(master_version: &str) -> i32 {
         }
     };
     crate::logging::init(&boot.config.log);
+    if boot.config.log.capture_output {
+        if let Err(e) = crate::logging::capture_output(&boot.config.log) {
+            tracing::warn!(
+                "--capture-output: cannot put the error log under stdout and stderr: {e}"
+            );
+        }
+    }
     if boot.zygote {
         if let Some(name) = &boot.config.name {
             crate::logging::set_process_name(&format!("{name} zygote"));
@@ -200,6 +207,8 @@ fn worker(
     if let Some(name) = &boot.config.name {
         crate::logging::set_process_name(&format!("{name} w{}", boot.worker_id));
     }
+    // A worker may have threads (a zygote may not, so it has none until here).
+    crate::logging::start_writers();
     let span = tracing::info_span!(
         "worker",
         generation = boot.generation,
@@ -265,6 +274,7 @@ async fn serve(
         }
     };
     let is_preloaded = preloaded.is_some();
+    let (boot_generation, boot_worker) = (boot.generation, boot.worker_id);
     if let Err(e) =
         Python::attach(|py| hooks::publish(py, Some(boot.worker_id), boot.generation, is_preloaded))
     {
@@ -327,11 +337,28 @@ async fn serve(
             return boot_failed(&to_master, &mut from_master, failure).await;
         }
     }
+    let access = config.log.logs_requests().then(|| {
+        Arc::new(service::AccessLog {
+            // Checked when the configuration was read; a bad one logs nothing rather than fail.
+            format: crate::logging::access::Format::parse(&config.log.access_format)
+                .unwrap_or_else(|_| {
+                    crate::logging::access::Format::parse(crate::logging::access::COMBINED)
+                        .expect("the combined format parses")
+                }),
+            origin: crate::logging::access::Origin {
+                generation: boot_generation,
+                worker: boot_worker,
+                pid: std::process::id(),
+            },
+            json: config.log.format == crate::config::LogFormat::Json,
+        })
+    });
     let shared = Arc::new(Shared {
         config: config.clone(),
         pool,
         counters: counters.clone(),
         statics: crate::http::static_files::StaticServer::new(&config.static_files),
+        access,
     });
     let mut drain = Drain::default();
     let gil = watchdog::GilProbe::start(GIL_PROBE);
@@ -364,6 +391,7 @@ async fn serve(
             msg = from_master.recv() => match msg {
                 Ok(ToWorker::Drain { reason }) => break format!("{reason:?}"),
                 Ok(ToWorker::Boot { .. }) => tracing::warn!("ignoring a second Boot"),
+                Ok(ToWorker::ReopenLogs) => crate::logging::reopen(),
                 Err(FrameError::Closed) => {
                     listening = false;
                     break "the master is gone (control channel closed)".to_string();

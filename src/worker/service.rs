@@ -22,6 +22,7 @@ use crate::http::sendfile::FileQueue;
 use crate::http::static_files::{StaticReply, StaticServer};
 use crate::http::validate;
 use crate::http::validate::Rejection;
+use crate::logging::access;
 use crate::protocol::Stats;
 use crate::wsgi::{self, Job, Local, Peer, Reply};
 
@@ -57,6 +58,7 @@ impl Counters {
             requests_finished: self.finished.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
             rss_kib: rss_kib(),
+            log_dropped: crate::logging::dropped(),
         }
     }
 }
@@ -108,6 +110,19 @@ pub struct Shared {
     pub counters: Arc<Counters>,
     /// Static files answered before the app (`--static-map`); `None` when none are mapped.
     pub statics: Option<Arc<StaticServer>>,
+    /// The access log, when requests are logged.
+    pub access: Option<Arc<AccessLog>>,
+}
+
+/// How this worker writes access lines.
+#[derive(Debug)]
+pub struct AccessLog {
+    /// `--access-logformat`, parsed.
+    pub format: access::Format,
+    /// The worker's identity for `%(g)s`, `%(w)s`, `%(p)s`.
+    pub origin: access::Origin,
+    /// `--log-format json`: one object per line.
+    pub json: bool,
 }
 
 /// One connection's service.
@@ -143,12 +158,16 @@ impl<B: Source> hyper::service::Service<Request<B>> for Service {
         // A gateway protocol's request has no raw HTTP head for the scanner to judge.
         let gateway = parts.extensions.remove::<crate::gateway::Gateway>();
         let limits = &self.shared.config.limits;
-        let access = self
-            .shared
-            .config
-            .log
-            .access_log
-            .then(|| AccessLine::new(&self.peer, &parts.method, &parts.uri, parts.version));
+        let access = self.shared.access.as_ref().map(|log| AccessLine {
+            log: log.clone(),
+            request: log.format.request(
+                peer_text(&self.peer),
+                &parts.method,
+                &parts.uri,
+                parts.version,
+                &parts.headers,
+            ),
+        });
 
         // One verdict per request, in order, even when another check rejects it.
         let verdict = match &gateway {
@@ -362,10 +381,19 @@ fn into_response(
     if close {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    if let Some(line) = access {
-        line.log(status.as_u16(), received);
+    let mut body = body.with_guard(guard);
+    if let Some(AccessLine { log, request }) = access {
+        let line = request.respond(&log.format, status.as_u16(), &headers);
+        body = body.on_end(move |bytes| {
+            let took = received.elapsed();
+            crate::logging::access(if log.json {
+                line.json(&log.format, log.origin, bytes, took)
+            } else {
+                line.text(&log.format, log.origin, bytes, took)
+            });
+        });
     }
-    let mut response = Response::new(body.with_guard(guard));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     if let Some(reason) = reason.and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok()) {
@@ -376,24 +404,13 @@ fn into_response(
 
 /// The parts of an access-log line known when the request arrives.
 struct AccessLine {
-    peer: String,
-    request: String,
+    log: Arc<AccessLog>,
+    request: access::Request,
 }
 
-impl AccessLine {
-    fn new(peer: &Peer, method: &http::Method, uri: &http::Uri, version: http::Version) -> Self {
-        let peer = match peer {
-            Peer::Tcp(a) => a.ip().to_string(),
-            Peer::Unix => "unix".into(),
-        };
-        AccessLine {
-            peer,
-            request: format!("{method} {uri} {version:?}"),
-        }
-    }
-
-    fn log(self, status: u16, received: Instant) {
-        let ms = received.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(target: "segue::access", "{} \"{}\" {} {:.1}ms", self.peer, self.request, status, ms);
+fn peer_text(peer: &Peer) -> String {
+    match peer {
+        Peer::Tcp(a) => a.ip().to_string(),
+        Peer::Unix => "unix".into(),
     }
 }

@@ -272,6 +272,13 @@ def application(environ, start_response):
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
 
+    if path == "/print":
+        # What --capture-output is for: the app's own stdout and stderr.
+        print("marker-from-print", flush=True)
+        sys.stderr.write("marker-from-stderr\n")
+        sys.stderr.flush()
+        return _text(start_response, "printed")
+
     if path == "/crash":
         os._exit(1)
 

@@ -23,8 +23,6 @@ const TLS_ONLY: &str = "only used with certfile and keyfile (TLS), which segue l
 const RELOAD: &str = "segue does not watch the code: use --touch-reload FILE and touch the \
      file, or run `segue reload` from a file watcher (watchexec, entr); the reload is \
      graceful and rolls back if the new code fails to import";
-const LOG_FILE: &str = "log files come with segue's logging work; use '-' (stderr) meanwhile, \
-     and let systemd's journal or the container runtime collect it";
 const PY_LOGGING: &str = "segue's own logging is set by --log-level and --log-format; \
      configure Python logging in the app (logging.config.dictConfig at import)";
 const METRICS: &str = "metrics come with segue's observability work; `segue status --json` \
@@ -253,23 +251,21 @@ fn decide(s: &Setting, v: &str) -> Decided {
         "secure_scheme_headers" => secure_scheme_headers(v),
         "forwarded_allow_ips" => one("forwarded-allow-ips", v),
         "accesslog" => match v {
-            "-" => one("access-log", "true"),
             "" => one("access-log", "false"),
-            _ => Ok(Unsupported(LOG_FILE)),
+            // "-" is stdout, as in gunicorn.
+            _ => one("access-logfile", v),
         },
         "disable_redirect_access_to_syslog" => Ok(Implied(SYSLOG_ONLY)),
-        "access_log_format" => Ok(Unsupported(
-            "segue's access line has a fixed set of fields; for machine-readable lines use \
-             --log-format json",
-        )),
+        "access_log_format" => {
+            crate::logging::access::Format::parse(v).map_err(|e| e.to_string())?;
+            one("access-logformat", v)
+        }
         "errorlog" => match v {
-            "-" => Ok(Implied("segue logs to stderr")),
-            _ => Ok(Unsupported(LOG_FILE)),
+            "-" | "" => Ok(Implied("segue logs to stderr")),
+            _ => one("error-logfile", v),
         },
         "loglevel" => one("log-level", log_level(v)?),
-        "capture_output" => Ok(Implied(
-            "the workers' stdout and stderr already go where segue's own log goes (stderr)",
-        )),
+        "capture_output" => one("capture-output", boolean(v)?.to_string()),
         "logger_class" => default_or(
             v,
             &["gunicorn.glogging.Logger", "simple"],

@@ -338,7 +338,47 @@ pub static CORE: &[Opt] = &[
         Some("false"),
         "",
         Applies,
-        "Log one line per request"
+        "Log one line per request (into the error log, unless --access-logfile names another place)"
+    ),
+    opt!(
+        "access-logfile",
+        None,
+        Text,
+        false,
+        None,
+        "PATH|-",
+        Applies,
+        "Write one line per request to this file (- is stdout), in --access-logformat; reopened on SIGUSR1 (gunicorn's name)"
+    ),
+    opt!(
+        "access-logformat",
+        None,
+        Text,
+        false,
+        Some(crate::logging::access::COMBINED),
+        "FORMAT",
+        Applies,
+        "The access line, with gunicorn's atoms: %(h)s %(t)s %(r)s %(s)s %(b)s %(D)s %({header}i)s ... plus %(g)s (generation) and %(w)s (worker id); see docs/observability.md"
+    ),
+    opt!(
+        "error-logfile",
+        None,
+        Text,
+        false,
+        Some("-"),
+        "PATH|-",
+        NeedsRestart,
+        "Write the master's and the workers' log to this file instead of stderr (-); reopened on SIGUSR1 (gunicorn's name; also --log-file)"
+    ),
+    opt!(
+        "capture-output",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        Applies,
+        "Send the app's stdout and stderr into --error-logfile (gunicorn's name)"
     ),
     // Requests.
     opt!(

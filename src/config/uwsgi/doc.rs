@@ -29,6 +29,10 @@ fn conv_note(conv: Conv) -> &'static str {
         Conv::NoAccessLog => "true means `access-log = false`",
         Conv::Optimize => "`env = PYTHONOPTIMIZE=N`",
         Conv::Path => "relative paths are taken from the working directory",
+        Conv::LogFile => {
+            "a file path (relative to the working directory); UDP addresses are refused"
+        }
+        Conv::Logger => "`file:PATH` only; other logger plugins are refused",
         Conv::PyPath => "no glob expansion: one directory per line",
         Conv::Secs => "seconds",
         Conv::Flag => "boolean; bare means true",

@@ -34,6 +34,10 @@ pub(super) enum Conv {
     /// A static-file path: relative ones are taken from `chdir` (where uWSGI's workers
     /// resolve them), so it is passed on as written.
     StaticPath,
+    /// `logto`: a file path (made absolute); a UDP `host:port` is refused.
+    LogFile,
+    /// `logger` and `req-logger`: `file:PATH` (another plugin is refused).
+    Logger,
 }
 
 /// What a uWSGI option is to segue.
@@ -55,7 +59,7 @@ const OFF: &str = "segue always behaves as if this were on and cannot turn it of
 const READER: &str = "read by segue's ini reader as uWSGI reads it; not an option of its own";
 
 const UWSGI_VARIANTS: &str = "segue speaks the plain uwsgi protocol on its own sockets only: use socket = ADDR (one address per line) behind nginx's uwsgi_pass";
-const LOGS: &str = "segue logs to stderr (--log-level, --log-format text|json, --access-log): let systemd's journal or your supervisor collect and rotate it";
+const LOGS: &str = "segue logs to stderr or to a file (logto, logger = file:PATH, req-logger = file:PATH; --log-level, --log-format text|json, --access-logformat with gunicorn's atoms; SIGUSR1 reopens the files): see docs/observability.md";
 const SIDE: &str = "segue does not run side processes: run it as its own systemd service or timer";
 const SCALE: &str = "segue's cheaper has the spare and backlog algorithms only (cheaper, cheaper-initial, cheaper-step, cheaper-overload, cheaper-idle, cheaper-algo): see docs/scaling.md";
 const STATIC: &str = "segue serves static files with static-map, check-static, static-index, static-safe, static-expires, static-expires-uri, static-gzip and static-gzip-all only: use those, or serve the files from nginx";
@@ -125,6 +129,12 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         ),
         (&["procname", "procname-master"], Apply("name", Text)),
         (&["disable-logging"], Apply("access-log", NoAccessLog)),
+        (&["logto", "logto2"], Apply("error-logfile", LogFile)),
+        (&["logger"], Apply("error-logfile", Logger)),
+        (
+            &["req-logger", "logger-req"],
+            Apply("access-logfile", Logger),
+        ),
         (&["optimize"], Apply("env", Optimize)),
         (&["static-map"], Apply("static-map", StaticPath)),
         (
@@ -210,7 +220,7 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         (
             &["py-call-osafterfork", "py-call-uwsgi-fork-hooks"],
             Implied {
-                why: "segue's workers are fresh Python processes, not forks of an interpreter, so signals and after-fork state are always Python's normal ones",
+                why: "segue's workers are fresh Python processes, or with --preload forked by os.fork(), which runs Python's own after-fork handling; signals and after-fork state are always Python's normal ones",
                 off: OFF,
             },
         ),
@@ -372,11 +382,6 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         ),
         (
             &[
-                "logto",
-                "logto2",
-                "logger",
-                "req-logger",
-                "logger-req",
                 "log-format",
                 "logformat",
                 "log-master",

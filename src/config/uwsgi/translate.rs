@@ -166,6 +166,21 @@ fn convert(key: &str, value: Option<&str>, conv: Conv, base: &Path) -> Result<St
         }
         Conv::Module => Ok(v.to_owned()),
         Conv::Listen => listen(key, v, &absolute),
+        Conv::LogFile => {
+            if !v.contains('/') && v.contains(':') {
+                Err(format!(
+                    "'{key} = {v}' logs over UDP, which segue does not do: give a file path"
+                ))
+            } else {
+                Ok(absolute(v))
+            }
+        }
+        Conv::Logger => match v.split_once(':') {
+            Some(("file", path)) if !path.is_empty() => Ok(absolute(path)),
+            _ => Err(format!(
+                "'{key} = {v}': segue writes logs to files only: write {key} = file:/var/log/app.log"
+            )),
+        },
     }
 }
 
@@ -348,13 +363,32 @@ mod tests {
     }
 
     #[test]
+    fn log_files_map_and_udp_or_plugins_are_refused() {
+        let base = Path::new("/srv/app");
+        assert!(matches!(
+            translate("logto", Some("logs/uwsgi.log"), base),
+            Verdict::Applied(v) if v == vec![("error-logfile", "/srv/app/logs/uwsgi.log".to_owned())]
+        ));
+        assert!(matches!(
+            translate("req-logger", Some("file:/var/log/req.log"), base),
+            Verdict::Applied(v) if v == vec![("access-logfile", "/var/log/req.log".to_owned())]
+        ));
+        assert!(
+            matches!(translate("logto", Some("127.0.0.1:1717"), base), Verdict::Invalid(e) if e.contains("UDP"))
+        );
+        assert!(
+            matches!(translate("logger", Some("syslog:app"), base), Verdict::Invalid(e) if e.contains("file:"))
+        );
+    }
+
+    #[test]
     fn unsupported_options_say_what_to_do() {
         for (key, text) in [
             ("uid", "User="),
             ("gid", "User="),
             ("daemonize", "foreground"),
-            ("logto", "stderr"),
-            ("req-logger", "stderr"),
+            ("log-route", "docs/observability.md"),
+            ("log-req-route", "docs/observability.md"),
             ("py-autoreload", "touch-reload"),
             ("offload-threads", "sendfile"),
             ("route", "router"),

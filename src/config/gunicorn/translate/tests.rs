@@ -173,17 +173,29 @@ fn worker_classes_segue_runs_and_those_it_cannot() {
 }
 
 #[test]
-fn logs_to_stderr_are_applied_and_files_refused() {
-    assert_eq!(single("accesslog", "-"), pair("access-log", "true"));
-    assert!(matches!(
-        translate("--access-logfile", Some("/var/log/a.log")),
-        Unsupported(_)
-    ));
+fn log_files_and_formats_are_applied() {
+    assert_eq!(single("accesslog", "-"), pair("access-logfile", "-"));
+    assert_eq!(
+        single("--access-logfile", "/var/log/a.log"),
+        pair("access-logfile", "/var/log/a.log")
+    );
     assert!(matches!(translate("errorlog", Some("-")), Implied(_)));
+    assert_eq!(
+        single("--log-file", "/tmp/e.log"),
+        pair("error-logfile", "/tmp/e.log")
+    );
+    assert_eq!(
+        single("access_log_format", "%(h)s %(s)s"),
+        pair("access-logformat", "%(h)s %(s)s")
+    );
     assert!(matches!(
-        translate("--log-file", Some("/tmp/e.log")),
-        Unsupported(_)
+        translate("access_log_format", Some("%(h)s 50% %(s)s")),
+        Invalid(_)
     ));
+    assert_eq!(
+        single("--capture-output", "true"),
+        pair("capture-output", "true")
+    );
     assert_eq!(single("loglevel", "WARNING"), pair("log-level", "warn"));
     assert_eq!(single("loglevel", "critical"), pair("log-level", "error"));
     assert!(matches!(translate("loglevel", Some("loud")), Invalid(_)));

@@ -1,0 +1,264 @@
+//! What operators read: access lines in gunicorn's formats (`--access-logfile`,
+//! `--access-logformat`), JSON access lines, the error log in a file (`--error-logfile`),
+//! SIGUSR1 reopening every file after logrotate moved it, and `--capture-output`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::*;
+
+/// The lines of `path` once it has at least `n` (log files are written by a thread).
+fn lines_of(path: &Path, n: usize) -> Vec<String> {
+    let read = || {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(EVENT_TIMEOUT, || read().len() >= n),
+        "{} never had {n} lines: {:?}",
+        path.display(),
+        read()
+    );
+    read()
+}
+
+fn scratch_file(test: &str, name: &str) -> PathBuf {
+    support::oneshot::scratch(test).join(name)
+}
+
+/// Local time as the Common Log Format writes it, for the seconds around a request.
+fn clf_times(from: i64, to: i64) -> Vec<String> {
+    (from..=to)
+        .map(|t| {
+            let out = Command::new("date")
+                .arg("-d")
+                .arg(format!("@{t}"))
+                .arg("+[%d/%b/%Y:%H:%M:%S %z]")
+                .env("LC_ALL", "C")
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        })
+        .collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn combined_lines_match_byte_for_byte() {
+    let log = scratch_file("access-combined", "access.log");
+    let s = server("cases:application")
+        .args(&["--access-logfile", log.to_str().unwrap()])
+        .start();
+    let before = now();
+    let mut c = Conn::open(s.addr());
+    // alice:secret
+    c.send(
+        b"GET /stream?n=3 HTTP/1.1\r\nHost: 127.0.0.1\r\nReferer: http://example.test/from\r\n\
+          User-Agent: probe/1.0\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n",
+    );
+    let r = c.read_response(false);
+    assert_eq!(r.text(), "chunk0\nchunk1\nchunk2\n");
+    c.send(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello");
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200);
+    let echoed = r.body.len();
+    let after = now();
+    let lines = lines_of(&log, 2);
+    let times = clf_times(before, after);
+    let expect = |time: &str| {
+        [
+            format!(
+                "127.0.0.1 - alice {time} \"GET /stream?n=3 HTTP/1.1\" 200 21 \
+                 \"http://example.test/from\" \"probe/1.0\""
+            ),
+            format!("127.0.0.1 - - {time} \"POST /echo HTTP/1.1\" 200 {echoed} \"-\" \"-\""),
+        ]
+    };
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            times.iter().any(|t| expect(t)[i] == *line),
+            "line {i} is not the combined format:\n  got  {line}\n  want {}",
+            expect(&times[0])[i]
+        );
+    }
+    // Nothing of it went to the error log (stderr).
+    assert!(!s.log.all().contains("/stream?n=3"), "{}", s.log.all());
+}
+
+#[test]
+fn custom_formats_and_json_fields() {
+    let log = scratch_file("access-custom", "access.log");
+    let format = "%(m)s %(U)s %(q)s %(s)s %(b)s %({x-trace}i)s %({content-type}o)s g=%(g)s w=%(w)s %(p)s %(D)s";
+    let s = server("cases:application")
+        .args(&[
+            "--access-logfile",
+            log.to_str().unwrap(),
+            "--access-logformat",
+            format,
+        ])
+        .start();
+    let mut c = Conn::open(s.addr());
+    c.send(b"GET /stream?n=1 HTTP/1.1\r\nHost: x\r\nX-Trace: t-1\r\n\r\n");
+    assert_eq!(c.read_response(false).status, 200);
+    let line = lines_of(&log, 1).remove(0);
+    let st = s.status();
+    let w = &st["workers"][0];
+    let want = format!(
+        "GET /stream n=1 200 7 t-1 text/plain g=1 w={} <{}> ",
+        w["id"], w["pid"]
+    );
+    assert!(line.starts_with(&want), "got  {line}\nwant {want}...");
+    let micros: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(micros > 0 && micros < 10_000_000, "{line}");
+
+    // JSON: one object per line, a field per atom, numbers as numbers.
+    let json_log = scratch_file("access-json", "access.log");
+    let s = server("cases:application")
+        .args(&[
+            "--log-format",
+            "json",
+            "--access-logfile",
+            json_log.to_str().unwrap(),
+        ])
+        .start();
+    get(s.addr(), "/stream?n=2");
+    let line = lines_of(&json_log, 1).remove(0);
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["target"], "segue::access", "{v}");
+    assert_eq!(v["request"], "GET /stream?n=2 HTTP/1.1", "{v}");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["bytes"], 14, "{v}");
+    assert_eq!(v["remote_addr"], "127.0.0.1", "{v}");
+    assert_eq!(v["referer"], serde_json::Value::Null, "{v}");
+    assert!(v["time"].as_str().unwrap().starts_with('['), "{v}");
+}
+
+#[test]
+fn a_bad_format_is_refused_at_start() {
+    let mut s = server("cases:application")
+        .args(&["--access-logformat", "%(h)s 50% off"])
+        .exits()
+        .start();
+    let status = s.wait_exit(EVENT_TIMEOUT).expect("segue should refuse");
+    assert_eq!(status.code(), Some(2), "{}", s.log.all());
+    s.wait_log(&["--access-logformat", "write %% for a percent sign"]);
+}
+
+#[test]
+fn sigusr1_reopens_the_access_and_error_logs_after_a_move() {
+    let dir = support::oneshot::scratch("reopen");
+    let (access, error) = (dir.join("access.log"), dir.join("error.log"));
+    let mut s = server("cases:application")
+        .args(&[
+            "--workers",
+            "2",
+            "--access-logfile",
+            access.to_str().unwrap(),
+            "--error-logfile",
+            error.to_str().unwrap(),
+        ])
+        .start();
+    get(s.addr(), "/stream?n=1");
+    assert!(lines_of(&access, 1)[0].contains("/stream?n=1"));
+    // The master's and the workers' lines are in the error log, not on stderr.
+    let errors = lines_of(&error, 1).join("\n");
+    assert!(errors.contains("worker ready"), "{errors}");
+    assert!(!s.log.all().contains("worker ready"), "{}", s.log.all());
+
+    // logrotate: move both, then SIGUSR1.
+    std::fs::rename(&access, dir.join("access.log.1")).unwrap();
+    std::fs::rename(&error, dir.join("error.log.1")).unwrap();
+    s.signal(libc::SIGUSR1);
+    // Every process takes it in its own time: poll with requests until both workers write
+    // to the new file (bounded).
+    let mut pids = std::collections::BTreeSet::new();
+    let workers: Vec<String> = s.worker_pids().iter().map(|p| p.to_string()).collect();
+    assert!(
+        eventually(EVENT_TIMEOUT, || {
+            let r = get(s.addr(), "/pid");
+            let pid = r.text();
+            if std::fs::read_to_string(&access)
+                .unwrap_or_default()
+                .contains("/pid")
+            {
+                pids.insert(pid);
+            }
+            workers.iter().all(|w| pids.contains(w))
+        }),
+        "not every worker reopened the access log: {pids:?} of {workers:?}"
+    );
+    // A reload makes the master and the new workers log: into the new error log.
+    s.signal(libc::SIGHUP);
+    s.wait_promoted(1);
+    let errors = lines_of(&error, 1).join("\n");
+    assert!(
+        errors.contains("promoted") || errors.contains("worker ready"),
+        "{errors}"
+    );
+    let old = std::fs::read_to_string(dir.join("error.log.1")).unwrap();
+    assert!(old.contains("reopening the log files"), "{old}");
+    s.signal(libc::SIGTERM);
+    s.wait_exit(EVENT_TIMEOUT).expect("segue should stop");
+    assert!(s.zombies().is_empty());
+}
+
+#[test]
+fn capture_output_puts_the_apps_prints_into_the_error_log() {
+    let error = scratch_file("capture", "error.log");
+    let s = server("cases:application")
+        .args(&[
+            "--error-logfile",
+            error.to_str().unwrap(),
+            "--capture-output",
+        ])
+        .start();
+    assert_eq!(get(s.addr(), "/print").text(), "printed");
+    assert!(
+        eventually(EVENT_TIMEOUT, || {
+            let text = std::fs::read_to_string(&error).unwrap_or_default();
+            text.contains("marker-from-print") && text.contains("marker-from-stderr")
+        }),
+        "{}",
+        std::fs::read_to_string(&error).unwrap_or_default()
+    );
+    // Without it the app's output stays on the server's own stderr (and stdout).
+    let error = scratch_file("no-capture", "error.log");
+    let s = server("cases:application")
+        .args(&["--error-logfile", error.to_str().unwrap()])
+        .start();
+    get(s.addr(), "/print");
+    s.wait_log(&["marker-from-stderr"]);
+    assert!(
+        !std::fs::read_to_string(&error)
+            .unwrap_or_default()
+            .contains("marker-from-")
+    );
+}
+
+/// A log file that cannot be written (here a full device) never stalls serving: the lines are
+/// dropped and counted, and `segue status` reports the count per worker.
+#[test]
+fn a_full_disk_drops_access_lines_and_counts_them() {
+    let s = server("cases:application")
+        .args(&["--access-logfile", "/dev/full"])
+        .start();
+    for _ in 0..50 {
+        assert_eq!(get(s.addr(), "/").status, 200);
+    }
+    let st = s.wait_status("dropped log lines counted", |st| {
+        st["workers"][0]["log_dropped"].as_u64().unwrap_or(0) >= 50
+    });
+    assert_eq!(st["workers"][0]["requests"], 50, "{st}");
+}
