@@ -262,3 +262,119 @@ fn a_full_disk_drops_access_lines_and_counts_them() {
     });
     assert_eq!(st["workers"][0]["requests"], 50, "{st}");
 }
+
+/// One stats document from a `--stats` unix socket, as uwsgitop reads it (connect, read to EOF).
+fn stats_doc(path: &Path) -> serde_json::Value {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn uwsgitop_shows_the_workers_from_the_stats_server() {
+    let dir = support::oneshot::scratch("stats");
+    let sock = dir.join("stats.sock");
+    let s = server("cases:application")
+        .args(&[
+            "--workers",
+            "2",
+            "--threads",
+            "2",
+            "--stats",
+            sock.to_str().unwrap(),
+        ])
+        .start();
+    for _ in 0..20 {
+        assert_eq!(get(s.addr(), "/stream?n=1").status, 200);
+    }
+    // The document, in uWSGI's shape.
+    let st = s.wait_status("heartbeats with the requests", |st| {
+        st["workers"].as_array().is_some_and(|w| {
+            w.iter()
+                .map(|w| w["requests"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 20
+        })
+    });
+    let doc = stats_doc(&sock);
+    assert_eq!(doc["pid"], s.pid(), "{doc}");
+    let workers = doc["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{doc}");
+    let total: u64 = workers
+        .iter()
+        .map(|w| w["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 20, "{doc}");
+    for w in workers {
+        assert_eq!(w["status"], "idle", "{w}");
+        assert_eq!(w["cores"].as_array().unwrap().len(), 2, "{w}");
+        assert!(w["rss"].as_u64().unwrap() > 1 << 20, "{w}");
+        assert!(
+            w["vsz"].as_u64().unwrap() > w["rss"].as_u64().unwrap(),
+            "{w}"
+        );
+    }
+    let tx: u64 = workers.iter().map(|w| w["tx"].as_u64().unwrap()).sum();
+    assert_eq!(tx, 20 * 7, "{doc}");
+    assert_eq!(doc["segue"]["serving_generation"], st["serving"]);
+
+    // uwsgitop itself, in a terminal (tmux): its table lists both workers' pids.
+    let uwsgitop = test_venv().join("bin/uwsgitop");
+    let session = format!("segue-uwsgitop-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "200",
+        "-y",
+        "40",
+        &format!("{} {}", uwsgitop.display(), sock.display()),
+    ]);
+    assert!(started.status.success(), "{:?}", started);
+    let mut screen = String::new();
+    let pids: Vec<String> = workers.iter().map(|w| w["pid"].to_string()).collect();
+    let shown = eventually(EVENT_TIMEOUT, || {
+        screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).into_owned();
+        screen.contains("req: 20") && pids.iter().all(|p| screen.contains(p.as_str()))
+    });
+    let _ = tmux(&["kill-server"]);
+    assert!(
+        shown,
+        "uwsgitop did not show the workers {pids:?}:\n{screen}"
+    );
+}
+
+#[test]
+fn stats_http_answers_with_an_http_response() {
+    use std::io::{Read, Write};
+    let dir = support::oneshot::scratch("stats-http");
+    let sock = dir.join("stats.sock");
+    let _s = server("cases:application")
+        .args(&["--stats", sock.to_str().unwrap(), "--stats-http"])
+        .start();
+    let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: stats\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(doc["workers"].as_array().unwrap().len(), 1, "{doc}");
+    // A client that connects and sends nothing gets no answer, and holds nothing for long.
+    let idle = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!((&idle).read(&mut buf).unwrap_or(0), 0);
+}

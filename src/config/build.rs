@@ -386,6 +386,22 @@ fn log_config(rd: &mut Reader<'_>) -> LogConfig {
     }
 }
 
+/// `--stats ADDR`: `host:port`, `:port`, or a unix socket path (relative to where segue runs).
+fn stats_addr(rd: &mut Reader<'_>) -> Option<ListenAddr> {
+    let v = rd.text("stats")?;
+    match ListenAddr::parse_uwsgi(&v) {
+        Ok(ListenAddr::Unix(_)) => rd.path("stats").map(ListenAddr::Unix),
+        Ok(addr) => Some(addr),
+        Err(e) => {
+            rd.bad(
+                "stats",
+                format!("{e} (e.g. --stats 127.0.0.1:9191 or --stats /run/app/stats.sock)"),
+            );
+            None
+        }
+    }
+}
+
 fn access_format(rd: &mut Reader<'_>) -> String {
     let format = rd
         .text("access-logformat")
@@ -744,6 +760,8 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         reload_strategy: reload_strategy(rd),
         reload_surge,
         control: rd.path("control"),
+        stats: stats_addr(rd),
+        stats_http: rd.boolean("stats-http"),
         touch_reload: rd.path("touch-reload"),
         master_fifo: rd.path("master-fifo"),
         recycle: Recycle {

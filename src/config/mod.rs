@@ -221,6 +221,12 @@ pub struct Config {
     pub reload_surge: Option<usize>,
     /// The control socket's path.
     pub control: Option<PathBuf>,
+    /// `--stats`: where uWSGI's stats JSON is served.
+    #[serde(default)]
+    pub stats: Option<ListenAddr>,
+    /// `--stats-http`: as an HTTP response.
+    #[serde(default)]
+    pub stats_http: bool,
     /// A file whose mtime change triggers a reload.
     pub touch_reload: Option<PathBuf>,
     /// The uWSGI-style master FIFO.

@@ -83,6 +83,30 @@ pub struct WorkerReport {
     /// Log lines it dropped because a log file could not keep up.
     #[serde(default)]
     pub log_dropped: u64,
+    /// Requests it has started and not finished.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Response body bytes it sent.
+    #[serde(default)]
+    pub tx_bytes: u64,
+    /// Microseconds it spent on finished requests.
+    #[serde(default)]
+    pub busy_us: u64,
+    /// Its responses with a 5xx status.
+    #[serde(default)]
+    pub errors_5xx: u64,
+    /// When it was started, in seconds since the epoch.
+    #[serde(default)]
+    pub started_unix: u64,
+    /// Workers its slot had before it.
+    #[serde(default)]
+    pub respawns: u64,
+    /// Its requests that ran past `--harakiri`.
+    #[serde(default)]
+    pub harakiri_count: u64,
+    /// Its Python threads.
+    #[serde(default)]
+    pub threads: usize,
 }
 
 /// The status reply.

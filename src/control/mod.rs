@@ -5,6 +5,7 @@
 pub mod client;
 pub mod messages;
 pub mod server;
+pub mod stats;
 
 pub use messages::{
     CheaperReport, CrashLoop, CronReport, DaemonReport, ReloadReport, Reply, Request,

@@ -102,6 +102,14 @@ pub enum Error {
     /// The async runtime could not start.
     #[error("cannot start the master's event loop: {0}")]
     Runtime(std::io::Error),
+    /// The stats server could not be bound.
+    #[error("cannot serve --stats on {addr}: {source} (is another process listening there?)")]
+    Stats {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// gunicorn's `on_starting` hook failed.
     #[error(transparent)]
     OnStarting(#[from] server_hooks::StartingError),
@@ -279,6 +287,18 @@ async fn serve(
             crate::control::server::serve(path, calls_tx.clone()).map_err(control_error(path))?,
         ),
         (None, _) => None,
+    };
+    // Held until the master exits; dropping it removes a unix socket's file.
+    let _stats = match &config.stats {
+        Some(addr) => Some(
+            crate::control::stats::serve(addr, config.stats_http, calls_tx.clone()).map_err(
+                |source| Error::Stats {
+                    addr: addr.to_string(),
+                    source,
+                },
+            )?,
+        ),
+        None => None,
     };
     let _fifo = match &config.master_fifo {
         Some(path) => Some(triggers::serve_fifo(path, events_tx.clone())?),

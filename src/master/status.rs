@@ -22,6 +22,23 @@ impl Supervisor {
                 rss_kib: w.stats.rss_kib,
                 connections: w.stats.connections,
                 log_dropped: w.stats.log_dropped,
+                in_flight: w
+                    .stats
+                    .requests_started
+                    .saturating_sub(w.stats.requests_finished),
+                tx_bytes: w.stats.tx_bytes,
+                busy_us: w.stats.busy_us,
+                errors_5xx: w.stats.errors_5xx,
+                started_unix: std::time::SystemTime::now()
+                    .checked_sub(w.spawned_at.elapsed())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs()),
+                respawns: w.respawns,
+                harakiri_count: w.harakiri_count,
+                threads: self
+                    .generations
+                    .get(&w.generation)
+                    .map_or(self.base.worker.threads, |c| c.worker.threads),
             })
             .collect();
         StatusReport {

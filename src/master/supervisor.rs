@@ -264,6 +264,10 @@ impl Supervisor {
         let config = self.generations.get(&generation)?.clone();
         let id = self.table.next_id();
         let mut worker = Worker::starting(id, generation, slot);
+        if let Some(s) = self.table.slot_mut(slot) {
+            s.spawns += 1;
+            worker.respawns = s.spawns - 1;
+        }
         let recycle = config.recycle;
         worker.max_requests = recycle
             .max_requests
@@ -412,6 +416,7 @@ impl Supervisor {
                 self.check_recycle(id);
             }
             ToMaster::Stuck { request, age_ms } => {
+                worker.harakiri_count += 1;
                 let reason = format!("harakiri: {request} ran {:.1}s", age_ms as f64 / 1000.0);
                 tracing::error!(worker = %id, generation, "{reason}; replacing the worker, then killing it");
                 self.start_replacement(id, reason, true);

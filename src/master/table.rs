@@ -28,6 +28,8 @@ pub struct Slot {
     pub respawn: Option<u64>,
     /// Why its last worker died young, for `segue status`.
     pub last_failure: Option<String>,
+    /// Workers started in it so far (uWSGI's `respawn_count` is this minus one).
+    pub spawns: u64,
 }
 
 /// Every live worker and every slot. Owned by the supervisor; changed only by it.

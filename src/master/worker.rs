@@ -81,6 +81,10 @@ pub struct Worker {
     pub kill_when_replaced: bool,
     /// When it last sent a heartbeat (or was spawned).
     pub last_heartbeat: Instant,
+    /// Workers its slot had before it (uWSGI's `respawn_count`).
+    pub respawns: u64,
+    /// Requests of it that ran past `--harakiri`.
+    pub harakiri_count: u64,
 }
 
 impl Worker {
@@ -103,6 +107,8 @@ impl Worker {
             recycle_retry_after: None,
             kill_when_replaced: false,
             last_heartbeat: now,
+            respawns: 0,
+            harakiri_count: 0,
         }
     }
 

@@ -110,6 +110,15 @@ pub struct Stats {
     /// Log lines this worker dropped because a log file could not keep up.
     #[serde(default)]
     pub log_dropped: u64,
+    /// Response body bytes sent.
+    #[serde(default)]
+    pub tx_bytes: u64,
+    /// Microseconds spent on finished requests, arrival to end of response, summed.
+    #[serde(default)]
+    pub busy_us: u64,
+    /// Responses with a 5xx status (an app that raised answers 500).
+    #[serde(default)]
+    pub errors_5xx: u64,
 }
 
 /// Why a worker could not become ready.

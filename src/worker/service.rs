@@ -31,6 +31,9 @@ use crate::wsgi::{self, Job, Local, Peer, Reply};
 pub struct Counters {
     started: AtomicU64,
     finished: AtomicU64,
+    tx_bytes: AtomicU64,
+    busy_us: AtomicU64,
+    errors_5xx: AtomicU64,
     /// Open client connections.
     pub connections: AtomicU64,
     /// This worker's `--max-requests` (with jitter).
@@ -45,6 +48,9 @@ impl Counters {
         Counters {
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+            busy_us: AtomicU64::new(0),
+            errors_5xx: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             max_requests,
             limit_reached: tokio::sync::Notify::new(),
@@ -59,6 +65,9 @@ impl Counters {
             connections: self.connections.load(Ordering::Relaxed),
             rss_kib: rss_kib(),
             log_dropped: crate::logging::dropped(),
+            tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
+            busy_us: self.busy_us.load(Ordering::Relaxed),
+            errors_5xx: self.errors_5xx.load(Ordering::Relaxed),
         }
     }
 }
@@ -381,18 +390,31 @@ fn into_response(
     if close {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let mut body = body.with_guard(guard);
-    if let Some(AccessLine { log, request }) = access {
+    let counters = guard.counters.clone();
+    let body = body.with_guard(guard);
+    let line = access.map(|AccessLine { log, request }| {
         let line = request.respond(&log.format, status.as_u16(), &headers);
-        body = body.on_end(move |bytes| {
-            let took = received.elapsed();
+        (log, line)
+    });
+    let server_error = status.is_server_error();
+    // Once per response, when hyper is done with the body: the stats, and the access line.
+    let body = body.on_end(move |bytes| {
+        let took = received.elapsed();
+        counters.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        counters
+            .busy_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        if server_error {
+            counters.errors_5xx.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some((log, line)) = line {
             crate::logging::access(if log.json {
                 line.json(&log.format, log.origin, bytes, took)
             } else {
                 line.text(&log.format, log.origin, bytes, took)
             });
-        });
-    }
+        }
+    });
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;

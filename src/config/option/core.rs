@@ -594,6 +594,26 @@ pub static CORE: &[Opt] = &[
         "Unix socket for `segue reload|status|stop|workers --control PATH`"
     ),
     opt!(
+        "stats",
+        None,
+        Text,
+        false,
+        None,
+        "ADDR",
+        NeedsRestart,
+        "Serve uWSGI's stats JSON (what uwsgitop reads) on this TCP address or unix socket path, one document per connection (uWSGI's stats)"
+    ),
+    opt!(
+        "stats-http",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        NeedsRestart,
+        "Answer on --stats with an HTTP response (uWSGI's stats-http): uwsgitop http://ADDR, curl"
+    ),
+    opt!(
         "touch-reload",
         None,
         Text,

@@ -353,6 +353,8 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
             &["attach-control-daemon", "legion-cron", "unique-legion-cron"],
             Unsupported(SIDE),
         ),
+        (&["stats", "stats-server"], Apply("stats", Text)),
+        (&["stats-http"], Apply("stats-http", Flag)),
         (&["emperor"], Apply("emperor", Text)),
         (&["emperor-freq"], Apply("emperor-freq", Secs)),
         (&["emperor-tyrant"], Apply("emperor-tyrant", Flag)),
@@ -367,9 +369,6 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
         (&["cheaper-algo"], Apply("cheaper-algo", Text)),
         (
             &[
-                "stats",
-                "stats-server",
-                "stats-http",
                 "stats-minified",
                 "stats-min",
                 "stats-push",
@@ -378,7 +377,9 @@ pub(super) const RULES: &[(&[&str], Rule)] = {
                 "stats-no-cores",
                 "stats-no-metrics",
             ],
-            Unsupported("use `segue status --json` on the --control socket"),
+            Unsupported(
+                "segue serves uWSGI's stats document with stats = ADDR (and stats-http); for more, `segue status --json` on the --control socket",
+            ),
         ),
         (
             &[

@@ -393,7 +393,7 @@ mod tests {
             ("offload-threads", "sendfile"),
             ("route", "router"),
             ("route-if", "router"),
-            ("stats", "segue status"),
+            ("stats-push", "segue status"),
             ("fastcgi-nph-socket", "fastcgi-socket"),
             ("scgi-socket", "SCGI"),
             ("suwsgi-socket", "plain uwsgi protocol"),
