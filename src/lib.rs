@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod http;
 pub mod logging;
 pub mod master;
+pub mod metrics;
 pub mod peer;
 pub mod protocol;
 pub mod systemd;

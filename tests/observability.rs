@@ -378,3 +378,117 @@ fn stats_http_answers_with_an_http_response() {
     let mut buf = [0u8; 16];
     assert_eq!((&idle).read(&mut buf).unwrap_or(0), 0);
 }
+
+/// One HTTP exchange over a unix socket: the status code and the body.
+fn unix_get(path: &Path, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(path).unwrap();
+    c.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    (code, body.to_owned())
+}
+
+/// The exposition parsed by prometheus_client's own parser: `name{labels}` -> value.
+fn scrape(path: &Path) -> std::collections::BTreeMap<String, f64> {
+    let (code, text) = unix_get(path, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n");
+    assert_eq!(code, 200, "{text}");
+    let python = test_venv().join("bin/python");
+    let mut child = Command::new(python)
+        .args([
+            "-c",
+            "import sys, json\n\
+             from prometheus_client.parser import text_string_to_metric_families\n\
+             out = {}\n\
+             for family in text_string_to_metric_families(sys.stdin.read()):\n\
+             \x20   for s in family.samples:\n\
+             \x20       labels = ','.join('%s=%s' % kv for kv in sorted(s.labels.items()))\n\
+             \x20       out['%s{%s}' % (s.name, labels)] = s.value\n\
+             print(json.dumps(out))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn prometheus_metrics_parse_and_move_with_traffic_and_reloads() {
+    let dir = support::oneshot::scratch("metrics");
+    let sock = dir.join("metrics.sock");
+    let s = server("cases:application")
+        .args(&["--workers", "2", "--metrics", sock.to_str().unwrap()])
+        .start();
+    for _ in 0..10 {
+        assert_eq!(get(s.addr(), "/stream?n=1").status, 200);
+    }
+    assert_eq!(get(s.addr(), "/no-start").status, 500);
+    s.wait_status("the requests in the heartbeats", |st| {
+        st["workers"].as_array().is_some_and(|w| {
+            w.iter()
+                .map(|w| w["requests"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 11
+        })
+    });
+    let m = scrape(&sock);
+    assert_eq!(m["segue_requests_total{code=2xx}"], 10.0, "{m:?}");
+    assert_eq!(m["segue_requests_total{code=5xx}"], 1.0, "{m:?}");
+    assert_eq!(m["segue_request_duration_seconds_count{}"], 11.0, "{m:?}");
+    assert_eq!(
+        m["segue_request_duration_seconds_bucket{le=+Inf}"], 11.0,
+        "{m:?}"
+    );
+    assert!(m["segue_response_bytes_total{}"] >= 70.0, "{m:?}");
+    assert_eq!(m["segue_workers{generation=1,state=ready}"], 2.0, "{m:?}");
+    assert_eq!(m["segue_worker_boot_seconds_count{}"], 2.0, "{m:?}");
+    assert_eq!(m["segue_reloads_total{outcome=promoted}"], 0.0, "{m:?}");
+
+    // A reload: the old workers' counts stay in the totals, the reload is counted.
+    s.signal(libc::SIGHUP);
+    s.wait_promoted(1);
+    s.wait_status("only generation 2", |st| {
+        st["workers"]
+            .as_array()
+            .is_some_and(|w| w.iter().all(|w| w["generation"] == 2))
+    });
+    get(s.addr(), "/stream?n=1");
+    let m = scrape(&sock);
+    assert_eq!(m["segue_reloads_total{outcome=promoted}"], 1.0, "{m:?}");
+    assert_eq!(m["segue_reload_duration_seconds_count{}"], 1.0, "{m:?}");
+    assert!(m["segue_requests_total{code=2xx}"] >= 10.0, "{m:?}");
+    assert_eq!(m["segue_serving_generation{}"], 2.0, "{m:?}");
+    assert_eq!(m["segue_worker_boot_seconds_count{}"], 4.0, "{m:?}");
+    assert!(
+        !m.contains_key("segue_workers{generation=1,state=ready}"),
+        "{m:?}"
+    );
+
+    // Health checks on the same listener; anything else is refused.
+    assert_eq!(unix_get(&sock, "GET /readyz HTTP/1.1\r\n\r\n").0, 200);
+    assert_eq!(unix_get(&sock, "GET /livez HTTP/1.1\r\n\r\n").0, 200);
+    assert_eq!(unix_get(&sock, "GET /admin HTTP/1.1\r\n\r\n").0, 404);
+    assert_eq!(unix_get(&sock, "POST /metrics HTTP/1.1\r\n\r\n").0, 405);
+}

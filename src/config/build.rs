@@ -386,16 +386,17 @@ fn log_config(rd: &mut Reader<'_>) -> LogConfig {
     }
 }
 
-/// `--stats ADDR`: `host:port`, `:port`, or a unix socket path (relative to where segue runs).
-fn stats_addr(rd: &mut Reader<'_>) -> Option<ListenAddr> {
-    let v = rd.text("stats")?;
+/// `--stats ADDR`, `--metrics ADDR`: `host:port`, `:port`, or a unix socket path (relative to
+/// where segue runs).
+fn listen_addr(rd: &mut Reader<'_>, name: &str) -> Option<ListenAddr> {
+    let v = rd.text(name)?;
     match ListenAddr::parse_uwsgi(&v) {
-        Ok(ListenAddr::Unix(_)) => rd.path("stats").map(ListenAddr::Unix),
+        Ok(ListenAddr::Unix(_)) => rd.path(name).map(ListenAddr::Unix),
         Ok(addr) => Some(addr),
         Err(e) => {
             rd.bad(
-                "stats",
-                format!("{e} (e.g. --stats 127.0.0.1:9191 or --stats /run/app/stats.sock)"),
+                name,
+                format!("{e} (e.g. --{name} 127.0.0.1:9191 or --{name} /run/app/{name}.sock)"),
             );
             None
         }
@@ -760,7 +761,8 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         reload_strategy: reload_strategy(rd),
         reload_surge,
         control: rd.path("control"),
-        stats: stats_addr(rd),
+        stats: listen_addr(rd, "stats"),
+        metrics: listen_addr(rd, "metrics"),
         stats_http: rd.boolean("stats-http"),
         touch_reload: rd.path("touch-reload"),
         master_fifo: rd.path("master-fifo"),

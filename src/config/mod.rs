@@ -227,6 +227,9 @@ pub struct Config {
     /// `--stats-http`: as an HTTP response.
     #[serde(default)]
     pub stats_http: bool,
+    /// `--metrics`: where Prometheus metrics and the health checks are served.
+    #[serde(default)]
+    pub metrics: Option<ListenAddr>,
     /// A file whose mtime change triggers a reload.
     pub touch_reload: Option<PathBuf>,
     /// The uWSGI-style master FIFO.

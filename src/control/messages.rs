@@ -59,6 +59,26 @@ pub struct ReloadReport {
     pub notes: Vec<String>,
 }
 
+/// The cumulative counters behind `--metrics`: they only grow over the master's life (exited
+/// workers' counts are kept).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MetricsReport {
+    /// Every worker's request counters added up, live and exited.
+    pub totals: crate::protocol::Stats,
+    /// Reloads promoted.
+    pub reloads_promoted: u64,
+    /// Reloads rolled back.
+    pub reloads_rolled_back: u64,
+    /// How long reloads took, start to promotion or rollback.
+    pub reload_seconds: crate::metrics::histogram::Histogram,
+    /// How long new workers took to become ready.
+    pub boot_seconds: crate::metrics::histogram::Histogram,
+    /// Workers that died without being asked to (while booting or serving).
+    pub crashes: u64,
+    /// Requests that ran past `--harakiri`.
+    pub harakiri: u64,
+}
+
 /// One worker in a status reply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerReport {
@@ -150,6 +170,9 @@ pub struct StatusReport {
     /// How the worker count moves (`--cheap`, `--idle`, `--cheaper`).
     #[serde(default)]
     pub scaling: ScalingReport,
+    /// Cumulative counters (`--metrics`).
+    #[serde(default)]
+    pub metrics: MetricsReport,
 }
 
 /// Cheap, idle and cheaper mode in a status reply.

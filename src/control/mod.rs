@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod messages;
+pub mod metrics;
 pub mod server;
 pub mod stats;
 

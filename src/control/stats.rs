@@ -27,12 +27,12 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most of an HTTP request head read before answering.
 const HEAD_LIMIT: usize = 8192;
 
-/// The bound stats listener; a unix socket's file is removed when this is dropped.
-pub struct StatsServer {
+/// A bound stats or metrics listener; a unix socket's file is removed when this is dropped.
+pub struct Bound {
     unix_path: Option<PathBuf>,
 }
 
-impl Drop for StatsServer {
+impl Drop for Bound {
     fn drop(&mut self) {
         if let Some(path) = &self.unix_path {
             let _ = std::fs::remove_file(path);
@@ -40,13 +40,30 @@ impl Drop for StatsServer {
     }
 }
 
-/// Binds `addr` and serves stats from the master's status, answered through `calls`.
-pub fn serve(
-    addr: &ListenAddr,
-    http: bool,
-    calls: mpsc::UnboundedSender<Call>,
-) -> std::io::Result<StatsServer> {
+/// A connection of either kind of listener.
+pub trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// Binds `addr` (TCP, or a unix socket path: a stale socket file is replaced) and runs
+/// `answer` on each connection, at most [`MAX_CONNECTIONS`] at once (more are closed at once),
+/// each within [`IO_TIMEOUT`].
+pub(super) fn listen<F, Fut>(addr: &ListenAddr, answer: F) -> std::io::Result<Bound>
+where
+    F: Fn(Box<dyn Conn>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let answer = Arc::new(answer);
+    let admit = move |conn: Box<dyn Conn>| {
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            return;
+        };
+        let work = answer(conn);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(IO_TIMEOUT, work).await;
+        });
+    };
     match addr {
         ListenAddr::Tcp(a) => {
             let listener = std::net::TcpListener::bind(a)?;
@@ -55,12 +72,12 @@ pub fn serve(
             tokio::spawn(async move {
                 loop {
                     match listener.accept().await {
-                        Ok((stream, _)) => admit(stream, http, &calls, &limit),
+                        Ok((stream, _)) => admit(Box::new(stream)),
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
                 }
             });
-            Ok(StatsServer { unix_path: None })
+            Ok(Bound { unix_path: None })
         }
         ListenAddr::Unix(path) => {
             if std::fs::symlink_metadata(path).is_ok()
@@ -74,51 +91,47 @@ pub fn serve(
             tokio::spawn(async move {
                 loop {
                     match listener.accept().await {
-                        Ok((stream, _)) => admit(stream, http, &calls, &limit),
+                        Ok((stream, _)) => admit(Box::new(stream)),
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
                 }
             });
-            Ok(StatsServer {
+            Ok(Bound {
                 unix_path: Some(path.clone()),
             })
         }
     }
 }
 
-fn admit<S>(stream: S, http: bool, calls: &mpsc::UnboundedSender<Call>, limit: &Arc<Semaphore>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // Over the limit the connection is dropped (closed) at once.
-    let Ok(permit) = limit.clone().try_acquire_owned() else {
-        return;
-    };
-    let calls = calls.clone();
-    tokio::spawn(async move {
-        let _permit = permit;
-        let _ = tokio::time::timeout(IO_TIMEOUT, answer(stream, http, calls)).await;
-    });
+/// Binds `addr` and serves stats from the master's status, answered through `calls`.
+pub fn serve(
+    addr: &ListenAddr,
+    http: bool,
+    calls: mpsc::UnboundedSender<Call>,
+) -> std::io::Result<Bound> {
+    listen(addr, move |conn| answer(conn, http, calls.clone()))
 }
 
-async fn answer<S>(mut stream: S, http: bool, calls: mpsc::UnboundedSender<Call>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if http {
-        read_head(&mut stream).await;
-    }
+/// Asks the master's loop for its status; `None` if it is stopping.
+pub(super) async fn status(calls: &mpsc::UnboundedSender<Call>) -> Option<StatusReport> {
     let (tx, rx) = oneshot::channel();
-    if calls
+    calls
         .send(Call {
             request: Request::Status,
             reply: tx,
         })
-        .is_err()
-    {
-        return;
+        .ok()?;
+    match rx.await {
+        Ok(Reply::Status(report)) => Some(report),
+        _ => None,
     }
-    let Ok(Reply::Status(report)) = rx.await else {
+}
+
+async fn answer(mut stream: Box<dyn Conn>, http: bool, calls: mpsc::UnboundedSender<Call>) {
+    if http {
+        read_head(&mut stream).await;
+    }
+    let Some(report) = status(&calls).await else {
         return;
     };
     let mut doc = uwsgi_json(&report, &Host::current());
@@ -137,16 +150,17 @@ where
     let _ = stream.shutdown().await;
 }
 
-/// Reads (and ignores) an HTTP request head, up to its blank line or [`HEAD_LIMIT`].
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) {
+/// Reads an HTTP request head, up to its blank line or [`HEAD_LIMIT`]; what was read.
+pub(super) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while head.len() < HEAD_LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
         match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => break,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
+    head
 }
 
 /// What the document says about the master's process.

@@ -103,7 +103,9 @@ pub enum Error {
     #[error("cannot start the master's event loop: {0}")]
     Runtime(std::io::Error),
     /// The stats server could not be bound.
-    #[error("cannot serve --stats on {addr}: {source} (is another process listening there?)")]
+    #[error(
+        "cannot serve --stats or --metrics on {addr}: {source} (is another process listening there?)"
+    )]
     Stats {
         /// The address.
         addr: String,
@@ -297,6 +299,17 @@ async fn serve(
                     source,
                 },
             )?,
+        ),
+        None => None,
+    };
+    let _metrics = match &config.metrics {
+        Some(addr) => Some(
+            crate::control::metrics::serve(addr, calls_tx.clone()).map_err(|source| {
+                Error::Stats {
+                    addr: addr.to_string(),
+                    source,
+                }
+            })?,
         ),
         None => None,
     };

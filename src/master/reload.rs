@@ -404,6 +404,15 @@ impl Supervisor {
     }
 
     pub(super) fn record(&mut self, report: ReloadReport) {
+        if report.ok {
+            self.meters.reloads_promoted += 1;
+        } else {
+            self.meters.reloads_rolled_back += 1;
+        }
+        self.meters.reload_seconds.observe(
+            &crate::metrics::histogram::SLOW_BUCKETS,
+            report.took_ms * 1000,
+        );
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }

@@ -62,6 +62,14 @@ impl Supervisor {
             return;
         };
         let lifetime = worker.spawned_at.elapsed();
+        self.meters.totals.add_counters(&worker.stats);
+        let asked = matches!(
+            worker.state,
+            WorkerState::Draining { .. } | WorkerState::Discarded
+        ) || matches!(self.phase, Phase::Stopping { .. });
+        if !asked {
+            self.meters.crashes += 1;
+        }
         let (generation, pid) = (worker.generation, worker.pid);
         let why = worker
             .boot_failure

@@ -7,6 +7,15 @@ use super::worker::WorkerState;
 use crate::control::{CheaperReport, CrashLoop, ScalingReport, StatusReport, WorkerReport};
 
 impl Supervisor {
+    /// The cumulative counters: exited workers' (kept in `meters`) plus the live ones'.
+    fn metrics(&self) -> crate::control::messages::MetricsReport {
+        let mut m = self.meters.clone();
+        for w in self.table.workers() {
+            m.totals.add_counters(&w.stats);
+        }
+        m
+    }
+
     /// What `segue status` shows.
     pub fn status(&self) -> StatusReport {
         let workers = self
@@ -76,6 +85,7 @@ impl Supervisor {
                 }),
                 queued: self.accept_queue,
             },
+            metrics: self.metrics(),
             crash_loops: self
                 .table
                 .slots()

@@ -112,6 +112,8 @@ pub struct Supervisor {
     pub(super) accept_queue: u32,
     /// Effects decided while handling the current event.
     pub(super) out: Vec<Effect>,
+    /// What `--metrics` counts beyond the live workers' own counters.
+    pub(super) meters: crate::control::messages::MetricsReport,
 }
 
 impl Supervisor {
@@ -138,6 +140,7 @@ impl Supervisor {
             promoted_waiters: Vec::new(),
             next_reload: 1,
             history: VecDeque::new(),
+            meters: Default::default(),
             upgrades: 0,
             upgrade_error: None,
             upgrade: None,
@@ -383,6 +386,9 @@ impl Supervisor {
                 }
                 worker.state = WorkerState::Ready;
                 let slot = worker.slot;
+                self.meters
+                    .boot_seconds
+                    .observe(&crate::metrics::histogram::SLOW_BUCKETS, boot_ms * 1000);
                 tracing::info!(worker = %id, generation, pid = worker.pid, boot_ms, "worker ready");
                 if matches!(self.phase, Phase::Stopping { graceful: true }) {
                     self.drain(id, DrainReason::Shutdown);
@@ -417,13 +423,15 @@ impl Supervisor {
             }
             ToMaster::Stuck { request, age_ms } => {
                 worker.harakiri_count += 1;
+                self.meters.harakiri += 1;
                 let reason = format!("harakiri: {request} ran {:.1}s", age_ms as f64 / 1000.0);
                 tracing::error!(worker = %id, generation, "{reason}; replacing the worker, then killing it");
                 self.start_replacement(id, reason, true);
             }
             ToMaster::Bye(stats) => {
+                let served = stats.requests_finished;
                 worker.stats = stats;
-                tracing::debug!(worker = %id, generation, served = stats.requests_finished, "worker finished draining");
+                tracing::debug!(worker = %id, generation, served, "worker finished draining");
             }
         }
     }

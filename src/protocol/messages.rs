@@ -95,8 +95,9 @@ pub enum ToWorker {
     ReopenLogs,
 }
 
-/// Counters a worker reports with each heartbeat; later used for timeouts and status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Counters a worker reports with each heartbeat; later used for timeouts and status. All of
+/// them count up over the worker's life, so the master can add those of exited workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// Requests whose response has finished (or failed).
     pub requests_finished: u64,
@@ -119,6 +120,33 @@ pub struct Stats {
     /// Responses with a 5xx status (an app that raised answers 500).
     #[serde(default)]
     pub errors_5xx: u64,
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    #[serde(default)]
+    pub by_class: [u64; 5],
+    /// Request durations (arrival to end of response).
+    #[serde(default)]
+    pub duration: crate::metrics::histogram::Histogram,
+    /// Responses served from `--static-map` files.
+    #[serde(default)]
+    pub statics: u64,
+}
+
+impl Stats {
+    /// Adds `other`'s counters (an exited worker's into the master's totals). Gauges
+    /// (connections, memory) are left alone.
+    pub fn add_counters(&mut self, other: &Stats) {
+        self.requests_finished += other.requests_finished;
+        self.requests_started += other.requests_started;
+        self.log_dropped += other.log_dropped;
+        self.tx_bytes += other.tx_bytes;
+        self.busy_us += other.busy_us;
+        self.errors_5xx += other.errors_5xx;
+        for (a, b) in self.by_class.iter_mut().zip(other.by_class) {
+            *a += b;
+        }
+        self.duration.add(&other.duration);
+        self.statics += other.statics;
+    }
 }
 
 /// Why a worker could not become ready.

@@ -34,6 +34,9 @@ pub struct Counters {
     tx_bytes: AtomicU64,
     busy_us: AtomicU64,
     errors_5xx: AtomicU64,
+    by_class: [AtomicU64; 5],
+    duration: crate::metrics::histogram::AtomicHistogram,
+    statics: AtomicU64,
     /// Open client connections.
     pub connections: AtomicU64,
     /// This worker's `--max-requests` (with jitter).
@@ -51,6 +54,9 @@ impl Counters {
             tx_bytes: AtomicU64::new(0),
             busy_us: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
+            by_class: Default::default(),
+            duration: Default::default(),
+            statics: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             max_requests,
             limit_reached: tokio::sync::Notify::new(),
@@ -68,6 +74,9 @@ impl Counters {
             tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
             busy_us: self.busy_us.load(Ordering::Relaxed),
             errors_5xx: self.errors_5xx.load(Ordering::Relaxed),
+            by_class: std::array::from_fn(|i| self.by_class[i].load(Ordering::Relaxed)),
+            duration: self.duration.snapshot(),
+            statics: self.statics.load(Ordering::Relaxed),
         }
     }
 }
@@ -255,6 +264,7 @@ impl Service {
         access: Option<AccessLine>,
         received: Instant,
     ) -> Response<ResponseBody> {
+        self.shared.counters.statics.fetch_add(1, Ordering::Relaxed);
         let reply = Reply {
             status: reply.status,
             reason: None,
@@ -397,6 +407,7 @@ fn into_response(
         (log, line)
     });
     let server_error = status.is_server_error();
+    let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
     // Once per response, when hyper is done with the body: the stats, and the access line.
     let body = body.on_end(move |bytes| {
         let took = received.elapsed();
@@ -407,6 +418,8 @@ fn into_response(
         if server_error {
             counters.errors_5xx.fetch_add(1, Ordering::Relaxed);
         }
+        counters.by_class[class].fetch_add(1, Ordering::Relaxed);
+        counters.duration.observe(took.as_micros() as u64);
         if let Some((log, line)) = line {
             crate::logging::access(if log.json {
                 line.json(&log.format, log.origin, bytes, took)

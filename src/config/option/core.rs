@@ -604,6 +604,16 @@ pub static CORE: &[Opt] = &[
         "Serve uWSGI's stats JSON (what uwsgitop reads) on this TCP address or unix socket path, one document per connection (uWSGI's stats)"
     ),
     opt!(
+        "metrics",
+        None,
+        Text,
+        false,
+        None,
+        "ADDR",
+        NeedsRestart,
+        "Serve Prometheus metrics on /metrics, and /readyz and /livez health checks, on this TCP address or unix socket path of their own (see docs/observability.md)"
+    ),
+    opt!(
         "stats-http",
         None,
         Bool,
