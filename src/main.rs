@@ -17,9 +17,10 @@ use segue::master::Start;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The words that start a subcommand rather than serving.
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 9] = [
     "reload",
     "status",
+    "top",
     "stop",
     "workers",
     "upgrade",
@@ -134,11 +135,48 @@ fn main() -> anyhow::Result<()> {
             let code = segue::check::run(config, plan)?;
             std::process::exit(code);
         }
+        Command::Top {
+            interval,
+            iterations,
+            control,
+        } => {
+            let interval = Duration::try_from_secs_f64(interval)
+                .context("--interval must be a positive number of seconds")?;
+            segue::control::top::run(&control, interval, iterations)?;
+            return Ok(());
+        }
+        Command::Reload {
+            strategy,
+            wait,
+            timeout,
+            quiet,
+            control,
+        } if wait && !quiet => {
+            let timeout = Duration::try_from_secs_f64(timeout)
+                .context("--timeout must be a positive number of seconds")?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let watcher = segue::control::progress::watch(
+                control.control.clone(),
+                stop.clone(),
+                std::io::stderr(),
+            );
+            let reply = client::call(
+                &control.control,
+                &Request::Reload { strategy, wait },
+                timeout,
+            );
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = watcher.join();
+            let mut printer = client::Printer::stdio(control.json);
+            let code = printer.reply(&reply?);
+            std::process::exit(printer.finish(code));
+        }
         Command::Reload {
             strategy,
             wait,
             timeout,
             control,
+            ..
         } => (Request::Reload { strategy, wait }, control, timeout),
         Command::Status { control } => (Request::Status, control, 10.0),
         Command::Stop { control } => (Request::Stop, control, 10.0),

@@ -241,3 +241,69 @@ fn control_without_a_server_explains_itself() {
         "{err}"
     );
 }
+
+#[test]
+fn reload_wait_prints_its_progress_on_stderr_unless_quiet() {
+    let d = Deploy::new("v1");
+    let ctl = d.path("ctl.sock");
+    let s = server_in(&d.root, "versioned:application")
+        .args(&["--workers", "2", "--control", &ctl])
+        .start();
+    let old: Vec<String> = s
+        .worker_pids()
+        .iter()
+        .map(|p| format!("pid {p})"))
+        .collect();
+    // An import of half a second: the new workers are seen booting, then ready (a poll every
+    // 100 ms may miss shorter states, such as an old worker's drain of an idle server).
+    d.version("slow:0.5");
+    let out = segue(&["reload", "--wait", "--json"], &ctl);
+    assert!(out.status.success(), "{out:?}");
+    // stdout keeps the JSON answer alone; the progress is on stderr.
+    assert_eq!(json(&out)["generation"], 2);
+    let progress = String::from_utf8_lossy(&out.stderr);
+    for want in ["(generation 2, ", "): booting", "): ready", "): gone"] {
+        assert!(progress.contains(want), "no {want:?} in:\n{progress}");
+    }
+    for pid in &old {
+        assert!(
+            progress.contains(&format!("{pid}: gone")),
+            "old worker {pid} not reported gone:\n{progress}"
+        );
+    }
+    d.version("v3");
+    let out = segue(&["reload", "--wait", "--quiet"], &ctl);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("generation 3 is serving"));
+}
+
+#[test]
+fn top_shows_each_worker_and_the_rates() {
+    let d = Deploy::new("v1");
+    let ctl = d.path("ctl.sock");
+    let s = server_in(&d.root, "versioned:application")
+        .args(&["--workers", "2", "--control", &ctl])
+        .start();
+    for _ in 0..5 {
+        get(s.addr(), "/");
+    }
+    let out = segue(&["top", "--iterations", "2", "--interval", "0.2"], &ctl);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("segue master ").count(), 2, "{text}");
+    for pid in s.worker_pids() {
+        assert!(
+            text.contains(&format!(" {pid} ")),
+            "pid {pid} missing:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("req/s") && text.contains("generation 1"),
+        "{text}"
+    );
+}

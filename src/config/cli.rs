@@ -56,9 +56,25 @@ pub enum Command {
         /// Seconds to wait for the answer.
         #[arg(long, default_value_t = 300.0, value_name = "SECS")]
         timeout: f64,
+        /// With --wait, do not print the progress (workers booting, ready, draining, gone) on
+        /// stderr: only the result.
+        #[arg(long, short)]
+        quiet: bool,
         /// Socket and output.
         #[command(flatten)]
         control: ControlArgs,
+    },
+    /// A live view of the workers, refreshed every --interval seconds.
+    Top {
+        /// Seconds between frames.
+        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        interval: f64,
+        /// Frames to show, then exit (0: until interrupted).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        iterations: u64,
+        /// The master's --control socket.
+        #[arg(long, value_name = "PATH", env = "SEGUE_CONTROL")]
+        control: PathBuf,
     },
     /// Show generations, workers and recent reloads.
     Status {

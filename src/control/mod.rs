@@ -5,8 +5,10 @@
 pub mod client;
 pub mod messages;
 pub mod metrics;
+pub mod progress;
 pub mod server;
 pub mod stats;
+pub mod top;
 
 pub use messages::{
     CheaperReport, CrashLoop, CronReport, DaemonReport, ReloadReport, Reply, Request,
