@@ -159,6 +159,26 @@ impl Nginx {
 
     /// Writes the configuration around `upstreams` and the server's `locations`, starts nginx
     /// and waits until it listens.
+    /// nginx on a free port proxying HTTP to every server in `upstreams` (round robin, the next
+    /// one tried on a connection error, as for several segue instances behind one nginx).
+    pub fn proxy_to_many(dir: &Path, upstreams: &[SocketAddr]) -> Nginx {
+        std::fs::create_dir_all(dir).unwrap();
+        let servers: String = upstreams
+            .iter()
+            .map(|a| format!("server {a} max_fails=0;\n"))
+            .collect();
+        let upstream = format!("upstream segues {{\n{servers}    keepalive 8;\n}}");
+        let locations = "location / {
+            proxy_pass http://segues;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_next_upstream error timeout http_502;
+        }";
+        Nginx::run(dir, &upstream, locations)
+    }
+
     fn run(dir: &Path, upstreams: &str, locations: &str) -> Nginx {
         let port = free_port();
         let d = dir.display();
