@@ -297,6 +297,12 @@ pub fn reloads_lose_nothing(s: &crate::support::Server, front: &Nginx) {
         s.wait_promoted(n);
     }
     let report = load.stop();
+    nothing_lost_at(front, &report, &s.log.all());
+}
+
+/// Every request of `report` got a 200 at nginx (a 502 would be a lost request), and there
+/// was enough load to prove it.
+pub fn nothing_lost_at(front: &Nginx, report: &crate::support::LoadReport, log: &str) {
     assert!(
         report.failures.is_empty(),
         "{} failed requests, e.g. {:?}\n{}",
@@ -307,11 +313,10 @@ pub fn reloads_lose_nothing(s: &crate::support::Server, front: &Nginx) {
     let bad = report.bad_statuses();
     assert!(
         bad.is_empty(),
-        "{} non-200 responses at nginx (a 502 is a lost request), e.g. {:?}\n{}\n{}",
+        "{} non-200 responses at nginx (a 502 is a lost request), e.g. {:?}\n{}\n{log}",
         bad.len(),
         &bad[..bad.len().min(5)],
         front.error_log(),
-        s.log.all()
     );
     assert!(
         report.ok() > 100,
