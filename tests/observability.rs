@@ -456,6 +456,12 @@ fn prometheus_metrics_parse_and_move_with_traffic_and_reloads() {
     let m = scrape(&sock);
     assert_eq!(m["segue_requests_total{code=2xx}"], 10.0, "{m:?}");
     assert_eq!(m["segue_requests_total{code=5xx}"], 1.0, "{m:?}");
+    let listener = s.status()["listeners"][0].as_str().unwrap().to_owned();
+    assert_eq!(
+        m[&format!("segue_listener_requests_total{{listener={listener}}}")],
+        11.0,
+        "{m:?}"
+    );
     assert_eq!(m["segue_request_duration_seconds_count{}"], 11.0, "{m:?}");
     assert_eq!(
         m["segue_request_duration_seconds_bucket{le=+Inf}"], 11.0,

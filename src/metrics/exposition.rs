@@ -96,6 +96,19 @@ pub fn render(report: &StatusReport, kernel: Kernel) -> String {
     for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
         out.sample("segue_requests_total", &[("code", class)], t.by_class[i]);
     }
+    out.head(
+        "segue_listener_requests_total",
+        "counter",
+        "Requests received, by listener.",
+    );
+    for (i, listener) in report.listeners.iter().enumerate() {
+        let n = t.by_listener.get(i).copied().unwrap_or(0);
+        out.sample(
+            "segue_listener_requests_total",
+            &[("listener", listener)],
+            n,
+        );
+    }
     out.histogram(
         "segue_request_duration_seconds",
         "Time from a request's arrival to the end of its response.",

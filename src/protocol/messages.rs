@@ -129,6 +129,9 @@ pub struct Stats {
     /// Responses served from `--static-map` files.
     #[serde(default)]
     pub statics: u64,
+    /// Responses per listener, in `Boot::listeners` order.
+    #[serde(default)]
+    pub by_listener: Vec<u64>,
 }
 
 impl Stats {
@@ -146,6 +149,12 @@ impl Stats {
         }
         self.duration.add(&other.duration);
         self.statics += other.statics;
+        if self.by_listener.len() < other.by_listener.len() {
+            self.by_listener.resize(other.by_listener.len(), 0);
+        }
+        for (a, b) in self.by_listener.iter_mut().zip(&other.by_listener) {
+            *a += b;
+        }
     }
 }
 

@@ -104,7 +104,7 @@ pub async fn serve_connection(
     // Held until the connection ends: this worker's count, for its limit and the scoreboard.
     _held: Held,
     peer: Peer,
-    local: Local,
+    (local, listener): (Local, usize),
     shared: Arc<Shared>,
     watch: DrainWatch,
 ) {
@@ -132,6 +132,7 @@ pub async fn serve_connection(
         conn: conn.clone(),
         peer,
         local,
+        listener,
         shared: shared.clone(),
         watch,
     };
@@ -249,6 +250,7 @@ struct Driver {
     conn: Arc<Conn>,
     peer: Peer,
     local: Local,
+    listener: usize,
     shared: Arc<Shared>,
     watch: DrainWatch,
 }
@@ -448,6 +450,7 @@ impl Driver {
             drain: self.watch.clone(),
             peer: self.peer.clone(),
             local: self.local.clone(),
+            listener: self.listener,
         };
         let mut req = http::Request::new(StdinBody {
             rx: body,

@@ -275,6 +275,7 @@ async fn serve(
     };
     let is_preloaded = preloaded.is_some();
     let (boot_generation, boot_worker) = (boot.generation, boot.worker_id);
+    let boot_listeners = listeners.len();
     if let Err(e) =
         Python::attach(|py| hooks::publish(py, Some(boot.worker_id), boot.generation, is_preloaded))
     {
@@ -312,7 +313,7 @@ async fn serve(
             return 2;
         }
     };
-    let counters = Arc::new(Counters::new(boot.max_requests));
+    let counters = Arc::new(Counters::new(boot.max_requests, boot_listeners));
     let requests = config
         .harakiri
         .map(|_| Arc::new(watchdog::Requests::default()));

@@ -42,7 +42,7 @@ pub fn start(
             accepted,
             stop,
             protocol,
-            local,
+            (local, i),
             shared.clone(),
             http.clone(),
             drain.watch(),
@@ -87,7 +87,7 @@ async fn accept_loop(
     mut accepted: mpsc::UnboundedReceiver<Accepted>,
     stop: Arc<AtomicBool>,
     protocol: Protocol,
-    local: Local,
+    (local, listener): (Local, usize),
     shared: Arc<Shared>,
     http: Arc<http1::Builder>,
     mut watch: DrainWatch,
@@ -115,11 +115,21 @@ async fn accept_loop(
                 let (local, shared, watch) = (local.clone(), shared.clone(), watch.clone());
                 if protocol == Protocol::FastCgi {
                     tokio::spawn(super::fastcgi::serve_connection(
-                        sock, held, peer, local, shared, watch,
+                        sock,
+                        held,
+                        peer,
+                        (local, listener),
+                        shared,
+                        watch,
                     ));
                 } else {
                     tokio::spawn(super::uwsgi::serve_connection(
-                        sock, held, peer, local, shared, watch,
+                        sock,
+                        held,
+                        peer,
+                        (local, listener),
+                        shared,
+                        watch,
                     ));
                 }
             }
@@ -128,7 +138,7 @@ async fn accept_loop(
                     conn,
                     held,
                     peer,
-                    local.clone(),
+                    (local.clone(), listener),
                     shared.clone(),
                     http.clone(),
                     watch.clone(),
@@ -166,7 +176,7 @@ async fn serve_connection(
     // Held until the connection ends: this worker's count, for its limit and the scoreboard.
     _held: Held,
     peer: Peer,
-    local: Local,
+    (local, listener): (Local, usize),
     shared: Arc<Shared>,
     http: Arc<http1::Builder>,
     mut watch: DrainWatch,
@@ -186,6 +196,7 @@ async fn serve_connection(
         drain: watch.clone(),
         peer,
         local,
+        listener,
     };
     let io = TokioIo::new(Watched {
         inner: conn,

@@ -37,6 +37,7 @@ pub struct Counters {
     by_class: [AtomicU64; 5],
     duration: crate::metrics::histogram::AtomicHistogram,
     statics: AtomicU64,
+    by_listener: Vec<AtomicU64>,
     /// Open client connections.
     pub connections: AtomicU64,
     /// This worker's `--max-requests` (with jitter).
@@ -46,8 +47,8 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Counters for a worker recycled after `max_requests`.
-    pub fn new(max_requests: Option<u64>) -> Self {
+    /// Counters for a worker with `listeners` listeners, recycled after `max_requests`.
+    pub fn new(max_requests: Option<u64>, listeners: usize) -> Self {
         Counters {
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
@@ -57,6 +58,7 @@ impl Counters {
             by_class: Default::default(),
             duration: Default::default(),
             statics: AtomicU64::new(0),
+            by_listener: (0..listeners).map(|_| AtomicU64::new(0)).collect(),
             connections: AtomicU64::new(0),
             max_requests,
             limit_reached: tokio::sync::Notify::new(),
@@ -77,6 +79,11 @@ impl Counters {
             by_class: std::array::from_fn(|i| self.by_class[i].load(Ordering::Relaxed)),
             duration: self.duration.snapshot(),
             statics: self.statics.load(Ordering::Relaxed),
+            by_listener: self
+                .by_listener
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 }
@@ -158,6 +165,8 @@ pub struct Service {
     pub peer: Peer,
     /// The listener.
     pub local: Local,
+    /// Its index among the worker's listeners (`Boot::listeners`), for per-listener counts.
+    pub listener: usize,
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
@@ -171,6 +180,9 @@ impl<B: Source> hyper::service::Service<Request<B>> for Service {
 
     fn call(&self, req: Request<B>) -> Self::Future {
         let received = Instant::now();
+        if let Some(n) = self.shared.counters.by_listener.get(self.listener) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
         let guard = InFlight::new(self.conn.clone(), self.shared.counters.clone());
         let (mut parts, incoming) = req.into_parts();
         // A gateway protocol's request has no raw HTTP head for the scanner to judge.

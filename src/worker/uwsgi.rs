@@ -54,7 +54,7 @@ pub async fn serve_connection(
     // Held until the connection ends: this worker's count, for its limit and the scoreboard.
     _held: Held,
     peer: Peer,
-    local: Local,
+    (local, listener): (Local, usize),
     shared: Arc<Shared>,
     mut watch: DrainWatch,
 ) {
@@ -71,6 +71,7 @@ pub async fn serve_connection(
                 drain: watch.clone(),
                 peer: peer.clone(),
                 local,
+                listener,
             };
             let mut req = http::Request::new(LengthBody::new(sock.clone(), head.content_length));
             *req.method_mut() = head.method;
