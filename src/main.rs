@@ -30,7 +30,7 @@ const SUBCOMMANDS: [&str; 9] = [
 ];
 
 /// check-reload's own flags that take a value; everything else it is given is for serving.
-const CHECK_RELOAD_VALUES: [&str; 7] = [
+const CHECK_RELOAD_VALUES: [&str; 8] = [
     "--reloads",
     "--duration",
     "--strategy",
@@ -38,6 +38,7 @@ const CHECK_RELOAD_VALUES: [&str; 7] = [
     "--concurrency",
     "--json",
     "--junit",
+    "--html",
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -98,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             json_file,
             junit,
+            html,
         } => {
             let inv = Invocation::current(serve);
             let mut config = match segue::config::load(&inv) {
@@ -131,6 +133,7 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 json: json_file,
                 junit,
+                html,
             };
             let code = segue::check::run(config, plan)?;
             std::process::exit(code);

@@ -179,3 +179,70 @@ fn an_app_that_does_not_boot_fails_the_check_at_once_with_the_reason() {
         started.elapsed()
     );
 }
+
+/// `--html`: the page renders in headless Chromium (Debian's package), with one shaded window
+/// per reload at a visible width, and a screenshot of it can be taken.
+#[test]
+fn the_html_report_renders_in_chromium_with_the_reload_windows() {
+    let html = tmp("report.html");
+    let (code, out, report, _) = check(
+        &["--html", html.to_str().unwrap()],
+        "cases:application",
+        "html",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(report["timeline"].as_array().unwrap().len(), 40, "{report}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("check-reload PASSED") && page.contains("<svg"),
+        "{page}"
+    );
+    let profile = tmp("chromium-profile");
+    let chromium = |args: &[&str]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(["--window-size=1100,900"])
+            .args(args)
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .expect("cannot run chromium (scripts/test installs it: apt-get install chromium)")
+    };
+    // The rendered DOM: the page measured its reload windows once laid out.
+    let dom = chromium(&["--dump-dom", "--virtual-time-budget=2000"]);
+    let dom_text = String::from_utf8_lossy(&dom.stdout);
+    let widths: Vec<u32> = dom_text
+        .split("data-reload-widths=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no rendered reload widths: {dom_text:.2000}\n{}",
+                String::from_utf8_lossy(&dom.stderr)
+            )
+        })
+        .split(',')
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(widths.len(), 2, "{widths:?}");
+    assert!(widths.iter().all(|w| *w >= 2), "{widths:?}");
+    // And a picture of it.
+    let png = tmp("report.png");
+    let shot = chromium(&[&format!("--screenshot={}", png.display())]);
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&shot.stderr)
+        )
+    });
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
+}

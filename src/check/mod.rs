@@ -6,6 +6,7 @@
 //! peak memory of the process tree. It exits 0 only if no request failed and every reload took
 //! effect. It stops and kills only the processes it started.
 
+pub mod html;
 pub mod load;
 pub mod report;
 
@@ -42,6 +43,8 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     /// Where to write the JUnit report.
     pub junit: Option<PathBuf>,
+    /// Where to write the HTML report.
+    pub html: Option<PathBuf>,
 }
 
 /// Why the check could not run at all (as opposed to running and failing).
@@ -340,6 +343,9 @@ pub fn run(mut config: Config, plan: Plan) -> Result<i32, Error> {
     }
     if let Some(path) = &plan.junit {
         std::fs::write(path, report.junit())?;
+    }
+    if let Some(path) = &plan.html {
+        std::fs::write(path, html::page(&report))?;
     }
     Ok(if report.passed { 0 } else { 1 })
 }

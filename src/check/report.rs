@@ -83,6 +83,52 @@ pub struct CheckReport {
     pub reloads: Vec<ReloadCheck>,
     /// Peak resident memory of the master and all workers together, in MiB.
     pub peak_rss_mib: f64,
+    /// Requests per 100 ms of the run, by outcome, with their latency.
+    pub timeline: Vec<Slice>,
+}
+
+/// Width of a [`Slice`] of the timeline.
+pub const SLICE: Duration = Duration::from_millis(100);
+
+/// What happened in one 100 ms slice of the run (requests by when they were sent).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Slice {
+    /// Seconds from the start of the run to the slice's start.
+    pub at_s: f64,
+    /// Requests that got a response below 500.
+    pub ok: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// The slowest request's latency, in ms.
+    pub max_ms: f64,
+    /// The median latency, in ms.
+    pub p50_ms: f64,
+}
+
+fn timeline(samples: &[Sample], duration: Duration) -> Vec<Slice> {
+    let n = (duration.as_millis() / SLICE.as_millis()).max(1) as usize;
+    let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); n];
+    let mut out: Vec<Slice> = (0..n)
+        .map(|i| Slice {
+            at_s: (i as f64 * SLICE.as_secs_f64() * 10.0).round() / 10.0,
+            ..Slice::default()
+        })
+        .collect();
+    for s in samples {
+        let i = ((s.at.as_millis() / SLICE.as_millis()) as usize).min(n - 1);
+        if s.outcome.failed() {
+            out[i].failed += 1;
+        } else {
+            out[i].ok += 1;
+        }
+        lat[i].push(s.latency);
+    }
+    for (slice, l) in out.iter_mut().zip(lat.iter_mut()) {
+        let latency = Latency::of(l);
+        slice.max_ms = latency.max_ms;
+        slice.p50_ms = latency.p50_ms;
+    }
+    out
 }
 
 impl CheckReport {
@@ -151,6 +197,7 @@ impl CheckReport {
             during_reloads: Latency::of(&mut during),
             reloads,
             peak_rss_mib: (peak_rss_kib as f64 / 1024.0 * 10.0).round() / 10.0,
+            timeline: timeline(samples, duration),
         }
     }
 

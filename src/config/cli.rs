@@ -148,6 +148,9 @@ pub enum Command {
         /// Write a JUnit XML file with one test case per reload.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Write a self-contained HTML report with a timeline picture of requests and reloads.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
 }
 
