@@ -307,3 +307,28 @@ fn top_shows_each_worker_and_the_rates() {
         "{text}"
     );
 }
+
+/// `segue status` shows the requests waiting for a free Python thread in each worker.
+#[test]
+fn status_shows_the_requests_waiting_for_a_python_thread() {
+    let s = support::server("cases:application")
+        .args(&["--threads", "1"])
+        .start();
+    let first = s.slow_request("q1", 3.0);
+    let addr = s.addr();
+    let queued: Vec<_> = (2..=3)
+        .map(|i| std::thread::spawn(move || support::try_get(addr, &format!("/sleep?s=0&id=q{i}"))))
+        .collect();
+    let st = s.wait_status("two requests queued behind the sleeping one", |st| {
+        // queued from the scoreboard, in_flight from the next heartbeat.
+        st["workers"][0]["queued"].as_u64() == Some(2) && st["workers"][0]["in_flight"] == 3
+    });
+    assert_eq!(st["workers"][0]["connections"], 3, "{st}");
+    let text = String::from_utf8_lossy(&segue(&["status"], s.control.to_str().unwrap()).stdout)
+        .into_owned();
+    assert!(text.contains("queue"), "{text}");
+    assert_eq!(first.join().unwrap().unwrap().status, 200);
+    for q in queued {
+        assert_eq!(q.join().unwrap().unwrap().status, 200);
+    }
+}

@@ -242,13 +242,13 @@ fn write_status(out: &mut impl Write, s: &StatusReport) -> std::io::Result<()> {
     write_scaling(out, &s.scaling)?;
     writeln!(
         out,
-        "{:>6} {:>8} {:>4} {:<10} {:>10} {:>10} {:>8} {:>6}",
-        "worker", "pid", "gen", "state", "requests", "uptime", "rss", "conns"
+        "{:>6} {:>8} {:>4} {:<10} {:>10} {:>10} {:>8} {:>6} {:>6}",
+        "worker", "pid", "gen", "state", "requests", "uptime", "rss", "conns", "queue"
     )?;
     for w in &s.workers {
         writeln!(
             out,
-            "{:>6} {:>8} {:>4} {:<10} {:>10} {:>9.0}s {:>6}MB {:>6}",
+            "{:>6} {:>8} {:>4} {:<10} {:>10} {:>9.0}s {:>6}MB {:>6} {:>6}",
             w.id,
             w.pid,
             w.generation,
@@ -256,7 +256,8 @@ fn write_status(out: &mut impl Write, s: &StatusReport) -> std::io::Result<()> {
             w.requests,
             w.uptime_s,
             w.rss_kib / 1024,
-            w.connections
+            w.connections,
+            w.queued
         )?;
     }
     for d in &s.daemons {

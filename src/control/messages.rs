@@ -127,6 +127,9 @@ pub struct WorkerReport {
     /// Its Python threads.
     #[serde(default)]
     pub threads: usize,
+    /// Its requests waiting for a free Python thread (sampled once a second).
+    #[serde(default)]
+    pub queued: u64,
 }
 
 /// The status reply.

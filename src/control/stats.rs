@@ -317,6 +317,7 @@ mod tests {
             respawns: 1,
             harakiri_count: 0,
             threads: 2,
+            queued: 0,
         }
     }
 

@@ -35,12 +35,22 @@ pub fn frame(now: &StatusReport, before: &BTreeMap<u64, u64>, elapsed: Duration)
             .map_or(String::new(), |r| format!(" - reloading: {r}"))
     );
     out.push_str(&format!(
-        "{:>6} {:>8} {:>4} {:<10} {:>9} {:>8} {:>8} {:>6} {:>6} {:>8}\n",
-        "worker", "pid", "gen", "state", "requests", "req/s", "rss", "conns", "busy", "uptime"
+        "{:>6} {:>8} {:>4} {:<10} {:>9} {:>8} {:>8} {:>6} {:>6} {:>6} {:>8}\n",
+        "worker",
+        "pid",
+        "gen",
+        "state",
+        "requests",
+        "req/s",
+        "rss",
+        "conns",
+        "busy",
+        "queue",
+        "uptime"
     ));
     for w in &now.workers {
         out.push_str(&format!(
-            "{:>6} {:>8} {:>4} {:<10} {:>9} {:>8.1} {:>6}MB {:>6} {:>6} {:>7.0}s\n",
+            "{:>6} {:>8} {:>4} {:<10} {:>9} {:>8.1} {:>6}MB {:>6} {:>6} {:>6} {:>7.0}s\n",
             w.id,
             w.pid,
             w.generation,
@@ -50,6 +60,7 @@ pub fn frame(now: &StatusReport, before: &BTreeMap<u64, u64>, elapsed: Duration)
             w.rss_kib / 1024,
             w.connections,
             w.in_flight,
+            w.queued,
             w.uptime_s
         ));
     }

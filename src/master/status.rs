@@ -43,6 +43,7 @@ impl Supervisor {
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_secs()),
                 respawns: w.respawns,
+                queued: w.queued,
                 harakiri_count: w.harakiri_count,
                 threads: self
                     .generations

@@ -224,6 +224,11 @@ impl Supervisor {
                 workers,
                 accept_queue,
             } => {
+                for (id, load) in &workers {
+                    if let Some(w) = self.table.get_mut(*id) {
+                        w.queued = load.waiting;
+                    }
+                }
                 let judged = self.judge(&workers, accept_queue);
                 self.accept_queue = judged.queued;
                 self.adapt(judged);

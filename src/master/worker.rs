@@ -85,6 +85,8 @@ pub struct Worker {
     pub respawns: u64,
     /// Requests of it that ran past `--harakiri`.
     pub harakiri_count: u64,
+    /// Its requests waiting for a Python thread, at the last load sample (from the scoreboard).
+    pub queued: u64,
 }
 
 impl Worker {
@@ -109,6 +111,7 @@ impl Worker {
             last_heartbeat: now,
             respawns: 0,
             harakiri_count: 0,
+            queued: 0,
         }
     }
 
