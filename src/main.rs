@@ -275,6 +275,10 @@ fn serve(
             return 2;
         }
     };
+    if let Err(e) = segue::logging::check_files(&config.worker.log) {
+        eprintln!("segue cannot start: {e}");
+        return 2;
+    }
     config.invocation = Some(inv);
     let check = resolved.flag("check-config");
     let start = if check {

@@ -498,3 +498,16 @@ fn prometheus_metrics_parse_and_move_with_traffic_and_reloads() {
     assert_eq!(unix_get(&sock, "GET /admin HTTP/1.1\r\n\r\n").0, 404);
     assert_eq!(unix_get(&sock, "POST /metrics HTTP/1.1\r\n\r\n").0, 405);
 }
+
+#[test]
+fn a_log_file_that_cannot_be_opened_stops_the_start() {
+    let mut s = server("cases:application")
+        .args(&["--access-logfile", "/nonexistent-dir/access.log"])
+        .exits()
+        .start();
+    let status = s.wait_exit(EVENT_TIMEOUT).expect("segue should refuse");
+    assert_eq!(status.code(), Some(2), "{}", s.log.all());
+    s.wait_log(&[
+        "cannot open --access-logfile /nonexistent-dir/access.log: No such file or directory",
+    ]);
+}

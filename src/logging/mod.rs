@@ -54,6 +54,28 @@ pub fn init(log: &LogConfig) {
     };
 }
 
+/// Opens each log file once, as the processes will, so that a path that cannot be written (a
+/// missing directory, no permission) stops the start with its reason instead of dropping every
+/// line later.
+pub fn check_files(log: &LogConfig) -> Result<(), String> {
+    let files = [
+        ("--error-logfile", sink::file_of(&log.error_logfile)),
+        (
+            "--access-logfile",
+            log.access_logfile.as_ref().and_then(sink::file_of),
+        ),
+    ];
+    for (option, path) in files {
+        let Some(path) = path else { continue };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {option} {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Starts the writer threads of file destinations. Not in a zygote, which must stay
 /// single-threaded until it forks (its lines are appended directly meanwhile).
 pub fn start_writers() {
