@@ -150,36 +150,8 @@ impl Executor {
 
     /// Runs the gunicorn arbiter hooks the moment `message` marks (see [`super::server_hooks`]).
     fn server_hooks(&mut self, message: &str, sup: &Supervisor) {
-        let base = &sup.base;
-        let Some(file) = &base.worker.gunicorn_hooks else {
-            return;
-        };
-        for hook in super::server_hooks::hooks_for(message, &mut self.ready_seen) {
-            if !base.master_hooks.iter().any(|h| h == hook) {
-                continue;
-            }
-            let dir = base.worker.chdir.as_deref();
-            if let Some(pid) = super::server_hooks::run(&hook_python(base), file, hook, dir, None) {
-                self.owners.insert(pid, Owner::Daemon);
-            }
-        }
-    }
-
-    /// gunicorn's `child_exit` for a worker the reaper just collected, if the config has it.
-    fn child_exit_hook(&mut self, sup: &Supervisor, pid: i32, id: WorkerId) {
-        let base = &sup.base;
-        let Some(file) = &base.worker.gunicorn_hooks else {
-            return;
-        };
-        if !base.master_hooks.iter().any(|h| h == "child_exit") {
-            return;
-        }
-        let dir = base.worker.chdir.as_deref();
-        let python = hook_python(base);
-        if let Some(hook_pid) =
-            super::server_hooks::run(&python, file, "child_exit", dir, Some((pid, id.0)))
-        {
-            self.owners.insert(hook_pid, Owner::Daemon);
+        for pid in super::server_hooks::at_notify(&sup.base, message, &mut self.ready_seen) {
+            self.owners.insert(pid, Owner::Daemon);
         }
     }
 
@@ -570,7 +542,11 @@ impl Executor {
                     if let Some(p) = self.processes.remove(&id) {
                         self.release_cell(p.cell);
                     }
-                    self.child_exit_hook(sup, pid.as_raw(), id);
+                    if let Some(hook) =
+                        super::server_hooks::child_exit(&sup.base, pid.as_raw(), id.0)
+                    {
+                        self.owners.insert(hook, Owner::Daemon);
+                    }
                     out.push(Event::Exited { id, kind });
                 }
                 Some(Owner::Preflight(tx)) => {
@@ -726,14 +702,6 @@ impl Executor {
     /// The listeners, for logging at startup.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
-    }
-}
-
-/// The interpreter gunicorn's arbiter hooks run in: the app's.
-pub fn hook_python(base: &crate::config::Config) -> PathBuf {
-    match &base.worker.virtualenv {
-        Some(venv) => venv.join("bin/python"),
-        None => super::generation::own_python(),
     }
 }
 

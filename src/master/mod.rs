@@ -342,7 +342,7 @@ async fn serve(
         && let Some(file) = &config.worker.gunicorn_hooks
         && config.master_hooks.iter().any(|h| h == "on_starting")
     {
-        let python = executor::hook_python(&config);
+        let python = server_hooks::hook_python(&config);
         server_hooks::on_starting(&python, file, config.worker.chdir.as_deref()).await?;
     }
     let first = match handover {

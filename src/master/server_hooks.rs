@@ -9,7 +9,7 @@
 //! (at most [`ON_STARTING_TIMEOUT`]), since what it prepares (a directory, a cleared metrics
 //! store) is what the workers then use.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::daemon_process::{self, Launch, Side};
+use crate::config::Config;
 
 /// What the interpreter runs: the hook `argv[2]` of the config file `argv[1]`, for the master
 /// whose pid is `argv[3]` (given, since `on_exit`'s process may outlive it), and for
@@ -60,6 +61,51 @@ pub fn hooks_for(message: &str, ready_seen: &mut bool) -> Vec<&'static str> {
         }
     }
     out
+}
+
+/// The interpreter gunicorn's arbiter hooks run in: the app's.
+pub fn hook_python(base: &Config) -> PathBuf {
+    match &base.worker.virtualenv {
+        Some(venv) => venv.join("bin/python"),
+        None => super::generation::own_python(),
+    }
+}
+
+/// Starts the hooks of `base`'s gunicorn file that the sd_notify `message` stands for; the
+/// pids of the processes started.
+pub fn at_notify(base: &Config, message: &str, ready_seen: &mut bool) -> Vec<i32> {
+    let Some(file) = &base.worker.gunicorn_hooks else {
+        return Vec::new();
+    };
+    hooks_for(message, ready_seen)
+        .into_iter()
+        .filter(|hook| base.master_hooks.iter().any(|h| h == hook))
+        .filter_map(|hook| {
+            run(
+                &hook_python(base),
+                file,
+                hook,
+                base.worker.chdir.as_deref(),
+                None,
+            )
+        })
+        .collect()
+}
+
+/// Starts `child_exit` for the worker `id` (process `pid`) just reaped, if `base`'s gunicorn
+/// file has it; the hook process's pid.
+pub fn child_exit(base: &Config, pid: i32, id: u64) -> Option<i32> {
+    let file = base.worker.gunicorn_hooks.as_ref()?;
+    if !base.master_hooks.iter().any(|h| h == "child_exit") {
+        return None;
+    }
+    run(
+        &hook_python(base),
+        file,
+        "child_exit",
+        base.worker.chdir.as_deref(),
+        Some((pid, id)),
+    )
 }
 
 /// Starts `python` on the hook `hook` of `file` in `dir`; its output goes into the log. A
