@@ -37,7 +37,8 @@ impl Supervisor {
                     .saturating_sub(w.stats.requests_finished),
                 tx_bytes: w.stats.tx_bytes,
                 busy_us: w.stats.busy_us,
-                errors_5xx: w.stats.errors_5xx,
+                // An app that raised answers 500: the 5xx class.
+                errors_5xx: w.stats.by_class[4],
                 started_unix: std::time::SystemTime::now()
                     .checked_sub(w.spawned_at.elapsed())
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())

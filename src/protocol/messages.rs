@@ -117,9 +117,6 @@ pub struct Stats {
     /// Microseconds spent on finished requests, arrival to end of response, summed.
     #[serde(default)]
     pub busy_us: u64,
-    /// Responses with a 5xx status (an app that raised answers 500).
-    #[serde(default)]
-    pub errors_5xx: u64,
     /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
     #[serde(default)]
     pub by_class: [u64; 5],
@@ -143,7 +140,6 @@ impl Stats {
         self.log_dropped += other.log_dropped;
         self.tx_bytes += other.tx_bytes;
         self.busy_us += other.busy_us;
-        self.errors_5xx += other.errors_5xx;
         for (a, b) in self.by_class.iter_mut().zip(other.by_class) {
             *a += b;
         }

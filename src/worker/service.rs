@@ -33,7 +33,6 @@ pub struct Counters {
     finished: AtomicU64,
     tx_bytes: AtomicU64,
     busy_us: AtomicU64,
-    errors_5xx: AtomicU64,
     by_class: [AtomicU64; 5],
     duration: crate::metrics::histogram::AtomicHistogram,
     statics: AtomicU64,
@@ -54,7 +53,6 @@ impl Counters {
             finished: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             busy_us: AtomicU64::new(0),
-            errors_5xx: AtomicU64::new(0),
             by_class: Default::default(),
             duration: Default::default(),
             statics: AtomicU64::new(0),
@@ -75,7 +73,6 @@ impl Counters {
             log_dropped: crate::logging::dropped(),
             tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
             busy_us: self.busy_us.load(Ordering::Relaxed),
-            errors_5xx: self.errors_5xx.load(Ordering::Relaxed),
             by_class: std::array::from_fn(|i| self.by_class[i].load(Ordering::Relaxed)),
             duration: self.duration.snapshot(),
             statics: self.statics.load(Ordering::Relaxed),
@@ -418,7 +415,6 @@ fn into_response(
         let line = request.respond(&log.format, status.as_u16(), &headers);
         (log, line)
     });
-    let server_error = status.is_server_error();
     let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
     // Once per response, when hyper is done with the body: the stats, and the access line.
     let body = body.on_end(move |bytes| {
@@ -427,9 +423,6 @@ fn into_response(
         counters
             .busy_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        if server_error {
-            counters.errors_5xx.fetch_add(1, Ordering::Relaxed);
-        }
         counters.by_class[class].fetch_add(1, Ordering::Relaxed);
         counters.duration.observe(took.as_micros() as u64);
         if let Some((log, line)) = line {
