@@ -311,9 +311,18 @@ fn top_shows_each_worker_and_the_rates() {
 /// `segue status` shows the requests waiting for a free Python thread in each worker.
 #[test]
 fn status_shows_the_requests_waiting_for_a_python_thread() {
-    let s = support::server("cases:application")
-        .args(&["--threads", "1"])
-        .start();
+    requests_waiting_show_in_status(&["--threads", "1", "--no-inline"], 3);
+}
+
+#[test]
+fn status_shows_the_connections_waiting_for_an_inline_app() {
+    // Inline, the two wait as accepted connections the busy serving thread has not taken up:
+    // queued all the same, but not yet received (in flight) or served (connections).
+    requests_waiting_show_in_status(&["--threads", "1"], 1);
+}
+
+fn requests_waiting_show_in_status(args: &[&str], received: u64) {
+    let s = support::server("cases:application").args(args).start();
     let first = s.slow_request("q1", 3.0);
     let addr = s.addr();
     let queued: Vec<_> = (2..=3)
@@ -321,9 +330,9 @@ fn status_shows_the_requests_waiting_for_a_python_thread() {
         .collect();
     let st = s.wait_status("two requests queued behind the sleeping one", |st| {
         // queued from the scoreboard, in_flight from the next heartbeat.
-        st["workers"][0]["queued"].as_u64() == Some(2) && st["workers"][0]["in_flight"] == 3
+        st["workers"][0]["queued"].as_u64() == Some(2) && st["workers"][0]["in_flight"] == received
     });
-    assert_eq!(st["workers"][0]["connections"], 3, "{st}");
+    assert_eq!(st["workers"][0]["connections"], received, "{st}");
     let text = String::from_utf8_lossy(&segue(&["status"], s.control.to_str().unwrap()).stdout)
         .into_owned();
     assert!(text.contains("queue"), "{text}");

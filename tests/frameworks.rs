@@ -6,13 +6,18 @@ mod support;
 use support::{Conn, get, server, test_venv};
 
 fn in_venv(app: &str) -> support::Server {
+    in_venv_with(app, "2")
+}
+
+/// With `threads` "1" (the default) the app runs inline, on the connection's thread.
+fn in_venv_with(app: &str, threads: &str) -> support::Server {
     let venv = test_venv();
     server(app)
         .args(&[
             "--workers",
             "2",
             "--threads",
-            "2",
+            threads,
             "--virtualenv",
             venv.to_str().unwrap(),
         ])
@@ -75,7 +80,15 @@ fn without_a_virtualenv_workers_run_the_python_beside_segue() {
 
 #[test]
 fn flask_routes_json_forms_uploads_streams_and_errors() {
-    let s = in_venv("flask_app:application");
+    flask_checks(&in_venv("flask_app:application"));
+}
+
+#[test]
+fn flask_inline_routes_json_forms_uploads_streams_and_errors() {
+    flask_checks(&in_venv_with("flask_app:application", "1"));
+}
+
+fn flask_checks(s: &support::Server) {
     assert_eq!(get(s.addr(), "/").text(), "flask says hi");
     let j = get(s.addr(), "/json?name=segue").json();
     assert_eq!(
@@ -105,7 +118,15 @@ fn flask_routes_json_forms_uploads_streams_and_errors() {
 
 #[test]
 fn django_project_serves_views_streams_and_errors() {
-    let s = in_venv("djangoproj.wsgi:application");
+    django_checks(&in_venv("djangoproj.wsgi:application"));
+}
+
+#[test]
+fn django_inline_serves_views_streams_and_errors() {
+    django_checks(&in_venv_with("djangoproj.wsgi:application", "1"));
+}
+
+fn django_checks(s: &support::Server) {
     assert_eq!(get(s.addr(), "/").text(), "django says hi");
     let mut c = Conn::open(s.addr());
     c.send(b"POST /echo/?q=hi HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");

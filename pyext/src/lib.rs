@@ -5,6 +5,12 @@
 
 use pyo3::prelude::*;
 
+/// mimalloc for the worker's Rust allocations (every request allocates a few: head, reply,
+/// futures), as in the master; Python objects keep CPython's own allocator. Each allocation is
+/// freed by the allocator that made it, so the two never mix.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs this process as a segue worker (the master's control channel is at fd 3). `master`
 /// is the master's segue version, checked against this module's. Never returns.
 #[pyfunction]

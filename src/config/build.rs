@@ -717,6 +717,7 @@ fn build(rd: &mut Reader<'_>) -> Option<Config> {
         app: app?,
         multiprocess: workers > 1,
         threads,
+        no_inline: rd.boolean("no-inline"),
         chdir,
         pythonpath,
         virtualenv,

@@ -117,6 +117,10 @@ pub struct WorkerConfig {
     pub multiprocess: bool,
     /// Python threads per worker.
     pub threads: usize,
+    /// `--no-inline`: with one thread, run the app on a Python thread of its own rather than on
+    /// the connection's thread.
+    #[serde(default)]
+    pub no_inline: bool,
     /// Working directory, also first on `sys.path`.
     pub chdir: Option<PathBuf>,
     /// Extra `sys.path` entries.

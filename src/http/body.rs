@@ -2,8 +2,9 @@
 //! in [`super::request_body`]).
 //!
 //! A response body is complete (one buffer, so hyper can send a Content-Length), a file region
-//! the kernel sends ([`super::sendfile`]), or a bounded stream the Python thread feeds as the
-//! app yields.
+//! the kernel sends ([`super::sendfile`]), a bounded stream a Python thread feeds as the app
+//! yields, or pulled: the connection's own thread asks the app's iterator for the next chunk
+//! when hyper wants one (the inline mode, where the app runs on the connection's thread).
 
 use std::any::Any;
 use std::pin::Pin;
@@ -37,10 +38,19 @@ pub enum Chunk {
     Abort(Abort),
 }
 
+/// A body produced on demand, on the thread that polls it: the app's iterator when it runs on
+/// the connection's own thread. `None` ends the body.
+pub trait Pull: Send + Sync {
+    /// The next chunk; blocks while the app computes it (the thread is the app's meanwhile).
+    fn next(&mut self) -> Option<Chunk>;
+}
+
 enum Kind {
     Full(Option<Bytes>),
     File(Option<FileRegion>),
     Stream(mpsc::Receiver<Chunk>),
+    /// Chunks already produced, then the source (dropped at its end).
+    Pull(std::collections::VecDeque<Chunk>, Option<Box<dyn Pull>>),
 }
 
 /// A response body as hyper sees it.
@@ -60,6 +70,11 @@ pub struct ResponseBody {
     sent: u64,
     /// Called with `sent` when hyper is done with the body: the access line.
     on_end: Option<Box<dyn FnOnce(u64) + Send + Sync>>,
+    /// A pulled body returns `Pending` once after each chunk (waking itself at once), so that
+    /// hyper flushes what it has before the app computes more.
+    yield_after_chunk: bool,
+    /// Set once the body yielded after its last chunk.
+    yielded: bool,
 }
 
 impl ResponseBody {
@@ -72,6 +87,8 @@ impl ResponseBody {
             _guard: None,
             sent: 0,
             on_end: None,
+            yield_after_chunk: false,
+            yielded: false,
         }
     }
 
@@ -95,6 +112,15 @@ impl ResponseBody {
     /// A body fed chunk by chunk through `rx`.
     pub fn stream(rx: mpsc::Receiver<Chunk>) -> Self {
         Self::new(Kind::Stream(rx))
+    }
+
+    /// A body whose first chunks are `ready`, then whatever `source` gives. After each chunk
+    /// the body yields once, so hyper writes it out before the app is asked for the next
+    /// (PEP 3333: no chunk may wait for the app to compute the next).
+    pub fn pull(ready: Vec<Chunk>, source: Box<dyn Pull>) -> Self {
+        let mut body = Self::new(Kind::Pull(ready.into(), Some(source)));
+        body.yield_after_chunk = true;
+        body
     }
 
     /// Attaches a value dropped together with the body.
@@ -121,6 +147,18 @@ impl ResponseBody {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(Chunk::Data)),
             Kind::File(region) => Poll::Ready(region.take().map(Chunk::File)),
             Kind::Stream(rx) => rx.poll_recv(cx),
+            Kind::Pull(ready, source) => {
+                if let Some(chunk) = ready.pop_front() {
+                    return Poll::Ready(Some(chunk));
+                }
+                let next = source.as_mut().and_then(|s| s.next());
+                if next.is_none() {
+                    // Ended: the source lets go of the app's iterator now, not when hyper drops
+                    // the body.
+                    *source = None;
+                }
+                Poll::Ready(next)
+            }
         }
     }
 }
@@ -139,6 +177,7 @@ impl std::fmt::Debug for ResponseBody {
                 r.as_ref().map(FileRegion::len)
             ),
             Kind::Stream(_) => f.write_str("ResponseBody::Stream"),
+            Kind::Pull(ready, _) => write!(f, "ResponseBody::Pull({} ready)", ready.len()),
         }
     }
 }
@@ -165,6 +204,15 @@ impl Body for ResponseBody {
                 self.placeholders -= n;
                 return Poll::Ready(Some(Ok(Frame::data(placeholder(n as usize)))));
             }
+            if self.yield_after_chunk && self.sent > 0 && !self.yielded {
+                let waiting = matches!(&self.kind, Kind::Pull(ready, _) if ready.is_empty());
+                if waiting {
+                    self.yielded = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            }
+            self.yielded = false;
             return Poll::Ready(match ready!(self.next_chunk(cx)) {
                 None => None,
                 Some(Chunk::Data(bytes)) => {
@@ -201,7 +249,7 @@ impl Body for ResponseBody {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::File(Some(r)) => SizeHint::with_exact(r.len()),
             Kind::Full(None) | Kind::File(None) => SizeHint::with_exact(queued),
-            Kind::Stream(_) => SizeHint::default(),
+            Kind::Stream(_) | Kind::Pull(..) => SizeHint::default(),
         }
     }
 }

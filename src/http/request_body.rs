@@ -189,6 +189,11 @@ impl RequestBody {
         }
     }
 
+    /// Whether all of the body is here already (read ahead): reading it then never waits.
+    pub fn is_complete(&self) -> bool {
+        self.rest.is_none()
+    }
+
     /// Blocks the calling (non-runtime) thread for the next piece; `None` at the end.
     pub fn next_blocking(&mut self) -> Option<Result<Piece, RequestBodyError>> {
         if let Some(item) = self.early.pop_front() {

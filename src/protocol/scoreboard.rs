@@ -279,10 +279,10 @@ impl Cell {
     }
 
     /// Counts a Python thread waiting for work; the guard uncounts it when dropped.
-    pub fn idle(&self) -> Idle<'_> {
+    pub fn idle(&self) -> Idle {
         self.mine().fetch_add(IDLE, Ordering::Relaxed);
         self.slot().busy_since.store(0, Ordering::Relaxed);
-        Idle(self)
+        Idle(self.clone())
     }
 
     /// Counts a request queued for the Python threads ([`Cell::job_taken`] uncounts it).
@@ -361,9 +361,9 @@ impl Load {
 
 /// A Python thread waiting for work, on the scoreboard.
 #[derive(Debug)]
-pub struct Idle<'a>(&'a Cell);
+pub struct Idle(Cell);
 
-impl Drop for Idle<'_> {
+impl Drop for Idle {
     fn drop(&mut self) {
         let before = self.0.mine().fetch_sub(IDLE, Ordering::Relaxed);
         if before >> 48 == 1 {

@@ -59,6 +59,26 @@ pub struct Accepted {
     pub fd: OwnedFd,
     /// Counts the connection as this worker's until dropped with it.
     pub held: Held,
+    /// Counts it as a request waiting (`--cheaper-algo backlog`) until the serving thread
+    /// takes it up: with the app inline, new connections wait here while a request runs.
+    pub unpicked: Option<Unpicked>,
+}
+
+/// A connection accepted but not yet taken up by the serving thread, on the scoreboard.
+#[derive(Debug)]
+pub struct Unpicked(Cell);
+
+impl Unpicked {
+    fn new(cell: &Cell) -> Unpicked {
+        cell.job_queued();
+        Unpicked(cell.clone())
+    }
+}
+
+impl Drop for Unpicked {
+    fn drop(&mut self) {
+        self.0.job_taken();
+    }
 }
 
 /// What every acceptor of a worker consults before it accepts: the scoreboard, the GIL's
@@ -267,7 +287,8 @@ fn accept_until_stopped(
                     _room: room,
                     _tally: cell.map(Cell::opened),
                 };
-                if tx.send(Accepted { fd, held }).is_err() {
+                let unpicked = cell.map(Unpicked::new);
+                if tx.send(Accepted { fd, held, unpicked }).is_err() {
                     return; // the runtime is gone
                 }
                 // Let another worker's woken acceptor take the next connection of a burst,

@@ -17,6 +17,7 @@ pub mod ready;
 pub mod server;
 pub mod service;
 pub mod socket;
+pub mod turn;
 pub mod uwsgi;
 pub mod watchdog;
 pub mod zygote;
@@ -320,12 +321,23 @@ async fn serve(
     let cell = boot
         .scoreboard_cell
         .and_then(|index| scoreboard_cell(fds.take(FdRole::Scoreboard), index));
+    let app = Arc::new(app);
+    // One Python thread and no --harakiri (whose 504 needs a thread that is not the app's):
+    // the app runs on the connection's thread. The pool's thread takes what cannot run there,
+    // and the turn, not the pool, shows the free thread on the scoreboard.
+    let inline =
+        (config.threads == 1 && config.harakiri.is_none() && !config.no_inline).then(|| {
+            service::Inline {
+                app: app.clone(),
+                turns: turn::Turns::new(cell.clone()),
+            }
+        });
     let pool = match pool::Pool::start(
         config.threads,
-        Arc::new(app),
+        app,
         requests.clone(),
         span,
-        cell.clone(),
+        if inline.is_some() { None } else { cell.clone() },
     ) {
         Ok(p) => p,
         Err(e) => {
@@ -354,9 +366,11 @@ async fn serve(
             json: config.log.format == crate::config::LogFormat::Json,
         })
     });
+    let inlined = inline.is_some();
     let shared = Arc::new(Shared {
         config: config.clone(),
         pool,
+        inline,
         counters: counters.clone(),
         statics: crate::http::static_files::StaticServer::new(&config.static_files),
         access,
@@ -368,7 +382,7 @@ async fn serve(
         cell,
         capacity: acceptor::Capacity::new(config.worker_connections),
     };
-    if let Err(e) = server::start(listeners, shared, &drain, admission) {
+    if let Err(e) = server::start(listeners, shared, &drain, admission, inlined) {
         tracing::error!("cannot serve on the inherited listeners: {e}");
         return 2;
     }

@@ -41,7 +41,7 @@ pub async fn check(pool: &Pool, path: &str, timeout: Duration) -> Result<(), Boo
         gateway: None,
     };
     let (tx, rx) = oneshot::channel();
-    pool.submit(Job { request, reply: tx });
+    pool.submit(Job::new(request, tx));
     let answer = async {
         let reply = rx
             .await

@@ -1,5 +1,11 @@
 //! Accepting connections on the inherited listeners and serving each in its listener's
 //! protocol: HTTP with hyper, uwsgi with [`super::uwsgi`], FastCGI with [`super::fastcgi`].
+//!
+//! Connections are served on a thread of their own, the serving thread, with its own event
+//! loop; the worker's main thread keeps the control channel, heartbeats and signals. So when
+//! the app runs inline (on the serving thread, [`super::service::Inline`]) a long request
+//! delays other requests, as it would with one Python thread anyway, but never the worker's
+//! heartbeat or its answer to the master.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -21,17 +27,68 @@ use crate::http::framing::Pass;
 use crate::http::sendfile::{self, FileQueue};
 use crate::wsgi::{Local, Peer};
 
-/// Starts one acceptor per listener, all under the same `admission` (scoreboard, GIL gate,
-/// connection limit). Each stops, and closes this worker's copy of the socket, when the drain
-/// starts.
+/// Starts the serving thread and, on it, one acceptor per listener, all under the same
+/// `admission` (scoreboard, GIL gate, connection limit). Each stops, and closes this worker's
+/// copy of the socket, when the drain starts. With `inline` the thread is a Python thread for
+/// its whole life (the app runs on it; it holds the GIL only while it does), so the app's
+/// `threading.local` state lasts from one request to the next. Returns once the acceptors run.
 pub fn start(
     listeners: Vec<((ListenAddr, Protocol), OwnedFd)>,
     shared: Arc<Shared>,
     drain: &Drain,
     admission: Admission,
+    inline: bool,
+) -> io::Result<()> {
+    let watches: Vec<DrainWatch> = listeners.iter().map(|_| drain.watch()).collect();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name("segue-serve".into())
+        .spawn(move || {
+            let _enter = span.enter();
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
+            };
+            let serve = move || {
+                runtime.block_on(async move {
+                    let started = accept_all(listeners, shared, watches, admission);
+                    let ok = started.is_ok();
+                    let _ = started_tx.send(started);
+                    if ok {
+                        // The worker's main thread ends the process once the drain is over.
+                        std::future::pending::<()>().await;
+                    }
+                })
+            };
+            if inline {
+                pyo3::Python::attach(|py| py.detach(serve));
+            } else {
+                serve();
+            }
+        })?;
+    started_rx.recv().unwrap_or_else(|_| {
+        Err(io::Error::other(
+            "the serving thread ended before it started",
+        ))
+    })
+}
+
+/// Spawns the accept loops on the current (serving) runtime.
+fn accept_all(
+    listeners: Vec<((ListenAddr, Protocol), OwnedFd)>,
+    shared: Arc<Shared>,
+    watches: Vec<DrainWatch>,
+    admission: Admission,
 ) -> io::Result<()> {
     let http = Arc::new(http_builder(&shared));
-    for (i, ((addr, protocol), fd)) in listeners.into_iter().enumerate() {
+    for ((i, ((addr, protocol), fd)), watch) in listeners.into_iter().enumerate().zip(watches) {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = acceptor::spawn(fd, i.to_string(), stop.clone(), admission.clone())?;
         let local = match addr {
@@ -45,7 +102,7 @@ pub fn start(
             (local, i),
             shared.clone(),
             http.clone(),
-            drain.watch(),
+            watch,
         ));
     }
     Ok(())
@@ -94,7 +151,7 @@ async fn accept_loop(
 ) {
     let mut draining = false;
     loop {
-        let Accepted { fd, held } = tokio::select! {
+        let Accepted { fd, held, .. } = tokio::select! {
             biased;
             _ = watch.started(), if !draining => {
                 draining = true;

@@ -128,12 +128,26 @@ pub struct Shared {
     pub config: Arc<WorkerConfig>,
     /// The Python threads.
     pub pool: Pool,
+    /// Set when the app runs on the connection's own thread (one Python thread per worker).
+    pub inline: Option<Inline>,
     /// Counters for heartbeats.
     pub counters: Arc<Counters>,
     /// Static files answered before the app (`--static-map`); `None` when none are mapped.
     pub statics: Option<Arc<StaticServer>>,
     /// The access log, when requests are logged.
     pub access: Option<Arc<AccessLog>>,
+}
+
+/// Running the app on the connection's own thread: with one Python thread per worker a request
+/// then never crosses threads (two wakeups and a context switch less each way). Requests whose
+/// body the app reads as it arrives (`Expect: 100-continue`, or past what is read ahead), and
+/// all requests of an app that uses `write()`, still go to the pool's one thread, under the
+/// same turn, so the app never runs twice at once.
+pub struct Inline {
+    /// The app (the pool has it too).
+    pub app: Arc<wsgi::App>,
+    /// The one turn to run it.
+    pub turns: Arc<super::turn::Turns>,
 }
 
 /// How this worker writes access lines.
@@ -315,6 +329,11 @@ impl Service {
             gateway,
         };
         let (tx, rx) = oneshot::channel();
+        let inline = self
+            .shared
+            .inline
+            .as_ref()
+            .map(|i| (i.app.clone(), i.turns.clone()));
         let pending = Pending {
             rx,
             harakiri: self.shared.config.harakiri,
@@ -324,8 +343,30 @@ impl Service {
             access,
             received,
         };
+        if let Some((app, turns)) = inline {
+            let shared = self.shared.clone();
+            return Box::pin(async move {
+                if validate::has_body(&request.headers) {
+                    request.body = Some(if RequestBody::reads_ahead(&request.headers) {
+                        RequestBody::read_ahead(incoming, body_limits).await
+                    } else {
+                        RequestBody::lazy(incoming, body_limits)
+                    });
+                }
+                let turn: wsgi::Hold = Box::new(turns.take().await);
+                let waits = request.body.as_ref().is_some_and(|b| !b.is_complete());
+                if waits || app.uses_write.load(Ordering::Relaxed) {
+                    let mut job = Job::new(request, tx);
+                    job.hold = Some(turn);
+                    shared.pool.submit(job);
+                } else {
+                    run_inline(&app, request, tx, turn);
+                }
+                pending.answer().await
+            });
+        }
         if !validate::has_body(&request.headers) {
-            self.shared.pool.submit(Job { request, reply: tx });
+            self.shared.pool.submit(Job::new(request, tx));
             return Box::pin(pending.answer());
         }
         if RequestBody::reads_ahead(&request.headers) {
@@ -334,14 +375,30 @@ impl Service {
             let shared = self.shared.clone();
             return Box::pin(async move {
                 request.body = Some(RequestBody::read_ahead(incoming, body_limits).await);
-                shared.pool.submit(Job { request, reply: tx });
+                shared.pool.submit(Job::new(request, tx));
                 pending.answer().await
             });
         }
         // The client waits for 100 Continue: the app's first read asks for the body.
         request.body = Some(RequestBody::lazy(incoming, body_limits));
-        self.shared.pool.submit(Job { request, reply: tx });
+        self.shared.pool.submit(Job::new(request, tx));
         Box::pin(pending.answer())
+    }
+}
+
+/// Runs the app for `request` here, on the connection's thread.
+fn run_inline(
+    app: &wsgi::App,
+    request: wsgi::Request,
+    reply: oneshot::Sender<Reply>,
+    turn: wsgi::Hold,
+) {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pyo3::Python::attach(|py| wsgi::handle_inline(py, app, request, reply, turn));
+    }));
+    // A bug in segue must cost one request (its reply is dropped: a 500), not the thread.
+    if ran.is_err() {
+        tracing::error!("internal error while handling a request (a panic); the request got a 500");
     }
 }
 

@@ -29,6 +29,11 @@ pub struct Mounted {
 pub struct App {
     /// The loaded apps; a request goes to the longest prefix matching its path.
     pub mounts: Mounts<Mounted>,
+    /// An app called `write()` while running inline: its requests then go to a Python thread
+    /// of their own, where `write()` output streams instead of waiting for the app to return.
+    pub uses_write: std::sync::atomic::AtomicBool,
+    /// The `str` objects environs share.
+    pub strings: super::strings::Strings,
 }
 
 /// Why the app could not be loaded.
@@ -198,6 +203,8 @@ pub fn load(py: Python<'_>, config: &WorkerConfig) -> Result<App, LoadError> {
     }
     Ok(App {
         mounts: Mounts::new(loaded),
+        uses_write: Default::default(),
+        strings: Default::default(),
     })
 }
 

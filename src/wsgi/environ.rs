@@ -5,47 +5,16 @@
 //! fields with `_` in the name are dropped, because `X_User` and `X-User` would both map to
 //! `HTTP_X_USER` and a client could spoof a header a proxy set.
 
-use http::{HeaderMap, HeaderName, Version, header};
+use http::{HeaderMap, HeaderName, Method, Version, header};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use super::app::Mounted;
 use super::input::Input;
+use super::strings::Strings;
+pub use super::strings::latin1;
 use super::{Local, Peer, Request};
 use crate::http::request_body::RequestBody;
-
-/// `bytes` as a Python `str` by latin-1 (ASCII fast path).
-pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(py, &bytes.iter().map(|&b| b as char).collect::<String>()),
-    }
-}
-
-/// Writes the CGI name of a header field into `key` (reused across a request's headers, so
-/// no allocation per header); false if the field must not appear in the environ.
-fn cgi_name(name: &HeaderName, key: &mut String) -> bool {
-    let n = name.as_str();
-    if n.contains('_') {
-        return false;
-    }
-    key.clear();
-    if name == header::CONTENT_TYPE {
-        key.push_str("CONTENT_TYPE");
-    } else if name == header::CONTENT_LENGTH {
-        key.push_str("CONTENT_LENGTH");
-    } else {
-        key.push_str("HTTP_");
-        key.extend(n.chars().map(|c| {
-            if c == '-' {
-                '_'
-            } else {
-                c.to_ascii_uppercase()
-            }
-        }));
-    }
-    true
-}
 
 /// Splits `host[:port]` (with `[v6]` literals) into name and port.
 fn split_host(host: &str) -> (&str, Option<&str>) {
@@ -132,23 +101,44 @@ fn apply_gateway(env: &Bound<'_, PyDict>, gateway: &crate::gateway::Gateway) -> 
     Ok(())
 }
 
+/// `REQUEST_METHOD`: the common methods are one interned string each.
+fn method<'py>(py: Python<'py>, method: &Method) -> Bound<'py, PyString> {
+    use pyo3::intern;
+    let known = match *method {
+        Method::GET => intern!(py, "GET"),
+        Method::POST => intern!(py, "POST"),
+        Method::HEAD => intern!(py, "HEAD"),
+        Method::PUT => intern!(py, "PUT"),
+        Method::DELETE => intern!(py, "DELETE"),
+        Method::PATCH => intern!(py, "PATCH"),
+        Method::OPTIONS => intern!(py, "OPTIONS"),
+        _ => return PyString::new(py, method.as_str()),
+    };
+    known.clone()
+}
+
 /// The environ for `request` to the app `mount`, whose `PATH_INFO` is `path_info` (the decoded
-/// path after the mount's prefix); `body` becomes `wsgi.input`.
+/// path after the mount's prefix); `body` becomes `wsgi.input`. `strings` holds the `str`
+/// objects that repeat from request to request.
 pub fn build<'py>(
     py: Python<'py>,
+    strings: &Strings,
     mount: &Mounted,
     request: &Request,
     path_info: &[u8],
     body: Option<RequestBody>,
 ) -> PyResult<Bound<'py, PyDict>> {
     use pyo3::intern;
+    let mut strings = strings.lock();
     let env = mount.base.bind(py).copy()?;
-    env.set_item(intern!(py, "REQUEST_METHOD"), request.method.as_str())?;
+    env.set_item(intern!(py, "REQUEST_METHOD"), method(py, &request.method))?;
 
     let path = request.uri.path();
     env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
-    let query = request.uri.query().unwrap_or("");
-    env.set_item(intern!(py, "QUERY_STRING"), query)?;
+    match request.uri.query() {
+        Some(query) if !query.is_empty() => env.set_item(intern!(py, "QUERY_STRING"), query)?,
+        _ => env.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?,
+    }
     let raw_uri = request.uri.path_and_query().map_or(path, |pq| pq.as_str());
     let raw_uri = latin1(py, raw_uri.as_bytes());
     env.set_item(intern!(py, "RAW_URI"), &raw_uri)?;
@@ -160,13 +150,12 @@ pub fn build<'py>(
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
 
-    let mut key = String::with_capacity(64);
     for name in request.headers.keys() {
         if name == header::HOST && request.uri.authority().is_some() {
             continue; // absolute-form: the target's authority wins (RFC 9112 section 3.2.2)
         }
-        if cgi_name(name, &mut key) {
-            env.set_item(key.as_str(), latin1(py, &joined(&request.headers, name)))?;
+        if let Some((key, value)) = strings.header(py, name, &joined(&request.headers, name)) {
+            env.set_item(key, value)?;
         }
     }
 
@@ -183,22 +172,25 @@ pub fn build<'py>(
             .map(str::to_owned),
     };
     let (server_name, server_port) = match (&host, &request.local) {
-        (Some(h), _) => {
-            let (name, port) = split_host(h);
-            let default = if request.https { "443" } else { "80" };
-            (name.to_owned(), port.unwrap_or(default).to_owned())
-        }
-        (None, Local::Tcp(addr)) => (addr.ip().to_string(), addr.port().to_string()),
-        (None, Local::Unix) => ("localhost".to_owned(), "0".to_owned()),
+        (Some(h), _) => strings.server(py, h, request.https, split_host),
+        (None, Local::Tcp(addr)) => (
+            PyString::new(py, &addr.ip().to_string()),
+            PyString::new(py, itoa::Buffer::new().format(addr.port())),
+        ),
+        (None, Local::Unix) => (intern!(py, "localhost").clone(), intern!(py, "0").clone()),
     };
     env.set_item(intern!(py, "SERVER_NAME"), server_name)?;
     env.set_item(intern!(py, "SERVER_PORT"), server_port)?;
     match &request.peer {
         Peer::Tcp(addr) => {
-            env.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
-            env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+            env.set_item(intern!(py, "REMOTE_ADDR"), strings.remote_ip(py, addr.ip()))?;
+            let mut port = itoa::Buffer::new();
+            env.set_item(
+                intern!(py, "REMOTE_PORT"),
+                PyString::new(py, port.format(addr.port())),
+            )?;
         }
-        Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+        Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, ""))?,
     }
     if request.https {
         env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
@@ -213,21 +205,6 @@ pub fn build<'py>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cgi(name: &HeaderName) -> Option<String> {
-        let mut key = String::new();
-        cgi_name(name, &mut key).then_some(key)
-    }
-
-    #[test]
-    fn header_names_map_to_cgi_and_underscores_are_dropped() {
-        assert_eq!(
-            cgi(&HeaderName::from_static("x-forwarded-for")).as_deref(),
-            Some("HTTP_X_FORWARDED_FOR")
-        );
-        assert_eq!(cgi(&header::CONTENT_TYPE).as_deref(), Some("CONTENT_TYPE"));
-        assert_eq!(cgi(&HeaderName::from_static("x_user")), None);
-    }
 
     #[test]
     fn single_values_are_borrowed_and_repeated_ones_joined() {

@@ -12,7 +12,9 @@ pub mod factory;
 pub mod file_wrapper;
 pub mod input;
 pub mod mounts;
+pub mod pull;
 pub mod response;
+pub mod strings;
 
 use std::sync::{Arc, Mutex};
 
@@ -66,33 +68,55 @@ pub struct Reply {
 }
 
 /// A request and the channel its reply goes back on.
-#[derive(Debug)]
 pub struct Job {
     /// The request.
     pub request: Request,
     /// Where the head (and body handle) goes.
     pub reply: oneshot::Sender<Reply>,
+    /// Dropped once the app's iterable is closed (the worker's turn, in the inline mode).
+    pub hold: Option<Hold>,
 }
+
+impl Job {
+    /// A job holding nothing.
+    pub fn new(request: Request, reply: oneshot::Sender<Reply>) -> Job {
+        Job {
+            request,
+            reply,
+            hold: None,
+        }
+    }
+}
+
+/// What a request holds while its app runs (the worker's turn, in the inline mode); dropped
+/// when the app's iterable is closed.
+pub type Hold = Box<dyn std::any::Any + Send + Sync>;
 
 /// Runs the app mounted at the request's path for one request, on a Python thread, and always
 /// produces a reply: no app there is a 404, an app error before the headers went out becomes a
 /// 500 (or the 400/413 a body read failure calls for), one after aborts the connection.
 pub fn handle(py: Python<'_>, app: &App, job: Job) {
-    let Job { mut request, reply } = job;
+    let Job {
+        mut request,
+        reply,
+        hold: _hold,
+    } = job;
     let body = request.body.take();
     let path = environ::decoded_path(&request);
     let Some((mount, prefix_len)) = app.mounts.route(&path) else {
-        let target = request.uri.path();
-        tracing::debug!(path = target, "no app mounted at the request's path: 404");
-        let _ = reply.send(response::error_reply(
-            StatusCode::NOT_FOUND,
-            format!("no app mounted at {target}\n"),
-        ));
-        return;
+        return not_found(&request, reply);
     };
     let head = request.method == Method::HEAD;
     let resp = Arc::new(Mutex::new(Response::new(reply, head)));
-    let result = call(py, mount, &request, &path[prefix_len..], body, &resp);
+    let result = call(
+        py,
+        &app.strings,
+        mount,
+        &request,
+        &path[prefix_len..],
+        body,
+        &resp,
+    );
     if let Err(err) = result {
         response::fail(py, &resp, err);
     } else {
@@ -100,15 +124,70 @@ pub fn handle(py: Python<'_>, app: &App, job: Job) {
     }
 }
 
+fn not_found(request: &Request, reply: oneshot::Sender<Reply>) {
+    let target = request.uri.path();
+    tracing::debug!(path = target, "no app mounted at the request's path: 404");
+    let _ = reply.send(response::error_reply(
+        StatusCode::NOT_FOUND,
+        format!("no app mounted at {target}\n"),
+    ));
+}
+
+/// [`handle`] on the connection's own thread (the inline mode): nothing can be sent until the
+/// app returns, so the reply is complete when this returns, or its body pulls the rest of the
+/// app's iterator as hyper asks for it ([`pull::IterPull`]), on this same thread. `hold` is
+/// dropped once the app's iterable is closed.
+pub fn handle_inline(
+    py: Python<'_>,
+    app: &App,
+    request: Request,
+    reply: oneshot::Sender<Reply>,
+    hold: Hold,
+) {
+    let mut request = request;
+    let body = request.body.take();
+    let path = environ::decoded_path(&request);
+    let Some((mount, prefix_len)) = app.mounts.route(&path) else {
+        return not_found(&request, reply);
+    };
+    let head = request.method == Method::HEAD;
+    let resp = Arc::new(Mutex::new(Response::inline(reply, head)));
+    let called = (|| {
+        let environ = environ::build(py, &app.strings, mount, &request, &path[prefix_len..], body)?;
+        let start_response = Bound::new(py, StartResponse::new(resp.clone()))?;
+        mount.callable.bind(py).call1((environ, start_response))
+    })();
+    let iterable = match called {
+        Ok(iterable) => iterable,
+        Err(err) => return response::fail(py, &resp, err),
+    };
+    let held = response::take_held(&resp);
+    if !held.is_empty()
+        && !app
+            .uses_write
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::info!(
+            "the app calls write(): its later requests run on a Python thread of their own, \
+             where write() output streams (inline, it waits until the app returns)"
+        );
+    }
+    match pull::respond(py, &resp, iterable, held, hold) {
+        Ok(()) => {}
+        Err(err) => response::fail(py, &resp, err),
+    }
+}
+
 fn call(
     py: Python<'_>,
+    strings: &strings::Strings,
     mount: &Mounted,
     request: &Request,
     path_info: &[u8],
     body: Option<RequestBody>,
     resp: &Arc<Mutex<Response>>,
 ) -> PyResult<()> {
-    let environ = environ::build(py, mount, request, path_info, body)?;
+    let environ = environ::build(py, strings, mount, request, path_info, body)?;
     let start_response = Bound::new(py, StartResponse::new(resp.clone()))?;
     let iterable = mount.callable.bind(py).call1((environ, start_response))?;
     let outcome = drive(py, resp, &iterable);
@@ -154,7 +233,7 @@ fn drive(py: Python<'_>, resp: &Arc<Mutex<Response>>, iterable: &Bound<'_, PyAny
     Ok(())
 }
 
-fn send_sequence<'py>(
+pub(crate) fn send_sequence<'py>(
     py: Python<'py>,
     resp: &Arc<Mutex<Response>>,
     items: impl Iterator<Item = Bound<'py, PyAny>>,
@@ -180,7 +259,7 @@ fn send_sequence<'py>(
     Ok(())
 }
 
-fn body_bytes<'py>(item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+pub(crate) fn body_bytes<'py>(item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     item.cast::<PyBytes>().cloned().map_err(|_| {
         let ty = item.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
         pyo3::exceptions::PyTypeError::new_err(format!(

@@ -47,7 +47,19 @@ pub struct Response {
     sent: u64,
     /// HEAD requests get headers only; hyper drops the body.
     is_head: bool,
+    /// The app runs on the connection's thread: nothing can be sent until it returns, so
+    /// `write()` output waits in `held`.
+    inline: bool,
+    /// `write()` output of an inline app, sent when it returns.
+    held: Vec<Bytes>,
+    /// Bytes in `held`, against [`WRITE_HOLD`].
+    held_len: usize,
 }
+
+/// Most `write()` output an app running inline may produce before it returns; past it
+/// `write()` raises. Only the first request of an app that uses `write()` runs inline: later
+/// ones go to a Python thread of their own, where `write()` streams.
+pub const WRITE_HOLD: usize = 16 << 20;
 
 fn lock(resp: &Mutex<Response>) -> MutexGuard<'_, Response> {
     // A panic on another thread while holding this lock leaves plain data behind; keep going.
@@ -63,6 +75,17 @@ impl Response {
             stream: None,
             sent: 0,
             is_head,
+            inline: false,
+            held: Vec::new(),
+            held_len: 0,
+        }
+    }
+
+    /// A response for an app running on the connection's own thread.
+    pub fn inline(reply: oneshot::Sender<Reply>, is_head: bool) -> Self {
+        Response {
+            inline: true,
+            ..Response::new(reply, is_head)
         }
     }
 
@@ -93,6 +116,30 @@ impl Response {
         Ok(())
     }
 
+    /// Keeps `write()` output of an inline app until it returns.
+    fn hold(&mut self, mut chunk: Bytes) -> PyResult<()> {
+        if self.head.is_none() {
+            return Err(PyAssertionError::new_err(
+                "the app sent a body before calling start_response()",
+            ));
+        }
+        let n = self.take_allowed(chunk.len());
+        chunk.truncate(n);
+        if self.held_len + chunk.len() > WRITE_HOLD {
+            return Err(PyOSError::new_err(format!(
+                "write() was given more than {} MiB before the app returned: running inline (the \
+                 connection's own thread) segue holds write() output until then; later requests \
+                 of this app run on a Python thread of their own, or start segue with --no-inline",
+                WRITE_HOLD >> 20
+            )));
+        }
+        self.held_len += chunk.len();
+        if !chunk.is_empty() {
+            self.held.push(chunk);
+        }
+        Ok(())
+    }
+
     /// How many of `len` more body bytes the declared Content-Length still allows; counts them
     /// as sent.
     fn take_allowed(&mut self, len: usize) -> usize {
@@ -118,6 +165,35 @@ pub fn head_sent(resp: &Mutex<Response>) -> bool {
     lock(resp).reply.is_none()
 }
 
+/// What an inline app passed to `write()` before it returned (empty if it never wrote bytes).
+pub fn take_held(resp: &Mutex<Response>) -> Vec<Bytes> {
+    std::mem::take(&mut lock(resp).held)
+}
+
+/// Sends the head with a body whose first chunks are `ready` and whose rest `source` pulls.
+pub fn send_pull(
+    resp: &Mutex<Response>,
+    ready: Vec<Chunk>,
+    source: Box<dyn crate::http::body::Pull>,
+) -> PyResult<()> {
+    lock(resp).reply(ResponseBody::pull(ready, source))
+}
+
+/// Counts `chunk` against the declared Content-Length, cutting what goes past it.
+pub fn allow(resp: &Mutex<Response>, data: &[u8]) -> Bytes {
+    let n = lock(resp).take_allowed(data.len());
+    Bytes::copy_from_slice(&data[..n])
+}
+
+/// Whether the app's declared Content-Length has been sent in full (false without one).
+pub fn length_reached(resp: &Mutex<Response>) -> bool {
+    let r = lock(resp);
+    r.head
+        .as_ref()
+        .and_then(|h| h.declared_len)
+        .is_some_and(|declared| r.sent >= declared)
+}
+
 /// Sends the head with a complete body (only before the head is sent).
 pub fn send_full(resp: &Mutex<Response>, mut body: Bytes) -> PyResult<()> {
     let mut r = lock(resp);
@@ -136,6 +212,9 @@ pub fn send(py: Python<'_>, resp: &Mutex<Response>, data: &[u8]) -> PyResult<boo
 pub fn send_bytes(py: Python<'_>, resp: &Mutex<Response>, mut chunk: Bytes) -> PyResult<bool> {
     let tx = {
         let mut r = lock(resp);
+        if r.inline {
+            return r.hold(chunk).map(|()| true);
+        }
         if r.reply.is_some() {
             let (tx, rx) = mpsc::channel(STREAM_DEPTH);
             r.reply(ResponseBody::stream(rx))?;
@@ -339,16 +418,56 @@ impl Write {
 /// A status or header string from the app. PEP 3333 makes them native strings holding latin-1,
 /// so CPython encodes them as such in one call: the 3.9 stable ABI has no borrowed UTF-8 view of
 /// a `str` (`PyUnicode_AsUTF8AndSize` is 3.10's), and going through UTF-8 would copy twice.
-enum Native<'py> {
+enum Native<'a, 'py> {
+    /// ASCII, read in place (no copy).
+    Ascii(&'a [u8]),
     /// Encoded as ISO-8859-1: every character is at most U+00FF.
     Latin1(Bound<'py, PyBytes>),
     /// It holds a character above U+00FF, which [`latin1`] reports.
     Text(String),
 }
 
-impl<'py> Native<'py> {
+/// CPython's `PyUnicode_AsUTF8AndSize`, a borrowed view of a `str`'s UTF-8 bytes: in the stable
+/// ABI from 3.10, and exported with the same signature by every CPython 3 before, so it is
+/// looked up in the running interpreter rather than linked (the wheel targets the 3.9 ABI).
+/// For an ASCII string (nearly every header an app sends) it is the string's own storage.
+type AsUtf8 =
+    unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::Py_ssize_t) -> *const std::ffi::c_char;
+
+fn as_utf8() -> Option<AsUtf8> {
+    static FOUND: std::sync::OnceLock<Option<AsUtf8>> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks a symbol up.
+        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyUnicode_AsUTF8AndSize".as_ptr()) };
+        // SAFETY: the symbol, when present, is CPython's function of exactly this signature.
+        (!sym.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, AsUtf8>(sym) })
+    })
+}
+
+/// The bytes of `s` if it is ASCII, borrowed from the object.
+fn ascii<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
+    let f = as_utf8()?;
+    let mut len: ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a live `str` and the GIL is held; on success the pointer refers to `len`
+    // bytes owned by `s`, which outlives the returned borrow ('a).
+    let ptr = unsafe { f(s.as_ptr(), &mut len) };
+    if ptr.is_null() {
+        // A lone surrogate: leave the error to the slow path, which reports it.
+        // SAFETY: clearing the exception this call set; the GIL is held.
+        unsafe { ffi::PyErr_Clear() };
+        return None;
+    }
+    // SAFETY: see above.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len as usize) };
+    bytes.is_ascii().then_some(bytes)
+}
+
+impl<'a, 'py> Native<'a, 'py> {
     /// Raises (UnicodeEncodeError) only for a `str` that is not valid UTF-8, a lone surrogate.
-    fn new(s: &Bound<'py, PyString>) -> PyResult<Self> {
+    fn new(s: &'a Bound<'py, PyString>) -> PyResult<Self> {
+        if let Some(bytes) = ascii(s) {
+            return Ok(Native::Ascii(bytes));
+        }
         // SAFETY: `s` is a live `str` and the GIL is held (we have a `Bound`); the call returns
         // a new reference or NULL with an exception set, which `from_owned_ptr_or_err` takes.
         let encoded = unsafe {
@@ -365,6 +484,8 @@ impl<'py> Native<'py> {
     /// The string itself, for messages and parsing.
     fn text(&self) -> Cow<'_, str> {
         match self {
+            // ASCII is UTF-8.
+            Native::Ascii(b) => Cow::Borrowed(std::str::from_utf8(b).unwrap_or_default()),
             Native::Latin1(b) => match std::str::from_utf8(b.as_bytes()) {
                 Ok(ascii) if ascii.is_ascii() => Cow::Borrowed(ascii),
                 _ => Cow::Owned(b.as_bytes().iter().map(|&b| b as char).collect()),
@@ -376,7 +497,7 @@ impl<'py> Native<'py> {
 
 /// `s` as ISO-8859-1 bytes, refusing characters above U+00FF and control characters; `what`
 /// names it in the error.
-fn latin1<'a>(what: impl FnOnce() -> String, s: &'a Native<'_>) -> PyResult<&'a [u8]> {
+fn latin1<'a>(what: impl FnOnce() -> String, s: &'a Native<'_, '_>) -> PyResult<&'a [u8]> {
     let bad = |c: u32| {
         let (what, s) = (what(), s.text());
         if c <= 0xff {
@@ -391,6 +512,10 @@ fn latin1<'a>(what: impl FnOnce() -> String, s: &'a Native<'_>) -> PyResult<&'a 
     };
     let allowed = |c: u32| matches!(c, 0x09 | 0x20..=0x7e | 0x80..=0xff);
     match s {
+        Native::Ascii(b) => match b.iter().find(|&&b| !allowed(b.into())) {
+            Some(&c) => Err(bad(c.into())),
+            None => Ok(b),
+        },
         Native::Latin1(b) => match b.as_bytes().iter().find(|&&b| !allowed(b.into())) {
             Some(&c) => Err(bad(c.into())),
             None => Ok(b.as_bytes()),

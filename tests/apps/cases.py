@@ -14,6 +14,8 @@ from urllib.parse import parse_qs
 
 MARKS = os.environ.get("SEGUE_TEST_DIR", tempfile.gettempdir())
 _local = threading.local()
+_overlap = [0, 0]  # running now, most at once
+_overlap_lock = threading.Lock()
 _hog = []
 
 
@@ -281,6 +283,46 @@ def application(environ, start_response):
 
     if path == "/crash":
         os._exit(1)
+
+    if path == "/thread-name":
+        # The OS thread's name: segue-serve when the app runs inline, segue-python-N on a pool thread.
+        with open("/proc/self/task/%d/comm" % threading.get_native_id()) as f:
+            return _text(start_response, f.read().strip())
+
+    if path == "/overlap":
+        # How many calls of the app ran at once, at most, since the worker started; a generator
+        # holds its place until it is closed.
+        def gen():
+            with _overlap_lock:
+                _overlap[0] += 1
+                _overlap[1] = max(_overlap[1], _overlap[0])
+            try:
+                environ["wsgi.input"].read()
+                for _ in range(int(q.get("chunks", "1"))):
+                    time.sleep(float(q.get("s", "0.01")))
+                    yield b"x"
+                yield b"%d\n" % _overlap[1]
+            finally:
+                with _overlap_lock:
+                    _overlap[0] -= 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return gen()
+
+    if path == "/gate":
+        # Yields a first chunk, then waits (at most 10 s) for the test to create the gate file:
+        # a server that held the first chunk back until the next is ready answers "timeout".
+        gate = os.path.join(MARKS, "gate-" + q.get("id", "0"))
+        def gen():
+            yield b"first\n"
+            deadline = time.monotonic() + 10
+            while not os.path.exists(gate):
+                if time.monotonic() > deadline:
+                    yield b"timeout\n"
+                    return
+                time.sleep(0.01)
+            yield b"second\n"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return gen()
 
     if path == "/thread-local":
         _local.count = getattr(_local, "count", 0) + 1

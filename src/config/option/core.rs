@@ -260,6 +260,16 @@ pub static CORE: &[Opt] = &[
         "Python threads per worker"
     ),
     opt!(
+        "no-inline",
+        None,
+        Bool,
+        false,
+        Some("false"),
+        "",
+        Applies,
+        "With one thread per worker, run the app on a Python thread of its own instead of on the connection's thread (inline is the default: a request never crosses threads; --harakiri turns it off, see docs/benchmarks.md)"
+    ),
+    opt!(
         "worker-class",
         Some('k'),
         Text,
