@@ -505,3 +505,28 @@ fn an_untrusted_client_cannot_claim_https() {
     let r = environ_with(&s, "X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n");
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn threads_switching_inside_collections_never_deadlock_the_worker() {
+    // A finalizer that releases the GIL while segue builds an environ once deadlocked two
+    // threads: one waiting for a lock the other held, the other waiting for the GIL.
+    let s = server("gc_switch:application")
+        .args(&["--workers", "1", "--threads", "4"])
+        .start();
+    let addr = s.addr();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Conn::open(addr);
+                c.set_read_timeout(std::time::Duration::from_secs(20));
+                for _ in 0..300 {
+                    c.send(b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n");
+                    assert_eq!(c.read_response(false).text(), "ok");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+}

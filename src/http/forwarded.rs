@@ -11,16 +11,17 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use serde::{Deserialize, Serialize};
 
 use crate::peer::Peer;
 
 /// The headers a trusted proxy may set, and the value that means HTTPS.
-const SCHEME_HEADERS: [(&str, &str); 3] = [
-    ("x-forwarded-proto", "https"),
-    ("x-forwarded-protocol", "ssl"),
-    ("x-forwarded-ssl", "on"),
+// Names, not strings: a lookup by `&str` parses the name again on every request.
+const SCHEME_HEADERS: [(HeaderName, &str); 3] = [
+    (HeaderName::from_static("x-forwarded-proto"), "https"),
+    (HeaderName::from_static("x-forwarded-protocol"), "ssl"),
+    (HeaderName::from_static("x-forwarded-ssl"), "on"),
 ];
 
 /// Who may tell segue the client's scheme (`--forwarded-allow-ips`).
@@ -119,7 +120,7 @@ pub fn is_https(
 ) -> Result<bool, Contradictory> {
     let mut said = None;
     for (name, secure) in SCHEME_HEADERS {
-        let Some(value) = headers.get(name) else {
+        let Some(value) = headers.get(&name) else {
             continue;
         };
         if !trusted.trusts(peer) {

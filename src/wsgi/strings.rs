@@ -72,13 +72,20 @@ struct Field {
     last: Option<(Vec<u8>, Py<PyString>)>,
 }
 
-/// [`Strings`] locked for one environ.
-pub struct Locked<'a>(MutexGuard<'a, Inner>);
+/// [`Strings`] taken for one environ; `None` when another thread has them (then every string
+/// is made afresh, as without the cache).
+pub struct Locked<'a>(Option<MutexGuard<'a, Inner>>);
 
 impl Strings {
-    /// Locks the strings for one environ (uncontended: only a thread holding the GIL asks).
+    /// Takes the strings for one environ, without waiting: the holder may have let the GIL go
+    /// in the middle of its environ (a collection running a finalizer can switch threads), and
+    /// waiting for it while holding the GIL would deadlock both.
     pub fn lock(&self) -> Locked<'_> {
-        Locked(self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+        Locked(match self.inner.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        })
     }
 }
 
@@ -136,7 +143,11 @@ impl Locked<'_> {
         name: &HeaderName,
         value: &[u8],
     ) -> Option<(Bound<'py, PyString>, Bound<'py, PyString>)> {
-        let fields = &mut self.0.fields;
+        let Some(inner) = self.0.as_mut() else {
+            let mut key = String::new();
+            return cgi_name(name, &mut key).then(|| (PyString::new(py, &key), latin1(py, value)));
+        };
+        let fields = &mut inner.fields;
         if !fields.contains_key(name) {
             let mut key = String::new();
             let key = cgi_name(name, &mut key).then(|| PyString::new(py, &key));
@@ -163,13 +174,16 @@ impl Locked<'_> {
 
     /// `REMOTE_ADDR` for `ip`.
     pub fn remote_ip<'py>(&mut self, py: Python<'py>, ip: IpAddr) -> Bound<'py, PyString> {
-        if let Some((last, s)) = &self.0.remote_ip {
+        let Some(inner) = self.0.as_mut() else {
+            return PyString::new(py, &ip.to_string());
+        };
+        if let Some((last, s)) = &inner.remote_ip {
             if *last == ip {
                 return s.bind(py).clone();
             }
         }
         let s = PyString::new(py, &ip.to_string());
-        self.0.remote_ip = Some((ip, s.clone().unbind()));
+        inner.remote_ip = Some((ip, s.clone().unbind()));
         s
     }
 
@@ -182,7 +196,7 @@ impl Locked<'_> {
         https: bool,
         split: impl FnOnce(&str) -> (&str, Option<&str>),
     ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
-        if let Some(last) = &self.0.host {
+        if let Some(last) = self.0.as_ref().and_then(|i| i.host.as_ref()) {
             if last.host == host.as_bytes() && last.https == https {
                 return (last.name.bind(py).clone(), last.port.bind(py).clone());
             }
@@ -193,8 +207,8 @@ impl Locked<'_> {
             PyString::new(py, name),
             PyString::new(py, port.unwrap_or(default)),
         );
-        if host.len() <= MAX_VALUE {
-            self.0.host = Some(Server {
+        if let Some(inner) = self.0.as_mut().filter(|_| host.len() <= MAX_VALUE) {
+            inner.host = Some(Server {
                 host: host.as_bytes().to_vec(),
                 https,
                 name: name.clone().unbind(),
