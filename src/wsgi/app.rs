@@ -155,6 +155,24 @@ fn base_environ<'py>(py: Python<'py>, config: &WorkerConfig) -> PyResult<Bound<'
         "SERVER_SOFTWARE",
         concat!("segue/", env!("CARGO_PKG_VERSION")),
     )?;
+    // Keys every request sets (environ::build), held by None until then: each environ, a copy
+    // of this dict, starts with room for them and replaces values instead of inserting keys
+    // (which grew the table once per request). Interned, as build's own keys are, so each
+    // replacement finds its key by identity.
+    for key in [
+        "REQUEST_METHOD",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "RAW_URI",
+        "REQUEST_URI",
+        "SERVER_PROTOCOL",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "REMOTE_ADDR",
+        "wsgi.input",
+    ] {
+        base.set_item(pyo3::types::PyString::intern(py, key), py.None())?;
+    }
     Ok(base)
 }
 
