@@ -316,9 +316,28 @@ fn status_shows_the_requests_waiting_for_a_python_thread() {
 
 #[test]
 fn status_shows_the_connections_waiting_for_an_inline_app() {
-    // Inline, the two wait as accepted connections the busy serving thread has not taken up:
-    // queued all the same, but not yet received (in flight) or served (connections).
-    requests_waiting_show_in_status(&["--threads", "1"], 1);
+    // Inline, the busy serving thread takes no connection while the app runs: the two wait in
+    // the kernel's accept queue, which the master reads (`scaling.queued`, uWSGI's
+    // listen_queue), not in the worker.
+    let s = support::server("cases:application")
+        .args(&["--threads", "1"])
+        .start();
+    let first = s.slow_request("q1", 3.0);
+    let addr = s.addr();
+    let queued: Vec<_> = (2..=3)
+        .map(|i| std::thread::spawn(move || support::try_get(addr, &format!("/sleep?s=0&id=q{i}"))))
+        .collect();
+    let st = s.wait_status(
+        "two connections in the accept queue behind the sleeping request",
+        // in_flight from the worker's next heartbeat.
+        |st| st["scaling"]["queued"].as_u64() == Some(2) && st["workers"][0]["in_flight"] == 1,
+    );
+    assert_eq!(st["workers"][0]["connections"], 1, "{st}");
+    assert_eq!(st["workers"][0]["queued"], 0, "{st}");
+    assert_eq!(first.join().unwrap().unwrap().status, 200);
+    for q in queued {
+        assert_eq!(q.join().unwrap().unwrap().status, 200);
+    }
 }
 
 fn requests_waiting_show_in_status(args: &[&str], received: u64) {

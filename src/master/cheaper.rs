@@ -1,9 +1,10 @@
 //! Adaptive worker counts (`--cheaper`, uWSGI's name): between `--cheaper` and `--workers`
 //! workers, judged once a second from the scoreboard (which workers have no free Python thread)
 //! and the requests waiting. Waiting counts the listeners' accept queues and the requests a
-//! worker has read but no Python thread of its has taken: segue's acceptors take connections
-//! as they come (unlike uWSGI's, which accept only when free), so under load the backlog sits
-//! in the workers more than in the kernel.
+//! worker has read but no Python thread of its has taken: with `--threads` above 1 segue's
+//! acceptors take connections as they come (unlike uWSGI's, which accept only when free), so
+//! under load the backlog sits in the workers more than in the kernel; with the app inline a
+//! busy worker accepts nothing, and it sits in the kernel.
 //!
 //! The algorithms are uWSGI's, counted in the master's one-second sweeps as uWSGI counts its
 //! master cycles:

@@ -33,7 +33,7 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 pub const CELLS: usize = 256;
 const SIZE: usize = std::mem::size_of::<Page>();
 /// A cell's word: bits 0-31 count the worker's open connections, bits 32-47 its running
-/// acceptor threads, bits 48-63 its Python threads waiting for work.
+/// acceptors, bits 48-63 its Python threads waiting for work.
 const CONNECTIONS: u64 = (1 << 32) - 1;
 const ACCEPTOR: u64 = 1 << 32;
 const ACCEPTORS: u64 = 0xffff << 32;
@@ -266,7 +266,7 @@ impl Cell {
         &self.slot().word
     }
 
-    /// Counts a running acceptor thread; the guard uncounts it when dropped.
+    /// Counts a running acceptor; the guard uncounts it when dropped.
     pub fn accepting(&self) -> Accepting {
         self.mine().fetch_add(ACCEPTOR, Ordering::Relaxed);
         Accepting(self.clone())

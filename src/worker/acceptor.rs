@@ -1,20 +1,20 @@
 //! Accepting with fair hand-out between workers.
 //!
-//! Every worker holds a copy of the same listening socket. With plain (tokio) epoll every worker
-//! is woken for each new connection and the one already running wins: measured here, one worker
-//! took 100% of a benchmark's 32 keep-alive connections in 4 starts out of 5. `EPOLLEXCLUSIVE`
-//! does not cure it (it prefers the first registered idle waiter). A blocking `accept(2)` does:
-//! the kernel queues blocked acceptors first-in first-out and hands each connection to the one
-//! that has waited longest. So each worker accepts in a dedicated thread, blocking, and passes
-//! the sockets to its tokio runtime over a channel.
+//! Every worker holds a copy of the same listening socket and accepts on its serving thread's
+//! event loop, where the connection is then served: no thread of its own, no handoff, so a
+//! new connection costs one wakeup (none under load, when the loop is awake anyway). The
+//! socket is non-blocking and registered with each worker's epoll, so every accepting worker
+//! hears of each connection; left to itself the one already running would win them all
+//! (measured here: one worker took 100% of a benchmark's 32 keep-alive connections in 4
+//! starts out of 5, `EPOLLEXCLUSIVE` or not).
 //!
-//! That spreads a steady trickle, not a burst: a running acceptor drains a full queue before a
-//! woken peer is scheduled, and it knows nothing of how busy each worker is. So with the
-//! scoreboard ([`crate::protocol::scoreboard`]) the acceptor waits in `poll` instead, and when a
-//! connection is waiting it first looks at its peers: if an accepting peer is better placed (a
-//! free Python thread, or fewer connections) it steps aside until that changes, and takes the
-//! connection itself only if the peer leaves it waiting for 5 ms. (A decision made before
-//! blocking in `accept` would be stale by the time a connection arrives.)
+//! So each worker looks at the scoreboard ([`crate::protocol::scoreboard`]) when a connection
+//! waits: if an accepting peer is better placed (a free Python thread, or fewer connections)
+//! it steps aside until that changes, and takes the connection itself only if the peer leaves
+//! it waiting for 5 ms ([`Balance`]). The count of connections moves with each accept, so a
+//! burst spreads as it is taken. A worker whose app runs inline is not in its event loop while
+//! a request runs, so it takes no connection then: new ones wait in the kernel's queue (the
+//! master's `listen_queue` in `segue status`) for whichever worker is free first.
 //!
 //! A worker that could not serve a connection soon takes none: while its GIL is held past the
 //! probe's limit ([`GilGate`]) or while it holds `--worker-connections` connections
@@ -22,32 +22,38 @@
 //! wait for that to end, and the kernel's queue goes to its peers, or waits for it if it is
 //! alone.
 //!
-//! `SO_RCVTIMEO` makes the blocking accept return every 100 ms, so the thread notices a drain
-//! without signals. It and the blocking mode are properties of the shared socket, identical for
-//! every worker, and the master never accepts. A connection accepted just as the drain starts is
-//! still handed over and served (with `Connection: close`), never dropped.
+//! The non-blocking mode is a property of the shared socket, identical for every worker; the
+//! master never accepts. An acceptor stops when the drain starts; what it accepted before is
+//! served (with `Connection: close`), never dropped.
 
 use std::io;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{SockFlag, accept4};
-use tokio::sync::mpsc;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
 
+use super::drain::DrainWatch;
 use super::watchdog::GilGate;
 use crate::protocol::scoreboard::{Accepting, Cell, Tally};
 
-/// How often a waiting acceptor checks for the drain.
-const STOP_CHECK: Duration = Duration::from_millis(100);
+/// How often a held-back acceptor looks again whether it may accept (the GIL's health; room
+/// also wakes it at once).
+const HOLD_CHECK: Duration = Duration::from_millis(10);
 /// How long a waiting connection is left for a better-placed peer before this worker takes it,
 /// and how often it looks again meanwhile.
 const MAX_DEFER: Duration = Duration::from_millis(5);
-const DEFER_STEP: Duration = Duration::from_micros(200);
+const DEFER_STEP: Duration = Duration::from_millis(1);
 /// How long a worker accepts without stepping aside after a peer left a connection waiting.
 const PATIENCE: Duration = Duration::from_secs(1);
+/// Pause after `accept` failed for want of fds, so that finishing connections can free some.
+const OUT_OF_FDS: Duration = Duration::from_millis(100);
 /// Least time between two warnings that the worker is full, so a worker that stays at its
 /// limit under load does not log every connection that closes and is replaced.
 const FULL_WARNING: Duration = Duration::from_secs(10);
@@ -57,30 +63,11 @@ const FULL_WARNING: Duration = Duration::from_secs(10);
 pub struct Accepted {
     /// The socket (non-blocking, CLOEXEC).
     pub fd: OwnedFd,
+    /// The client's address, as `accept` gave it; `None` on a unix socket.
+    pub peer: Option<SocketAddr>,
     /// Counts the connection as this worker's until dropped with it.
     pub held: Held,
-    /// Counts it as a request waiting (`--cheaper-algo backlog`) until the serving thread
-    /// takes it up: with the app inline, new connections wait here while a request runs.
-    pub unpicked: Option<Unpicked>,
 }
-
-/// A connection accepted but not yet taken up by the serving thread, on the scoreboard.
-#[derive(Debug)]
-pub struct Unpicked(Cell);
-
-impl Unpicked {
-    fn new(cell: &Cell) -> Unpicked {
-        cell.job_queued();
-        Unpicked(cell.clone())
-    }
-}
-
-impl Drop for Unpicked {
-    fn drop(&mut self) {
-        self.0.job_taken();
-    }
-}
-
 /// What every acceptor of a worker consults before it accepts: the scoreboard, the GIL's
 /// health and the connection limit. Shared by the worker's listeners, so that the limit and
 /// the wedge are the worker's, not each socket's.
@@ -114,17 +101,20 @@ impl Admission {
         }
     }
 
-    /// Waits until nothing holds this worker back, or the drain starts.
-    fn wait_admitted(&self, stop: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
+    /// Waits until nothing holds this worker back. Cancel-safe (the drain cancels it).
+    async fn admitted(&self) {
+        loop {
+            let room = self.capacity.room.notified();
+            tokio::pin!(room);
+            // Registered before the check, so that a place freed in between still wakes us.
+            room.as_mut().enable();
             match self.hold() {
                 None => return,
-                Some(Hold::Wedged) => {
-                    if let Some(g) = &self.gil {
-                        g.wait_open(STOP_CHECK);
-                    }
+                Some(Hold::Full) => {
+                    let _ = tokio::time::timeout(HOLD_CHECK * 10, room).await;
                 }
-                Some(Hold::Full) => self.capacity.wait_for_room(STOP_CHECK),
+                // The GIL's health is polled: a wedge lasts at least the probe's limit.
+                Some(Hold::Wedged) => tokio::time::sleep(HOLD_CHECK).await,
             }
         }
     }
@@ -138,10 +128,10 @@ pub struct Capacity {
     open: AtomicUsize,
     /// `None`: no limit (`--worker-connections 0`).
     max: Option<usize>,
-    /// When the worker last said it is full, and the lock closing connections take to wake
-    /// an acceptor waiting for room.
+    /// When the worker last said it is full.
     warned: Mutex<Option<Instant>>,
-    room: Condvar,
+    /// Told when a place frees up while the worker was full.
+    room: Notify,
 }
 
 impl Capacity {
@@ -151,7 +141,7 @@ impl Capacity {
             open: AtomicUsize::new(0),
             max,
             warned: Mutex::new(None),
-            room: Condvar::new(),
+            room: Notify::new(),
         })
     }
 
@@ -178,14 +168,6 @@ impl Capacity {
         let room = Room(self.clone());
         self.max.is_none_or(|max| before < max).then_some(room)
     }
-
-    fn wait_for_room(&self, timeout: Duration) {
-        let warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = self.room.wait_timeout_while(warned, timeout, |_| {
-            self.max
-                .is_some_and(|max| self.open.load(Ordering::Relaxed) >= max)
-        });
-    }
 }
 
 /// One place of a worker's [`Capacity`], given back when dropped.
@@ -196,10 +178,7 @@ impl Drop for Room {
     fn drop(&mut self) {
         let before = self.0.open.fetch_sub(1, Ordering::Relaxed);
         if self.0.max.is_some_and(|max| before >= max) {
-            // An acceptor may be waiting for this place; taking the lock first means it is
-            // either still before its check or already waiting, never in between.
-            drop(self.0.warned.lock().unwrap_or_else(|p| p.into_inner()));
-            self.0.room.notify_all();
+            self.0.room.notify_waiters();
         }
     }
 }
@@ -212,188 +191,296 @@ pub struct Held {
     _tally: Option<Tally>,
 }
 
-/// Starts the acceptor thread for `listener`; accepted connections arrive on the returned
-/// channel, which closes once `stop` is set and the thread has exited. With a scoreboard cell
-/// the thread balances against the other workers.
-pub fn spawn(
-    listener: OwnedFd,
-    name: String,
-    stop: Arc<AtomicBool>,
+/// One listener's accepting, on the serving thread's event loop.
+pub struct Acceptor {
+    listener: AsyncFd<OwnedFd>,
     admission: Admission,
-) -> io::Result<mpsc::UnboundedReceiver<Accepted>> {
-    let socket = socket2::SockRef::from(&listener);
-    socket.set_nonblocking(false)?;
-    socket.set_read_timeout(Some(STOP_CHECK))?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let span = tracing::Span::current();
-    // Counted before the thread runs: the worker says Ready once this returns, and peers must
-    // leave it its share of a burst that comes right after.
-    let accepting = admission.cell.as_ref().map(Cell::accepting);
-    std::thread::Builder::new()
-        .name(format!("segue-accept-{name}"))
-        .spawn(move || {
-            let _enter = span.enter();
-            accept_until_stopped(&listener, &stop, &admission, accepting, &tx);
-            // Dropping `listener` here closes this worker's copy; the master's keeps the queue open.
-        })?;
-    Ok(rx)
+    /// Counts this acceptor on the scoreboard while it may take connections.
+    accepting: Option<Accepting>,
+    balance: Option<Balance>,
+    /// When to look at the queue again without waiting for the listener's next readiness:
+    /// set whenever that readiness was given up while a connection may still wait (left to a
+    /// peer, or more behind one taken on a second look), since only a new connection renews
+    /// it; cleared only once the queue was seen empty.
+    look_again: Option<tokio::time::Instant>,
 }
 
-fn accept_until_stopped(
-    listener: &OwnedFd,
-    stop: &AtomicBool,
-    admission: &Admission,
-    mut accepting: Option<Accepting>,
-    tx: &mpsc::UnboundedSender<Accepted>,
-) {
-    let cell = admission.cell.as_ref();
-    let mut balance = cell.map(|cell| Balance {
-        cell,
-        skip_until: None,
-    });
-    while !stop.load(Ordering::Relaxed) {
-        if admission.hold().is_some() {
-            // Step out, so that no peer waits for a worker that takes nothing.
-            drop(accepting.take());
-            admission.wait_admitted(stop);
-            accepting = cell.map(Cell::accepting);
-            continue;
-        }
-        if let Some(balance) = &mut balance {
-            if !connection_waiting(listener, STOP_CHECK) {
-                continue;
-            }
-            // After stepping aside, the connection that woke us is likely the peer's now: do
-            // not block in accept for the next one on a decision that may be stale by then.
-            if balance.defer(listener, stop) && !connection_waiting(listener, Duration::ZERO) {
-                continue;
-            }
-            // The waits above may have outlasted the GIL's health or the last free place.
-            if admission.hold().is_some() {
-                continue;
-            }
-        }
-        let Some(room) = admission.capacity.reserve() else {
-            continue;
-        };
-        match accept4(
-            listener.as_raw_fd(),
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        ) {
-            Ok(fd) => {
-                // SAFETY: accept4 just created this descriptor; nothing else owns it.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let held = Held {
-                    _room: room,
-                    _tally: cell.map(Cell::opened),
-                };
-                let unpicked = cell.map(Unpicked::new);
-                if tx.send(Accepted { fd, held, unpicked }).is_err() {
-                    return; // the runtime is gone
+impl Acceptor {
+    /// Takes this worker's copy of `listener` (made non-blocking: a property of the shared
+    /// socket, the same for every worker) into the current runtime. Counted on the scoreboard
+    /// at once: the worker says Ready after this, and peers must leave it its share of a burst
+    /// that comes right after.
+    pub fn new(listener: OwnedFd, admission: Admission) -> io::Result<Acceptor> {
+        socket2::SockRef::from(&listener).set_nonblocking(true)?;
+        // SAFETY: the AsyncFd owns the OwnedFd (whose raw fd never changes) for its whole life.
+        let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Acceptor {
+            listener,
+            accepting: admission.cell.as_ref().map(Cell::accepting),
+            balance: admission.cell.as_ref().map(|_| Balance::default()),
+            look_again: None,
+            admission,
+        })
+    }
+
+    /// The next connection this worker should serve, or `None` once the drain starts (then
+    /// this acceptor is done: dropping it closes this worker's copy of the socket; the
+    /// master's keeps the queue open).
+    pub async fn next(&mut self, drain: &mut DrainWatch) -> Option<Accepted> {
+        loop {
+            if self.admission.hold().is_some() {
+                // Step out, so that no peer waits for a worker that takes nothing.
+                drop(self.accepting.take());
+                tokio::select! {
+                    biased;
+                    _ = drain.started() => return None,
+                    _ = self.admission.admitted() => {}
                 }
-                // Let another worker's woken acceptor take the next connection of a burst,
-                // instead of this running thread draining the whole queue.
-                std::thread::yield_now();
+                self.accepting = self.admission.cell.as_ref().map(Cell::accepting);
+                continue;
             }
-            // The 100 ms timeout, or a client that gave up already.
-            Err(
-                nix::errno::Errno::EAGAIN
-                | nix::errno::Errno::ECONNABORTED
-                | nix::errno::Errno::EINTR,
-            ) => {}
-            Err(
-                e @ (nix::errno::Errno::EMFILE
-                | nix::errno::Errno::ENFILE
-                | nix::errno::Errno::ENOBUFS
-                | nix::errno::Errno::ENOMEM),
-            ) => {
-                // Out of fds: back off so that finishing connections can free some, and let
-                // no peer wait for this worker meanwhile.
-                tracing::error!("accept failed: {e} (raise the open-files limit, `ulimit -n`)");
-                drop(accepting.take());
-                std::thread::sleep(STOP_CHECK);
-                accepting = cell.map(Cell::accepting);
+            let mut ready = tokio::select! {
+                biased;
+                _ = drain.started() => return None,
+                r = self.listener.readable() => match r {
+                    Ok(ready) => Some(ready),
+                    Err(e) => {
+                        tracing::error!("cannot wait for connections: {e}");
+                        drain.started().await;
+                        return None;
+                    }
+                },
+                _ = sleep_until(self.look_again), if self.look_again.is_some() => None,
+            };
+            // The wait may have outlasted the GIL's health or the last free place.
+            if self.admission.hold().is_some() {
+                continue;
             }
-            Err(e) => tracing::debug!("accept failed: {e}"),
+            if let (Some(balance), Some(cell)) = (&mut self.balance, &self.admission.cell) {
+                let peer = cell.better_peer();
+                // Only a worker that may step aside needs to know whether a connection still
+                // waits (a peer may have taken it): otherwise `accept` tells.
+                let waiting = peer.is_some() && connection_waiting(self.listener.get_ref());
+                let step = balance.step(Instant::now(), peer, waiting);
+                if step != Step::Accept {
+                    // Wait for the next connection (the peer, woken by this one too, takes
+                    // it), or, if this one may be left waiting, for the time to look again.
+                    if let Some(ready) = &mut ready {
+                        ready.clear_ready();
+                    }
+                    self.look_again = match step {
+                        Step::Retry(after) => Some(tokio::time::Instant::now() + after),
+                        _ => None, // nothing waits: the next connection renews the readiness
+                    };
+                    continue;
+                }
+            }
+            let Some(room) = self.admission.capacity.reserve() else {
+                continue;
+            };
+            match accept(self.listener.get_ref()) {
+                Ok((fd, peer)) => {
+                    if ready.is_none() {
+                        // Taken on a second look, with the readiness given up: more may wait
+                        // behind it (a burst), and no new readiness would tell of them.
+                        self.look_again = Some(tokio::time::Instant::now());
+                    }
+                    let held = Held {
+                        _room: room,
+                        _tally: self.admission.cell.as_ref().map(Cell::opened),
+                    };
+                    return Some(Accepted { fd, peer, held });
+                }
+                // The queue is empty (another worker took it): wait for the next one.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(ready) = &mut ready {
+                        ready.clear_ready();
+                    }
+                    self.look_again = None;
+                }
+                // A client that gave up already.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
+                    // Out of fds: back off so that finishing connections can free some, and
+                    // let no peer wait for this worker meanwhile.
+                    tracing::error!("accept failed: {e} (raise the open-files limit, `ulimit -n`)");
+                    drop(self.accepting.take());
+                    tokio::select! {
+                        biased;
+                        _ = drain.started() => return None,
+                        _ = tokio::time::sleep(OUT_OF_FDS) => {}
+                    }
+                    self.accepting = self.admission.cell.as_ref().map(Cell::accepting);
+                }
+                Err(e) => {
+                    // Not the queue's state: look again shortly, without spinning on it.
+                    tracing::debug!("accept failed: {e}");
+                    if let Some(ready) = &mut ready {
+                        ready.clear_ready();
+                    }
+                    self.look_again = Some(tokio::time::Instant::now() + DEFER_STEP);
+                }
+            }
         }
     }
-    drop(accepting);
+}
+
+/// Sleeps until `at`; never resolves without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `accept4(2)`, non-blocking and CLOEXEC, with the peer's address from the same call (no
+/// `getpeername` per connection).
+fn accept(listener: &OwnedFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` is writable for `len` bytes; the kernel writes at most that.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            (&raw mut storage).cast(),
+            &mut len,
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: accept4 just created this descriptor; nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok((fd, socket_addr(&storage, len)))
+}
+
+/// The address in what `accept` wrote, if it is an IP one.
+fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, of `len` bytes.
+            let a: &libc::sockaddr_in = unsafe { &*(&raw const *storage).cast() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in6, of `len` bytes.
+            let a: &libc::sockaddr_in6 = unsafe { &*(&raw const *storage).cast() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// What an acceptor does about a waiting connection, decided by [`Balance::step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Take it.
+    Accept,
+    /// Leave it to the better-placed peer, and look again after this long if no new
+    /// connection comes first.
+    Retry(Duration),
+    /// Nothing waits any more (the peer took it): wait for the next connection.
+    Rearm,
 }
 
 /// Stepping aside for better-placed peers, with a limit for peers that do not take their share.
-struct Balance<'a> {
-    cell: &'a Cell,
+#[derive(Debug, Default)]
+struct Balance {
     /// After a peer left connections waiting, no stepping aside until then.
     skip_until: Option<Instant>,
+    /// The better peer last seen, by the connections it held (a change shows it took one).
+    peer: Option<u64>,
+    /// Since when a connection has waited for that peer without it taking one.
+    stalled_since: Option<Instant>,
 }
 
-impl Balance<'_> {
-    /// Returns once this worker should accept: no accepting peer is better placed any more,
-    /// the drain started, or a connection has waited [`MAX_DEFER`] while the better peer
-    /// took nothing (then it accepts normally for [`PATIENCE`]). True if it stepped aside.
-    fn defer(&mut self, listener: &OwnedFd, stop: &AtomicBool) -> bool {
-        if self.skip_until.is_some_and(|t| Instant::now() < t) {
-            return false;
+impl Balance {
+    /// Decides, at `now`, about a connection that woke this acceptor, given the best-placed
+    /// better peer (`None`: this worker is as good as any) and whether a connection still waits.
+    fn step(&mut self, now: Instant, peer: Option<u64>, waiting: bool) -> Step {
+        if self.skip_until.is_some_and(|t| now < t) {
+            return Step::Accept;
         }
-        let mut last = None;
-        let mut stalled_since = None;
-        while let Some(peer) = self.cell.better_peer() {
-            if stop.load(Ordering::Relaxed) {
-                return true;
-            }
-            if last != Some(peer) {
-                last = Some(peer);
-                stalled_since = None; // the peer took one (or lost one): it is alive
-            }
-            if connection_waiting(listener, STOP_CHECK) {
-                let since = *stalled_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= MAX_DEFER {
-                    tracing::debug!(
-                        "a connection waited {MAX_DEFER:?} for a better-placed worker: accepting it here"
-                    );
-                    self.skip_until = Some(Instant::now() + PATIENCE);
-                    return true;
-                }
-                // Give the peer's acceptor, woken by the kernel, time to run.
-                std::thread::sleep(DEFER_STEP);
-            } else {
-                stalled_since = None;
-            }
+        let Some(peer) = peer else {
+            self.peer = None;
+            self.stalled_since = None;
+            return Step::Accept;
+        };
+        if self.peer != Some(peer) {
+            self.peer = Some(peer);
+            self.stalled_since = None; // the peer took one (or lost one): it is alive
         }
-        last.is_some()
+        if !waiting {
+            self.stalled_since = None;
+            return Step::Rearm;
+        }
+        let since = *self.stalled_since.get_or_insert(now);
+        if now.duration_since(since) >= MAX_DEFER {
+            tracing::debug!(
+                "a connection waited {MAX_DEFER:?} for a better-placed worker: accepting it here"
+            );
+            self.skip_until = Some(now + PATIENCE);
+            self.peer = None;
+            self.stalled_since = None;
+            return Step::Accept;
+        }
+        Step::Retry(DEFER_STEP)
     }
 }
 
-/// Whether a connection waits in the listener's queue, waiting up to `timeout` for one.
-fn connection_waiting(listener: &OwnedFd, timeout: Duration) -> bool {
+/// Whether a connection waits in the listener's queue now.
+fn connection_waiting(listener: &OwnedFd) -> bool {
     let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-    matches!(poll(&mut fds, ms), Ok(n) if n > 0)
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_worker_takes_no_connection_past_its_limit_until_one_closes() {
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_takes_no_connection_past_its_limit_until_one_closes() {
         let capacity = Capacity::new(Some(2));
+        let admission = Admission {
+            cell: None,
+            gil: None,
+            capacity: capacity.clone(),
+        };
         let (a, b) = (capacity.reserve().unwrap(), capacity.reserve().unwrap());
         assert!(capacity.is_full());
         assert!(capacity.reserve().is_none(), "a third place past the limit");
         assert!(capacity.is_full(), "the refused reservation was given back");
-        let waiter = {
-            let capacity = capacity.clone();
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                capacity.wait_for_room(Duration::from_secs(30));
-                t.elapsed()
-            })
-        };
+        let waiter = tokio::spawn(async move {
+            let t = tokio::time::Instant::now();
+            admission.admitted().await;
+            t.elapsed()
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished(), "admitted while full");
         drop(a);
-        assert!(
-            waiter.join().unwrap() < Duration::from_secs(10),
-            "the closing connection did not wake the acceptor waiting for room"
+        assert_eq!(
+            waiter.await.unwrap(),
+            Duration::from_secs(5),
+            "the closing connection did not wake the acceptor waiting for room at once"
         );
         assert!(!capacity.is_full());
         let _c = capacity.reserve().expect("the freed place");
@@ -402,5 +489,39 @@ mod tests {
         let held: Vec<Room> = (0..10_000).map(|_| unlimited.reserve().unwrap()).collect();
         assert!(!unlimited.is_full());
         drop(held);
+    }
+
+    #[test]
+    fn a_worker_steps_aside_for_a_better_peer_until_it_leaves_a_connection_waiting() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut b = Balance::default();
+        assert_eq!(b.step(t0, None, true), Step::Accept, "no better peer");
+        assert_eq!(b.step(t0, Some(3), true), Step::Retry(DEFER_STEP));
+        assert_eq!(
+            b.step(ms(1), Some(3), false),
+            Step::Rearm,
+            "the peer took it"
+        );
+        // The peer's count moved: it is alive, and the wait starts over.
+        assert_eq!(b.step(ms(2), Some(4), true), Step::Retry(DEFER_STEP));
+        assert_eq!(b.step(ms(6), Some(4), true), Step::Retry(DEFER_STEP));
+        assert_eq!(
+            b.step(ms(7), Some(4), true),
+            Step::Accept,
+            "waited MAX_DEFER"
+        );
+        // Then no stepping aside for PATIENCE, whatever the peers look like.
+        assert_eq!(b.step(ms(8), Some(4), true), Step::Accept);
+        assert_eq!(b.step(ms(1006), Some(4), true), Step::Accept);
+        assert_eq!(b.step(ms(1007), Some(4), true), Step::Retry(DEFER_STEP));
+    }
+
+    #[test]
+    fn accept_gives_the_peer_address_it_read() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_fd, peer) = accept(&OwnedFd::from(listener)).unwrap();
+        assert_eq!(peer, Some(client.local_addr().unwrap()));
     }
 }

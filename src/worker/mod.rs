@@ -377,8 +377,13 @@ async fn serve(
     });
     let mut drain = Drain::default();
     let gil = watchdog::GilProbe::start(GIL_PROBE);
+    let gate = Arc::new(watchdog::GilGate::new(gil.clone(), cell.clone()));
+    // The acceptors ask the gate only when they run, and with the app inline a wedge stops
+    // the serving thread, acceptors and all: this thread keeps the verdict current, so that
+    // the wedge is logged and posted for the peers all the same.
+    tokio::spawn(watchdog::watch_gate(gate.clone()));
     let admission = acceptor::Admission {
-        gil: Some(Arc::new(watchdog::GilGate::new(gil.clone(), cell.clone()))),
+        gil: Some(gate),
         cell,
         capacity: acceptor::Capacity::new(config.worker_connections),
     };

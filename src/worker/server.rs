@@ -8,18 +8,18 @@
 //! heartbeat or its answer to the master.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::mpsc;
 
-use super::acceptor::{self, Accepted, Admission, Held};
+use super::acceptor::{Accepted, Acceptor, Admission, Held};
 use super::drain::{ConnState, Drain, DrainWatch, drain_connection};
 use super::service::{Service, Shared};
 use crate::config::{Limits, ListenAddr, Protocol};
@@ -89,15 +89,13 @@ fn accept_all(
 ) -> io::Result<()> {
     let http = Arc::new(http_builder(&shared));
     for ((i, ((addr, protocol), fd)), watch) in listeners.into_iter().enumerate().zip(watches) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = acceptor::spawn(fd, i.to_string(), stop.clone(), admission.clone())?;
+        let acceptor = Acceptor::new(fd, admission.clone())?;
         let local = match addr {
             ListenAddr::Tcp(a) => Local::Tcp(a),
             ListenAddr::Unix(_) => Local::Unix,
         };
         tokio::spawn(accept_loop(
-            accepted,
-            stop,
+            acceptor,
             protocol,
             (local, i),
             shared.clone(),
@@ -138,32 +136,17 @@ fn http_builder(shared: &Shared) -> http1::Builder {
     b
 }
 
-/// Turns accepted sockets into served connections. On drain it tells the acceptor thread to
-/// stop and keeps serving what it already accepted until the channel closes.
+/// Accepts and serves connections until the drain starts; what it accepted is served on.
 async fn accept_loop(
-    mut accepted: mpsc::UnboundedReceiver<Accepted>,
-    stop: Arc<AtomicBool>,
+    mut acceptor: Acceptor,
     protocol: Protocol,
     (local, listener): (Local, usize),
     shared: Arc<Shared>,
     http: Arc<http1::Builder>,
     mut watch: DrainWatch,
 ) {
-    let mut draining = false;
-    loop {
-        let Accepted { fd, held, .. } = tokio::select! {
-            biased;
-            _ = watch.started(), if !draining => {
-                draining = true;
-                stop.store(true, Ordering::Relaxed);
-                continue;
-            }
-            fd = accepted.recv() => match fd {
-                Some(accepted) => accepted,
-                None => return,
-            },
-        };
-        match into_conn(fd, &local) {
+    while let Some(Accepted { fd, peer, held }) = acceptor.next(&mut watch).await {
+        match into_conn(fd, peer, &local) {
             Ok((conn, peer)) if protocol != Protocol::Http => {
                 let sock = match conn {
                     Conn::Tcp(s) => super::socket::Sock::Tcp(s),
@@ -212,13 +195,16 @@ enum Conn {
     Unix(tokio::net::UnixStream),
 }
 
-fn into_conn(fd: OwnedFd, local: &Local) -> io::Result<(Conn, Peer)> {
+fn into_conn(fd: OwnedFd, peer: Option<SocketAddr>, local: &Local) -> io::Result<(Conn, Peer)> {
     match local {
         Local::Tcp(_) => {
             let s = tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd))?;
             // Responses are written whole; Nagle would only delay the last segment.
             let _ = s.set_nodelay(true);
-            let peer = s.peer_addr()?;
+            let peer = match peer {
+                Some(p) => p,
+                None => s.peer_addr()?,
+            };
             Ok((Conn::Tcp(s), Peer::Tcp(peer)))
         }
         Local::Unix => {

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -140,9 +140,6 @@ pub struct GilProbe {
     last_ok_ms: AtomicU64,
     /// When the attempt under way began, plus one (0: the probe is sleeping, not waiting).
     attempt_ms: AtomicU64,
-    /// Counts the probe's successes; waiters for the GIL's release wait on its change.
-    successes: Mutex<u64>,
-    succeeded: Condvar,
 }
 
 impl GilProbe {
@@ -151,8 +148,6 @@ impl GilProbe {
             started: Instant::now(),
             last_ok_ms: AtomicU64::new(0),
             attempt_ms: AtomicU64::new(0),
-            successes: Mutex::new(0),
-            succeeded: Condvar::new(),
         }
     }
 
@@ -177,12 +172,10 @@ impl GilProbe {
         probe
     }
 
-    /// Records a success and wakes whoever waits for one.
+    /// Records a success.
     fn got_gil(&self) {
         self.attempt_ms.store(0, Ordering::Relaxed);
         self.last_ok_ms.store(self.now_ms(), Ordering::Relaxed);
-        *self.successes.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.succeeded.notify_all();
     }
 
     /// How long ago the probe last got the GIL.
@@ -201,22 +194,14 @@ impl GilProbe {
             since => Duration::from_millis(self.now_ms().saturating_sub(since - 1)),
         }
     }
-
-    /// Returns after the probe's next success, or after `timeout`.
-    pub fn wait_for_gil(&self, timeout: Duration) {
-        let count = self.successes.lock().unwrap_or_else(|p| p.into_inner());
-        let seen = *count;
-        let _ = self
-            .succeeded
-            .wait_timeout_while(count, timeout, |n| *n == seen);
-    }
 }
 
 /// Whether the worker should take new connections, by the GIL probe: closed while the GIL has
 /// been held past [`WEDGED`], because a connection accepted then waits for the GIL however
 /// idle the worker's threads look, while a peer could serve it at once. The worker's acceptors
-/// ask it before every accept; the first to see a change posts it on the scoreboard and logs
-/// it, so each wedge is logged once per worker, not once per listener.
+/// ask it before every accept, and the worker's main thread every tenth of a second
+/// ([`watch_gate`]); the first to see a change posts it on the scoreboard and logs it, so each
+/// wedge is logged once per worker, not once per listener.
 #[derive(Debug)]
 pub struct GilGate {
     probe: Arc<GilProbe>,
@@ -268,10 +253,16 @@ impl GilGate {
         self.closed.store(wedged, Ordering::Relaxed);
         wedged
     }
+}
 
-    /// Returns once the probe has had the GIL again, or after `timeout`.
-    pub fn wait_open(&self, timeout: Duration) {
-        self.probe.wait_for_gil(timeout);
+/// Keeps `gate`'s verdict current (its log lines, its mark on the scoreboard) whether or not
+/// an acceptor runs to ask it, checking a few times within [`WEDGED`].
+pub async fn watch_gate(gate: Arc<GilGate>) {
+    let mut every = tokio::time::interval(WEDGED / 5);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        gate.is_closed();
     }
 }
 
@@ -306,7 +297,6 @@ mod tests {
             "the peer must not wait for a wedged worker"
         );
         probe.got_gil();
-        gate.wait_open(Duration::ZERO);
         assert!(!gate.is_closed());
         assert_eq!(
             peer.better_peer(),
