@@ -50,8 +50,6 @@ const HOLD_CHECK: Duration = Duration::from_millis(10);
 /// and how often it looks again meanwhile.
 const MAX_DEFER: Duration = Duration::from_millis(5);
 const DEFER_STEP: Duration = Duration::from_millis(1);
-/// How long a worker accepts without stepping aside after a peer left a connection waiting.
-const PATIENCE: Duration = Duration::from_secs(1);
 /// Pause after `accept` failed for want of fds, so that finishing connections can free some.
 const OUT_OF_FDS: Duration = Duration::from_millis(100);
 /// Least time between two warnings that the worker is full, so a worker that stays at its
@@ -65,6 +63,9 @@ pub struct Accepted {
     pub fd: OwnedFd,
     /// The client's address, as `accept` gave it; `None` on a unix socket.
     pub peer: Option<SocketAddr>,
+    /// `TCP_NODELAY` is already on: the listener had it, and Linux copies it to the sockets it
+    /// accepts (one `setsockopt` less per connection).
+    pub nodelay: bool,
     /// Counts the connection as this worker's until dropped with it.
     pub held: Held,
 }
@@ -203,6 +204,8 @@ pub struct Acceptor {
     /// peer, or more behind one taken on a second look), since only a new connection renews
     /// it; cleared only once the queue was seen empty.
     look_again: Option<tokio::time::Instant>,
+    /// The listener has `TCP_NODELAY`, which its accepted sockets inherit.
+    nodelay: bool,
 }
 
 impl Acceptor {
@@ -211,7 +214,10 @@ impl Acceptor {
     /// at once: the worker says Ready after this, and peers must leave it its share of a burst
     /// that comes right after.
     pub fn new(listener: OwnedFd, admission: Admission) -> io::Result<Acceptor> {
-        socket2::SockRef::from(&listener).set_nonblocking(true)?;
+        let socket = socket2::SockRef::from(&listener);
+        socket.set_nonblocking(true)?;
+        // Fails on a unix socket, which has no Nagle to turn off.
+        let nodelay = socket.set_tcp_nodelay(true).is_ok();
         // SAFETY: the AsyncFd owns the OwnedFd (whose raw fd never changes) for its whole life.
         let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
             .map_err(io::Error::from)?;
@@ -220,6 +226,7 @@ impl Acceptor {
             accepting: admission.cell.as_ref().map(Cell::accepting),
             balance: admission.cell.as_ref().map(|_| Balance::default()),
             look_again: None,
+            nodelay,
             admission,
         })
     }
@@ -290,7 +297,12 @@ impl Acceptor {
                         _room: room,
                         _tally: self.admission.cell.as_ref().map(Cell::opened),
                     };
-                    return Some(Accepted { fd, peer, held });
+                    return Some(Accepted {
+                        fd,
+                        peer,
+                        nodelay: self.nodelay,
+                        held,
+                    });
                 }
                 // The queue is empty (another worker took it): wait for the next one.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -405,8 +417,11 @@ enum Step {
 /// Stepping aside for better-placed peers, with a limit for peers that do not take their share.
 #[derive(Debug, Default)]
 struct Balance {
-    /// After a peer left connections waiting, no stepping aside until then.
-    skip_until: Option<Instant>,
+    /// The count of the better peer that last left a connection waiting [`MAX_DEFER`]: no
+    /// stepping aside for it until its count moves (it takes or closes a connection). A timed
+    /// pause instead (it was a second) let one scheduling hiccup under CPU contention unbalance
+    /// a whole burst.
+    gave_up_on: Option<u64>,
     /// The better peer last seen, by the connections it held (a change shows it took one).
     peer: Option<u64>,
     /// Since when a connection has waited for that peer without it taking one.
@@ -417,14 +432,18 @@ impl Balance {
     /// Decides, at `now`, about a connection that woke this acceptor, given the best-placed
     /// better peer (`None`: this worker is as good as any) and whether a connection still waits.
     fn step(&mut self, now: Instant, peer: Option<u64>, waiting: bool) -> Step {
-        if self.skip_until.is_some_and(|t| now < t) {
-            return Step::Accept;
-        }
         let Some(peer) = peer else {
             self.peer = None;
             self.stalled_since = None;
             return Step::Accept;
         };
+        if self.gave_up_on == Some(peer) {
+            // It left a connection waiting and has taken (or closed) none since: stopped, or
+            // not getting the CPU. Waiting for it again would only delay every connection.
+            return Step::Accept;
+        }
+        // Another count: that peer moved, so it is alive and worth waiting for again.
+        self.gave_up_on = None;
         if self.peer != Some(peer) {
             self.peer = Some(peer);
             self.stalled_since = None; // the peer took one (or lost one): it is alive
@@ -438,7 +457,7 @@ impl Balance {
             tracing::debug!(
                 "a connection waited {MAX_DEFER:?} for a better-placed worker: accepting it here"
             );
-            self.skip_until = Some(now + PATIENCE);
+            self.gave_up_on = Some(peer);
             self.peer = None;
             self.stalled_since = None;
             return Step::Accept;
@@ -511,10 +530,13 @@ mod tests {
             Step::Accept,
             "waited MAX_DEFER"
         );
-        // Then no stepping aside for PATIENCE, whatever the peers look like.
+        // Then no stepping aside for that peer while it stays as it was, however long...
         assert_eq!(b.step(ms(8), Some(4), true), Step::Accept);
-        assert_eq!(b.step(ms(1006), Some(4), true), Step::Accept);
-        assert_eq!(b.step(ms(1007), Some(4), true), Step::Retry(DEFER_STEP));
+        assert_eq!(b.step(ms(9), None, true), Step::Accept);
+        assert_eq!(b.step(ms(60_000), Some(4), true), Step::Accept);
+        // ...and once it moves, it is waited for again.
+        assert_eq!(b.step(ms(60_001), Some(5), true), Step::Retry(DEFER_STEP));
+        assert_eq!(b.step(ms(60_002), Some(5), false), Step::Rearm);
     }
 
     #[test]

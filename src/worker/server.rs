@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -88,6 +89,7 @@ fn accept_all(
     admission: Admission,
 ) -> io::Result<()> {
     let http = Arc::new(http_builder(&shared));
+    tokio::spawn(keep_timer_near());
     for ((i, ((addr, protocol), fd)), watch) in listeners.into_iter().enumerate().zip(watches) {
         let acceptor = Acceptor::new(fd, admission.clone())?;
         let local = match addr {
@@ -104,6 +106,19 @@ fn accept_all(
         ));
     }
     Ok(())
+}
+
+/// Keeps a timer of this runtime due within a second. tokio's timer wakes its own driver (an
+/// eventfd write, and one more turn of the event loop) whenever a new timer falls due before
+/// the driver's planned wake-up, even from the driver's own thread; with no nearer timer, that
+/// was every new connection's header timeout (`--header-timeout`, 15 s). With this one, a
+/// planned wake-up is never more than a second away and those timers leave it alone.
+async fn keep_timer_near() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
 }
 
 /// Room for a maximal request line and header block; beyond it hyper answers 431. The head
@@ -145,8 +160,14 @@ async fn accept_loop(
     http: Arc<http1::Builder>,
     mut watch: DrainWatch,
 ) {
-    while let Some(Accepted { fd, peer, held }) = acceptor.next(&mut watch).await {
-        match into_conn(fd, peer, &local) {
+    while let Some(Accepted {
+        fd,
+        peer,
+        nodelay,
+        held,
+    }) = acceptor.next(&mut watch).await
+    {
+        match into_conn(fd, peer, nodelay, &local) {
             Ok((conn, peer)) if protocol != Protocol::Http => {
                 let sock = match conn {
                     Conn::Tcp(s) => super::socket::Sock::Tcp(s),
@@ -195,12 +216,19 @@ enum Conn {
     Unix(tokio::net::UnixStream),
 }
 
-fn into_conn(fd: OwnedFd, peer: Option<SocketAddr>, local: &Local) -> io::Result<(Conn, Peer)> {
+fn into_conn(
+    fd: OwnedFd,
+    peer: Option<SocketAddr>,
+    nodelay: bool,
+    local: &Local,
+) -> io::Result<(Conn, Peer)> {
     match local {
         Local::Tcp(_) => {
             let s = tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd))?;
             // Responses are written whole; Nagle would only delay the last segment.
-            let _ = s.set_nodelay(true);
+            if !nodelay {
+                let _ = s.set_nodelay(true);
+            }
             let peer = match peer {
                 Some(p) => p,
                 None => s.peer_addr()?,
