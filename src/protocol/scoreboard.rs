@@ -63,6 +63,11 @@ struct Slot {
     /// its own backlog, which an acceptor that takes connections eagerly hides from the
     /// kernel's accept queue (read by the master for `--cheaper-algo backlog`).
     waiting: AtomicU64,
+    /// When the worker last accepted a connection (CLOCK_MONOTONIC, µs; 0: never). Between
+    /// two idle workers the one that waited longer takes the next connection, as the kernel's
+    /// queue of blocked acceptors would: otherwise the worker still running from the last
+    /// request wins every race, and one-at-a-time traffic lands on one worker.
+    last_accept: AtomicU64,
 }
 
 /// The shared memory's layout.
@@ -71,6 +76,13 @@ struct Page {
     /// One more than the highest cell in use, kept by the master: workers look no further.
     in_use: Slot,
     cells: [Slot; CELLS],
+}
+
+/// CLOCK_MONOTONIC in microseconds.
+fn now_us() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+        .unwrap_or(0)
 }
 
 /// CLOCK_MONOTONIC in milliseconds: one clock for every process on the machine.
@@ -275,6 +287,7 @@ impl Cell {
     /// Counts a connection accepted; the returned guard counts it closed when dropped.
     pub fn opened(&self) -> Tally {
         self.mine().fetch_add(1, Ordering::Relaxed);
+        self.slot().last_accept.store(now_us(), Ordering::Relaxed);
         Tally(self.clone())
     }
 
@@ -333,6 +346,7 @@ struct Load {
     /// No Python thread has been free for [`SLOW`] ms: a new request would wait.
     saturated: bool,
     connections: u64,
+    last_accept: u64,
 }
 
 impl Load {
@@ -347,6 +361,7 @@ impl Load {
             accepting: word & ACCEPTORS != 0 && !wedged,
             saturated: wedged || (word < IDLE && since != 0 && now.saturating_sub(since) >= SLOW),
             connections: word & CONNECTIONS,
+            last_accept: slot.last_accept.load(Ordering::Relaxed),
         }
     }
 
@@ -354,7 +369,11 @@ impl Load {
         match (self.saturated, other.saturated) {
             (false, true) => self.connections <= other.connections + SKEW,
             (true, false) => self.connections + SKEW < other.connections,
-            _ => self.connections + SLACK < other.connections,
+            _ => {
+                self.connections + SLACK < other.connections
+                    // Both idle-ish: the one that waited longer (see `Slot::last_accept`).
+                    || (self.connections == 0 && self.last_accept < other.last_accept)
+            }
         }
     }
 }
@@ -471,6 +490,31 @@ mod tests {
         std::mem::forget(accepting); // its cell was cleared under it, as after a crash
         drop(held);
         assert_eq!(a.mine().load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn between_idle_workers_the_one_that_waited_longer_takes_the_next_connection() {
+        let mut cells = Cells::new().unwrap();
+        let (a, b) = (worker(&mut cells), worker(&mut cells));
+        let (_a_acc, _b_acc) = (a.accepting(), b.accepting());
+        drop(b.opened());
+        b.slot().last_accept.fetch_sub(500, Ordering::Relaxed); // b's was 0.5 ms earlier
+        let a_conn = a.opened();
+        // a, still closing its last connection, steps aside for b; b does not for a.
+        assert_eq!(a.better_peer(), Some(0));
+        assert_eq!(b.better_peer(), None);
+        drop(a_conn);
+        assert_eq!(a.better_peer(), Some(0), "both empty: b waited longer");
+        // b takes it: now a waited longer, and the turn goes back.
+        let b_conn = b.opened();
+        assert_eq!(b.better_peer(), Some(0));
+        assert_eq!(a.better_peer(), None);
+        // A worker holding connections gets no such preference: counts decide.
+        let mut a_conns: Vec<Tally> = (0..2).map(|_| a.opened()).collect();
+        drop(b_conn);
+        let _b_conns: Vec<Tally> = (0..2).map(|_| b.opened()).collect();
+        drop(a_conns.pop());
+        assert_eq!(b.better_peer(), None, "1 against 2 is within the slack");
     }
 
     #[test]
