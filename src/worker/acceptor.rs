@@ -9,9 +9,9 @@
 //! starts out of 5, `EPOLLEXCLUSIVE` or not).
 //!
 //! So each worker looks at the scoreboard ([`crate::protocol::scoreboard`]) when a connection
-//! waits: if an accepting peer is better placed (a free Python thread, or fewer connections)
-//! it steps aside until that changes, and takes the connection itself only if the peer leaves
-//! it waiting for 5 ms ([`Balance`]). The count of connections moves with each accept, so a
+//! waits: if an accepting peer is better placed (a free Python thread, or fewer connections,
+//! or, both idle, a longer wait since its last connection) it steps aside until that changes,
+//! and takes the connection itself only if the peer leaves it waiting for 5 ms ([`Balance`]). The count of connections moves with each accept, so a
 //! burst spreads as it is taken. A worker whose app runs inline is not in its event loop while
 //! a request runs, so it takes no connection then: new ones wait in the kernel's queue (the
 //! master's `listen_queue` in `segue status`) for whichever worker is free first.
