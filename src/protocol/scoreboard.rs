@@ -174,6 +174,8 @@ impl Scoreboard {
             c.busy_since.store(0, Ordering::Relaxed);
             c.wedged_since.store(0, Ordering::Relaxed);
             c.waiting.store(0, Ordering::Relaxed);
+            // A worker later given this cell has accepted nothing yet.
+            c.last_accept.store(0, Ordering::Relaxed);
         }
     }
 
