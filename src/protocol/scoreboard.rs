@@ -78,18 +78,16 @@ struct Page {
     cells: [Slot; CELLS],
 }
 
-/// CLOCK_MONOTONIC in microseconds.
+/// CLOCK_MONOTONIC in microseconds: one clock for every process on the machine.
 fn now_us() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
         .unwrap_or(0)
 }
 
-/// CLOCK_MONOTONIC in milliseconds: one clock for every process on the machine.
+/// The same clock in milliseconds.
 fn now_ms() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
-        .unwrap_or(0)
+    now_us() / 1000
 }
 
 /// The shared page, mapped into this process.

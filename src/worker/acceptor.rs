@@ -198,7 +198,8 @@ pub struct Acceptor {
     admission: Admission,
     /// Counts this acceptor on the scoreboard while it may take connections.
     accepting: Option<Accepting>,
-    balance: Option<Balance>,
+    /// Used only with a scoreboard cell.
+    balance: Balance,
     /// When to look at the queue again without waiting for the listener's next readiness:
     /// set whenever that readiness was given up while a connection may still wait (left to a
     /// peer, or more behind one taken on a second look), since only a new connection renews
@@ -224,7 +225,7 @@ impl Acceptor {
         Ok(Acceptor {
             listener,
             accepting: admission.cell.as_ref().map(Cell::accepting),
-            balance: admission.cell.as_ref().map(|_| Balance::default()),
+            balance: Balance::default(),
             look_again: None,
             nodelay,
             admission,
@@ -237,14 +238,11 @@ impl Acceptor {
     pub async fn next(&mut self, drain: &mut DrainWatch) -> Option<Accepted> {
         loop {
             if self.admission.hold().is_some() {
-                // Step out, so that no peer waits for a worker that takes nothing.
-                drop(self.accepting.take());
-                tokio::select! {
-                    biased;
-                    _ = drain.started() => return None,
-                    _ = self.admission.admitted() => {}
+                let admitted = self.admission.admitted();
+                let cell = self.admission.cell.as_ref();
+                if !stepped_out(&mut self.accepting, cell, drain, admitted).await {
+                    return None;
                 }
-                self.accepting = self.admission.cell.as_ref().map(Cell::accepting);
                 continue;
             }
             let mut ready = tokio::select! {
@@ -264,12 +262,12 @@ impl Acceptor {
             if self.admission.hold().is_some() {
                 continue;
             }
-            if let (Some(balance), Some(cell)) = (&mut self.balance, &self.admission.cell) {
+            if let Some(cell) = &self.admission.cell {
                 let peer = cell.better_peer();
                 // Only a worker that may step aside needs to know whether a connection still
                 // waits (a peer may have taken it): otherwise `accept` tells.
                 let waiting = peer.is_some() && connection_waiting(self.listener.get_ref());
-                let step = balance.step(Instant::now(), peer, waiting);
+                let step = self.balance.step(Instant::now(), peer, waiting);
                 if step != Step::Accept {
                     // Wait for the next connection (the peer, woken by this one too, takes
                     // it), or, if this one may be left waiting, for the time to look again.
@@ -319,16 +317,13 @@ impl Acceptor {
                         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                     ) =>
                 {
-                    // Out of fds: back off so that finishing connections can free some, and
-                    // let no peer wait for this worker meanwhile.
+                    // Out of fds: back off so that finishing connections can free some.
                     tracing::error!("accept failed: {e} (raise the open-files limit, `ulimit -n`)");
-                    drop(self.accepting.take());
-                    tokio::select! {
-                        biased;
-                        _ = drain.started() => return None,
-                        _ = tokio::time::sleep(OUT_OF_FDS) => {}
+                    let cell = self.admission.cell.as_ref();
+                    let pause = tokio::time::sleep(OUT_OF_FDS);
+                    if !stepped_out(&mut self.accepting, cell, drain, pause).await {
+                        return None;
                     }
-                    self.accepting = self.admission.cell.as_ref().map(Cell::accepting);
                 }
                 Err(e) => {
                     // Not the queue's state: look again shortly, without spinning on it.
@@ -341,6 +336,24 @@ impl Acceptor {
             }
         }
     }
+}
+
+/// Waits for `until` uncounted on the scoreboard as accepting, so that no peer waits for a
+/// worker that takes nothing meanwhile; false if the drain started first.
+async fn stepped_out(
+    accepting: &mut Option<Accepting>,
+    cell: Option<&Cell>,
+    drain: &mut DrainWatch,
+    until: impl std::future::Future<Output = ()>,
+) -> bool {
+    drop(accepting.take());
+    let admitted = tokio::select! {
+        biased;
+        _ = drain.started() => false,
+        _ = until => true,
+    };
+    *accepting = cell.map(Cell::accepting);
+    admitted
 }
 
 /// Sleeps until `at`; never resolves without one.
